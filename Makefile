@@ -1,0 +1,42 @@
+# The README's two commands: `make demo` and `make test`. Both install what they need first.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+VENV := .venv/bin
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test lint types pytest bench tox clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup:  ## install everything: .venv, Debian's chromium and redis-server, npm packages
+	@scripts/bootstrap.sh all
+
+demo:  ## run the embedded gateway and the demo apps, printing the URLs to open
+	@scripts/bootstrap.sh python
+	@$(VENV)/python scripts/demo.py
+
+test: setup lint types pytest  ## install, then lint, type-check and run every test
+
+lint:  ## ruff over everything
+	@scripts/bootstrap.sh python
+	$(VENV)/ruff check .
+
+types:  ## mypy --strict over core
+	@scripts/bootstrap.sh python
+	$(VENV)/mypy
+
+pytest:  ## the test suite; "no tests ran" (exit 5) is a failure
+	@$(VENV)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+bench:  ## run every benchmark and write benchmarks/RESULTS.md
+	@scripts/bootstrap.sh all
+	$(VENV)/python benchmarks/run_all.py
+
+tox:  ## each package's tests in an env with only its own dependencies
+	@scripts/bootstrap.sh python
+	$(VENV)/tox run-parallel
+
+clean:  ## remove caches and the virtualenv
+	rm -rf .venv .tox .pytest_cache .mypy_cache .ruff_cache tests/node/node_modules

@@ -1,0 +1,118 @@
+"""Every error the library raises, under one root.
+
+    ModelRiverError
+    ├── APIError                  the HTTP API answered with an error status (.status, .body)
+    │   ├── AuthenticationError   401/403: bad or missing API key
+    │   └── RateLimitError        429 (.retry_after seconds, or None)
+    ├── APIConnectionError        the API could not be reached
+    │   └── APITimeoutError       it did not answer in time
+    ├── ProtocolError             a malformed, oversized or unexpected frame (.close_code)
+    ├── StreamError               the stream could not go on
+    │   ├── JoinError             the server refused the channel join (.reason)
+    │   └── RequestTimeoutError   no terminal response within the request timeout
+    └── WebhookVerificationError  a webhook's signature or timestamp did not check out
+
+Third-party errors are wrapped at the edge with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "JoinError",
+    "ModelRiverError",
+    "ProtocolError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "StreamError",
+    "WebhookVerificationError",
+]
+
+
+class ModelRiverError(Exception):
+    """Root of every error raised by ``modelriver``."""
+
+
+class APIError(ModelRiverError):
+    """The HTTP API answered with an error status.
+
+    Attributes:
+        status: the HTTP status code.
+        body: the decoded JSON body, or the raw text when it was not JSON.
+    """
+
+    def __init__(self, message: str, *, status: int, body: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.body = body
+
+    def __str__(self) -> str:
+        return f"{self.message} (HTTP {self.status})"
+
+
+class AuthenticationError(APIError):
+    """The API key was missing or refused (401/403)."""
+
+
+class RateLimitError(APIError):
+    """The API rate limit was hit (429).
+
+    Attributes:
+        retry_after: seconds to wait before trying again, from ``Retry-After``, or None.
+    """
+
+    def __init__(
+        self, message: str, *, status: int = 429, body: Any = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status, body=body)
+        self.retry_after = retry_after
+
+
+class APIConnectionError(ModelRiverError):
+    """The API could not be reached (DNS, refused, reset)."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The API did not answer within the timeout."""
+
+
+class ProtocolError(ModelRiverError):
+    """A frame broke the protocol: malformed, oversized or unexpected.
+
+    Attributes:
+        close_code: the WebSocket close code an I/O layer should close with.
+    """
+
+    def __init__(self, message: str, *, close_code: int = 1007) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+class StreamError(ModelRiverError):
+    """The stream could not go on (join refused, gave up reconnecting, timed out)."""
+
+
+class JoinError(StreamError):
+    """The server refused the channel join.
+
+    Attributes:
+        reason: the refusal reason, e.g. ``unauthorized_project_access``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"join refused: {reason}")
+        self.reason = reason
+
+
+class RequestTimeoutError(StreamError):
+    """No terminal response arrived within the request timeout."""
+
+
+class WebhookVerificationError(ModelRiverError):
+    """A webhook's signature, timestamp or body did not check out."""

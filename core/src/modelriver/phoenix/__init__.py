@@ -1,0 +1,61 @@
+"""Phoenix Channels v2, sans-I/O: framing and the client and server state machines.
+
+No sockets, no clocks: bytes and time come in as arguments, frames and events come out.
+"""
+
+from modelriver.phoenix.backoff import reconnect_backoff, rejoin_backoff
+from modelriver.phoenix.client import (
+    ChannelClosed,
+    ChannelErrored,
+    ChannelMessage,
+    ClientEvent,
+    HeartbeatTimeout,
+    Joined,
+    JoinRefused,
+    PhoenixClient,
+    PushTimeout,
+    Reply,
+)
+from modelriver.phoenix.frames import DEFAULT_MAX_FRAME, Message, decode, encode, encode_parts
+from modelriver.phoenix.server import (
+    AUTH_SUBPROTOCOL_PREFIX,
+    ChannelLog,
+    Entry,
+    Left,
+    Pushed,
+    ServerConnection,
+    ServerEvent,
+    coalesce_tokens,
+    socket_token,
+)
+from modelriver.phoenix.server import Joined as ChannelJoined
+
+__all__ = [
+    "AUTH_SUBPROTOCOL_PREFIX",
+    "DEFAULT_MAX_FRAME",
+    "ChannelClosed",
+    "ChannelErrored",
+    "ChannelJoined",
+    "ChannelLog",
+    "ChannelMessage",
+    "ClientEvent",
+    "Entry",
+    "HeartbeatTimeout",
+    "JoinRefused",
+    "Joined",
+    "Left",
+    "Message",
+    "PhoenixClient",
+    "PushTimeout",
+    "Pushed",
+    "Reply",
+    "ServerConnection",
+    "ServerEvent",
+    "coalesce_tokens",
+    "decode",
+    "encode",
+    "encode_parts",
+    "reconnect_backoff",
+    "rejoin_backoff",
+    "socket_token",
+]

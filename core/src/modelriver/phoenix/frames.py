@@ -1,0 +1,85 @@
+"""Phoenix Channels serializer v2 (and v1 decoding): text in, ``Message`` out, and back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from modelriver.exceptions import ProtocolError
+
+__all__ = [
+    "CLOSE_INVALID",
+    "CLOSE_TOO_BIG",
+    "CLOSE_UNSUPPORTED",
+    "DEFAULT_MAX_FRAME",
+    "Message",
+    "decode",
+    "encode",
+]
+
+DEFAULT_MAX_FRAME = 1 << 20
+CLOSE_UNSUPPORTED = 1003
+CLOSE_INVALID = 1007
+CLOSE_TOO_BIG = 1009
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.loads
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One Phoenix frame: ``[join_ref, ref, topic, event, payload]``."""
+
+    topic: str
+    event: str
+    payload: Any
+    ref: str | None = None
+    join_ref: str | None = None
+
+
+def encode(message: Message) -> str:
+    """Serialize as a v2 text frame (compact JSON, non-ASCII left as is)."""
+    return _dumps([message.join_ref, message.ref, message.topic, message.event, message.payload])
+
+
+def encode_parts(
+    join_ref: str | None, ref: str | None, topic: str, event: str, payload: Any
+) -> str:
+    """``encode`` without building a ``Message`` first (for hot paths)."""
+    return _dumps([join_ref, ref, topic, event, payload])
+
+
+def decode(data: str | bytes, *, max_size: int = DEFAULT_MAX_FRAME) -> Message:
+    """Parse a v2 array frame or a v1 object frame.
+
+    Raises:
+        ProtocolError: the frame is oversized (close code 1009), not UTF-8, not JSON,
+            or not a Phoenix frame (1007).
+    """
+    if len(data) > max_size:
+        raise ProtocolError(f"frame of {len(data)} bytes exceeds {max_size}", close_code=CLOSE_TOO_BIG)
+    try:
+        value = _loads(data)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise ProtocolError(f"frame is not valid JSON: {exc}", close_code=CLOSE_INVALID) from exc
+    if type(value) is list:
+        if len(value) != 5:
+            raise ProtocolError("v2 frame must have 5 elements", close_code=CLOSE_INVALID)
+        join_ref, ref, topic, event, payload = value
+    elif type(value) is dict:
+        topic, event = value.get("topic"), value.get("event")
+        payload, ref, join_ref = value.get("payload"), value.get("ref"), value.get("join_ref")
+    else:
+        raise ProtocolError("frame is neither a v2 array nor a v1 object", close_code=CLOSE_INVALID)
+    if type(topic) is not str or type(event) is not str:
+        raise ProtocolError("frame topic and event must be strings", close_code=CLOSE_INVALID)
+    return Message(topic, event, payload, _ref(ref), _ref(join_ref))
+
+
+def _ref(value: object) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    if type(value) is int:
+        return str(value)
+    raise ProtocolError("frame refs must be strings or null", close_code=CLOSE_INVALID)
