@@ -1,0 +1,449 @@
+"""Stream a request's events over the Phoenix socket: asyncio, with a sync facade.
+
+    async with await connect(request) as stream:
+        async for event in stream:
+            if isinstance(event, Token):
+                print(event.data, end="")
+
+Or with callbacks: ``unsubscribe = stream.on("token", fn)``, then ``await stream.wait()``.
+
+The stream heartbeats, reconnects with phoenix.js's backoff, rejoins with ``{last_seq}`` (and drops
+any seq it has already seen, for servers that replay from the start), fetches a fresh token through
+``refresh`` when the old one is refused, closes after the terminal response and never reconnects
+after it. ``SyncStream`` runs the same code on a private loop thread for sync callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeAlias
+
+import websockets
+from modelriver._portal import Portal
+from modelriver.events import Error, Response, Status, Step, StreamEvent, Token, event_from_message
+from modelriver.exceptions import JoinError, ProtocolError, RequestTimeoutError, StreamError
+from modelriver.phoenix import (
+    ChannelClosed,
+    ChannelErrored,
+    ChannelMessage,
+    HeartbeatTimeout,
+    Joined,
+    JoinRefused,
+    PhoenixClient,
+    reconnect_backoff,
+)
+from modelriver.phoenix.frames import DEFAULT_MAX_FRAME
+from modelriver.steps import StepTracker
+from modelriver.types import AIResponse, AsyncRequest, WorkflowStep
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+__all__ = ["Refresh", "Stream", "SyncStream", "connect", "connect_sync"]
+
+logger = logging.getLogger("modelriver.stream")
+
+Refresh: TypeAlias = Callable[[], "Awaitable[AsyncRequest] | AsyncRequest"]
+"""Returns a fresh ``AsyncRequest`` (the reconnect API) when the socket token is refused."""
+
+Callback: TypeAlias = Callable[[Any], Any]
+
+LIFECYCLE = ("connecting", "connected", "disconnected", "channel_joined", "channel_error")
+EVENTS = ("token", "status", "tool_call", "step", "response", "error", *LIFECYCLE)
+
+_END = object()
+
+
+class Stream:
+    """One request's event stream. Create it with ``connect()``.
+
+    Iterate it for ``StreamEvent``s, or register callbacks with ``on()``. Either way the stream
+    runs in a background task from ``connect()`` until the terminal response.
+    """
+
+    def __init__(
+        self,
+        request: AsyncRequest,
+        *,
+        refresh: Refresh | None = None,
+        request_timeout: float | None = 300.0,
+        heartbeat_interval: float = 30.0,
+        push_timeout: float = 10.0,
+        open_timeout: float = 10.0,
+        coalesce: bool = False,
+        last_seq: int | None = None,
+        max_frame_size: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.request = request
+        self._refresh = refresh
+        self._request_timeout = request_timeout
+        self._open_timeout = open_timeout
+        self._max_frame_size = max_frame_size
+        self._phx = PhoenixClient(
+            heartbeat_interval=heartbeat_interval, timeout=push_timeout, max_frame_size=max_frame_size
+        )
+        self._join_params: dict[str, Any] = {"coalesce": True} if coalesce else {}
+        self._start_seq = last_seq
+        self._tracker = StepTracker()
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._callbacks: dict[str, list[Callback]] = {}
+        self._parts: list[str] = []
+        self._joined_once = False
+        self._done = False
+        self._ws: ClientConnection | None = None
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.response: AIResponse | None = None
+        self.reconnects = 0
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def steps(self) -> list[WorkflowStep]:
+        """The workflow steps as they stand now (PROTOCOL §4)."""
+        return self._tracker.steps
+
+    @property
+    def text(self) -> str:
+        """The answer streamed so far (restarted on failover)."""
+        return "".join(self._parts)
+
+    @property
+    def last_seq(self) -> int | None:
+        """The highest ``seq`` received: pass it to a later ``connect()`` to resume."""
+        return self._phx.last_seq(self.request.topic)
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def on(self, event: str, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(arg)`` on each ``event``; returns a function that unsubscribes.
+
+        Events: token, status, tool_call, step, response, error (with the typed event), and
+        connecting, connected, disconnected, channel_joined, channel_error (with a reason or None).
+        """
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; expected one of {', '.join(EVENTS)}")
+        self._callbacks.setdefault(event, []).append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._callbacks.get(event, []).remove(callback)
+
+        return unsubscribe
+
+    def off(self, event: str | None = None, callback: Callback | None = None) -> None:
+        """Remove one callback, every callback of ``event``, or all of them."""
+        if event is None:
+            self._callbacks.clear()
+        elif callback is None:
+            self._callbacks.pop(event, None)
+        else:
+            with contextlib.suppress(ValueError):
+                self._callbacks.get(event, []).remove(callback)
+
+    def start(self) -> None:
+        """Start the background task (``connect()`` does this)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"modelriver-stream-{self.request.channel_id}")
+
+    async def wait(self) -> AIResponse:
+        """Run to the end and return the terminal response (``status == "error"`` on failure).
+
+        Raises:
+            JoinError, RequestTimeoutError, StreamError, ProtocolError: the stream failed.
+        """
+        async for _ in self:
+            pass
+        assert self.response is not None
+        return self.response
+
+    async def close(self) -> None:
+        """Stop streaming and close the socket (the request itself goes on upstream)."""
+        self._done = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._iterate()
+
+    async def __aenter__(self) -> Stream:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- the background task -----------------------------------------------------------------
+
+    async def _iterate(self) -> AsyncIterator[StreamEvent]:
+        self.start()
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                self._queue.put_nowait(_END)  # later iterators end too
+                task = self._task
+                if task is not None:
+                    await asyncio.wait([task])
+                    if not task.cancelled() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                return
+            yield item  # type: ignore[misc]
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._request_timeout if self._request_timeout else None
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._connect_loop()
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"no terminal response within {self._request_timeout} s"
+            ) from None
+        finally:
+            self._done = True
+            if self._ws is not None:
+                with contextlib.suppress(Exception):
+                    await self._ws.close()
+            self._queue.put_nowait(_END)
+
+    async def _connect_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        topic = self.request.topic
+        self._phx.join(topic, self._join_params, loop.time(), last_seq=self._start_seq)
+        delays = reconnect_backoff()
+        while not self._done:
+            self._fire("connecting", None)
+            try:
+                self._ws = await websockets.connect(
+                    self.request.socket_url,
+                    open_timeout=self._open_timeout,
+                    max_size=self._max_frame_size,
+                    ping_interval=None,  # Phoenix heartbeats instead
+                    compression=None,
+                )
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                if status in (401, 403) and self._refresh is not None:
+                    logger.info("socket token refused (HTTP %s): fetching a fresh one", status)
+                    await self._renew_token()
+                    continue
+                raise StreamError(f"socket refused with HTTP {status}") from exc
+            except (OSError, InvalidHandshake, TimeoutError) as exc:
+                logger.info("socket connect failed (%s); retrying", exc)
+                await asyncio.sleep(next(delays))
+                continue
+            delays = reconnect_backoff()
+            self._fire("connected", None)
+            try:
+                await self._session(self._ws)
+            except ConnectionClosed as exc:
+                logger.info("socket closed (%s)", exc)
+            finally:
+                self._phx.connection_lost(loop.time())
+            if not self._done:
+                self.reconnects += 1
+                self._fire("disconnected", "connection lost")
+                await asyncio.sleep(next(delays))
+
+    async def _renew_token(self) -> None:
+        assert self._refresh is not None
+        fresh = self._refresh()
+        if inspect.isawaitable(fresh):
+            fresh = await fresh
+        self.request = self.request.with_token(fresh)
+
+    async def _session(self, ws: ClientConnection) -> None:
+        """Drive one socket until it closes or the request ends."""
+        loop = asyncio.get_running_loop()
+        self._phx.connection_opened(loop.time())
+        await self._flush(ws)
+        timer = asyncio.create_task(self._timer(ws))
+        try:
+            async for raw in ws:
+                try:
+                    self._phx.receive(raw, loop.time())
+                except ProtocolError:
+                    logger.warning("malformed frame from the server; closing")
+                    raise
+                await self._flush(ws)
+                if self._done:
+                    await ws.close()
+                    return
+        finally:
+            timer.cancel()
+
+    async def _timer(self, ws: ClientConnection) -> None:
+        """Heartbeats, join timeouts and rejoins: wake at the machine's next deadline."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wakeup.clear()
+            deadline = self._phx.next_deadline()
+            if deadline is None:
+                await self._wakeup.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), max(0.0, deadline - loop.time()))
+            self._phx.tick(loop.time())
+            await self._flush(ws)
+
+    async def _flush(self, ws: ClientConnection) -> None:
+        frames = self._phx.data_to_send()
+        for frame in frames:
+            await ws.send(frame)
+        control = False
+        for event in self._phx.events_received():
+            if type(event) is ChannelMessage:
+                self._on_message(event.event, event.payload)
+            else:
+                control = True
+                await self._on_control(event, ws)
+        if frames or control:
+            self._wakeup.set()
+
+    async def _on_control(self, event: object, ws: ClientConnection) -> None:
+        if isinstance(event, Joined):
+            self._fire("channel_joined", None)
+            if not self._joined_once:
+                self._joined_once = True
+                self._emit_steps(self._tracker.joined())
+        elif isinstance(event, JoinRefused):
+            self._fire("channel_error", event.reason)
+            raise JoinError(event.reason)
+        elif isinstance(event, ChannelErrored):
+            self._fire("channel_error", "channel crashed")
+        elif isinstance(event, ChannelClosed) and not self._done:
+            raise StreamError("the server closed the channel before the request ended")
+        elif isinstance(event, HeartbeatTimeout):
+            logger.info("heartbeat reply missing: reconnecting")
+            await ws.close()
+
+    def _on_message(self, name: str, payload: Any) -> None:
+        if self._done:
+            return
+        event = event_from_message(name, payload)
+        if event is None:
+            logger.debug("ignored channel event %r", name)
+            return
+        if type(event) is Token:
+            self._parts.append(event.data)
+        elif type(event) is Status and event.reset:
+            self._parts.clear()
+        self._emit(event)
+        if type(event) is Response:
+            response = event.response
+            self._emit_steps(self._tracker.response(response))
+            if response.is_terminal:
+                self.response = response
+                self._done = True
+        elif type(event) is Error:
+            self._emit_steps(self._tracker.error(event.message))
+            self.response = AIResponse(
+                status="error", channel_id=self.request.channel_id,
+                error={"message": event.message}, raw={"message": event.message},
+            )
+            self._done = True
+
+    def _emit_steps(self, steps: list[WorkflowStep]) -> None:
+        for step in steps:
+            self._emit(Step(step))
+
+    def _emit(self, event: StreamEvent) -> None:
+        self._queue.put_nowait(event)
+        self._fire(event.type, event)
+
+    def _fire(self, name: str, arg: Any) -> None:
+        for callback in self._callbacks.get(name, ()):
+            try:
+                callback(arg)
+            except Exception:
+                logger.exception("%s callback failed", name)
+
+
+async def connect(request: AsyncRequest, **options: Any) -> Stream:
+    """Start streaming ``request``'s channel. Options are ``Stream``'s keyword arguments."""
+    stream = Stream(request, **options)
+    stream.start()
+    return stream
+
+
+class SyncStream:
+    """``Stream`` for sync code: the same implementation, run on a private loop thread.
+
+    Callbacks registered with ``on()`` run on that thread.
+    """
+
+    def __init__(self, request: AsyncRequest, **options: Any) -> None:
+        self._portal = Portal(f"modelriver-stream-{request.channel_id}")
+
+        async def make() -> Stream:
+            return await connect(request, **options)
+
+        self._stream = self._portal.call(make())
+        self._events = self._stream.__aiter__()
+
+    @property
+    def steps(self) -> list[WorkflowStep]:
+        return self._stream.steps
+
+    @property
+    def text(self) -> str:
+        return self._stream.text
+
+    @property
+    def last_seq(self) -> int | None:
+        return self._stream.last_seq
+
+    @property
+    def response(self) -> AIResponse | None:
+        return self._stream.response
+
+    @property
+    def request(self) -> AsyncRequest:
+        return self._stream.request
+
+    def on(self, event: str, callback: Callback) -> Callable[[], None]:
+        """See ``Stream.on``; the callback runs on the stream's thread."""
+        return self._stream.on(event, callback)
+
+    def off(self, event: str | None = None, callback: Callback | None = None) -> None:
+        self._stream.off(event, callback)
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        try:
+            return self._portal.call(self._events.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def wait(self) -> AIResponse:
+        """Run to the end; see ``Stream.wait``."""
+        for _ in self:
+            pass
+        assert self._stream.response is not None
+        return self._stream.response
+
+    def close(self) -> None:
+        """Stop streaming and release the thread. Idempotent."""
+        with contextlib.suppress(RuntimeError):
+            self._portal.call(self._stream.close())
+        self._portal.close()
+
+    def __enter__(self) -> SyncStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect_sync(request: AsyncRequest, **options: Any) -> SyncStream:
+    """Start streaming ``request``'s channel from sync code; see ``connect``."""
+    return SyncStream(request, **options)

@@ -1,0 +1,156 @@
+"""Shared test helpers: free ports, real subprocesses that announce readiness, the dev gateway."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE_DIR = ROOT / "tests" / "node"
+TEST_API_KEY = "mr_test_0123456789abcdef"
+TEST_WEBHOOK_SECRET = "whsec_test_secret"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def chromium_path() -> str:
+    """Debian's chromium, which `make test` installs (Playwright's own download cannot work here)."""
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    assert Path(path).exists(), "chromium is missing: run `make setup` (apt-get install chromium)"
+    return path
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@dataclass
+class Process:
+    """A subprocess whose combined output is collected line by line on a thread."""
+
+    popen: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    _queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
+
+    @classmethod
+    def start(cls, args: Sequence[str], *, env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> Process:
+        popen = subprocess.Popen(
+            list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, cwd=cwd or ROOT,
+            start_new_session=True,
+        )
+        proc = cls(popen)
+        threading.Thread(target=proc._pump, daemon=True).start()
+        return proc
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.append(line)
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        """Block until a line containing ``text`` is printed; fail with the output if it exits."""
+        deadline = time.monotonic() + timeout
+        for line in self.lines:
+            if text in line:
+                return line
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no line with {text!r} within {timeout}s:\n{self.output}")
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise RuntimeError(f"process exited ({self.popen.wait()}) before {text!r}:\n{self.output}")
+            if text in line:
+                return line
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        return self.popen.returncode
+
+
+@dataclass
+class Gateway:
+    """A real `modelriver dev` subprocess."""
+
+    url: str
+    api_key: str
+    webhook_secret: str
+    process: Process
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The env every demo and adapter reads (core's convention)."""
+        return {"MODELRIVER_API_BASE": self.url, "MODELRIVER_API_KEY": self.api_key}
+
+    def get(self, path: str) -> Any:
+        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.api_key}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The gateway's request log, newest first."""
+        return list(self.get("/v1/requests")["requests"])
+
+    def request_log(self, channel_id: str) -> dict[str, Any]:
+        return dict(self.get(f"/v1/requests/{channel_id}"))
+
+
+def start_gateway(*args: str, port: int | None = None, api_key: str = TEST_API_KEY,
+                  webhook_secret: str = TEST_WEBHOOK_SECRET, env: dict[str, str] | None = None) -> Gateway:
+    """Start `modelriver dev` on a free port and wait for its ready line."""
+    port = port or free_port()
+    proc = Process.start(
+        [sys.executable, "-m", "modelriver", "dev", "--port", str(port), "--api-key", api_key,
+         "--webhook-secret", webhook_secret, *args],
+        env=env,
+    )
+    proc.wait_for("modelriver dev ready on", timeout=30)
+    return Gateway(f"http://127.0.0.1:{port}", api_key, webhook_secret, proc)
+
+
+@contextlib.contextmanager
+def running_gateway(*args: str, **kwargs: Any) -> Iterator[Gateway]:
+    gateway = start_gateway(*args, **kwargs)
+    try:
+        yield gateway
+    finally:
+        gateway.process.stop()
