@@ -1,0 +1,37 @@
+"""The public API is exactly what ``__all__`` says, and every name resolves."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+MODULES = [
+    "modelriver", "modelriver.phoenix", "modelriver.stream", "modelriver.api", "modelriver.events",
+    "modelriver.types", "modelriver.steps", "modelriver.exceptions", "modelriver.webhooks",
+    "modelriver.store",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_all_names_resolve(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = module.__all__
+    assert len(set(exported)) == len(exported), f"{name}.__all__ repeats a name"
+    missing = [n for n in exported if not hasattr(module, n)]
+    assert not missing, f"{name}.__all__ names missing attributes: {missing}"
+
+
+def test_top_level_public_names_are_all_exported() -> None:
+    import modelriver
+
+    public = {n for n in vars(modelriver) if not n.startswith("_")}
+    submodules = {n for n in public if type(getattr(modelriver, n)).__name__ == "module"}
+    assert public - submodules - set(modelriver.__all__) == set()
+
+
+def test_every_error_derives_from_the_root() -> None:
+    from modelriver import exceptions
+
+    for name in exceptions.__all__:
+        assert issubclass(getattr(exceptions, name), exceptions.ModelRiverError)
