@@ -22,12 +22,13 @@ def test_all_names_resolve(name: str) -> None:
     assert not missing, f"{name}.__all__ names missing attributes: {missing}"
 
 
-def test_top_level_public_names_are_all_exported() -> None:
+def test_top_level_names_load_lazily_and_match_all() -> None:
     import modelriver
 
-    public = {n for n in vars(modelriver) if not n.startswith("_")}
-    submodules = {n for n in public if type(getattr(modelriver, n)).__name__ == "module"}
-    assert public - submodules - set(modelriver.__all__) == set()
+    assert set(modelriver._LAZY) | {"__version__"} == set(modelriver.__all__)
+    assert dir(modelriver) == sorted(modelriver.__all__)
+    with pytest.raises(AttributeError):
+        _ = modelriver.NoSuchName  # type: ignore[attr-defined]
 
 
 def test_every_error_derives_from_the_root() -> None:

@@ -13,26 +13,65 @@ Modules: ``phoenix`` (sans-I/O Phoenix Channels), ``stream`` (asyncio client + s
 ``types`` / ``steps`` (the typed vocabulary), ``devserver`` (the embedded gateway, ``modelriver dev``).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from modelriver._version import __version__
-from modelriver.api import AsyncModelRiver, ModelRiver
-from modelriver.events import Error, Response, Status, Step, StreamEvent, Token, ToolCall
-from modelriver.exceptions import (
-    APIConnectionError,
-    APIError,
-    APITimeoutError,
-    AuthenticationError,
-    JoinError,
-    ModelRiverError,
-    ProtocolError,
-    RateLimitError,
-    RequestTimeoutError,
-    StreamError,
-    WebhookVerificationError,
-)
-from modelriver.steps import StepTracker
-from modelriver.stream import Stream, SyncStream, connect, connect_sync
-from modelriver.types import AIResponse, AsyncRequest, WorkflowStep
-from modelriver.webhooks import WebhookEvent, verify_signature
+
+if TYPE_CHECKING:
+    from modelriver.api import AsyncModelRiver, ModelRiver
+    from modelriver.events import Error, Response, Status, Step, StreamEvent, Token, ToolCall
+    from modelriver.exceptions import (
+        APIConnectionError,
+        APIError,
+        APITimeoutError,
+        AuthenticationError,
+        JoinError,
+        ModelRiverError,
+        ProtocolError,
+        RateLimitError,
+        RequestTimeoutError,
+        StreamError,
+        WebhookVerificationError,
+    )
+    from modelriver.steps import StepTracker
+    from modelriver.stream import Stream, SyncStream, connect, connect_sync
+    from modelriver.types import AIResponse, AsyncRequest, WorkflowStep
+    from modelriver.webhooks import WebhookEvent, verify_signature
+
+# Names load on first use, so importing a submodule such as ``modelriver.phoenix`` (sans-I/O)
+# does not drag in httpx, websockets or asyncio.
+_LAZY = {
+    "AsyncModelRiver": "api", "ModelRiver": "api",
+    "Error": "events", "Response": "events", "Status": "events", "Step": "events",
+    "StreamEvent": "events", "Token": "events", "ToolCall": "events",
+    "StepTracker": "steps",
+    "Stream": "stream", "SyncStream": "stream", "connect": "stream", "connect_sync": "stream",
+    "AIResponse": "types", "AsyncRequest": "types", "WorkflowStep": "types",
+    "WebhookEvent": "webhooks", "verify_signature": "webhooks",
+    **dict.fromkeys(
+        ["APIConnectionError", "APIError", "APITimeoutError", "AuthenticationError", "JoinError",
+         "ModelRiverError", "ProtocolError", "RateLimitError", "RequestTimeoutError", "StreamError",
+         "WebhookVerificationError"],
+        "exceptions",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelriver' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"modelriver.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AIResponse",

@@ -64,6 +64,7 @@ from modelriver.exceptions import (
     AuthenticationError,
     RateLimitError,
 )
+from modelriver.stream import Stream, SyncStream
 from modelriver.types import AsyncRequest
 
 __all__ = [
@@ -662,8 +663,44 @@ class ModelRiver(_BaseModelRiver):
         return self._run(self._health_flow())
 
     # --- streaming --------------------------------------------------------------------
-    # ``stream(workflow, messages, ...)`` (create_request + connect) belongs here, built on
-    # ``modelriver.stream``; it is added together with that module.
+
+    def stream(
+        self,
+        workflow: str,
+        messages: Messages,
+        *,
+        events: Sequence[str] | None = None,
+        webhook_url: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        request_timeout: float | None = 300.0,
+        coalesce: bool = False,
+    ) -> SyncStream:
+        """Start a request and stream its events: ``create_request`` then ``connect``."""
+        request = self.create_request(
+            workflow, messages, events=events, webhook_url=webhook_url, metadata=metadata
+        )
+        return self.connect(request, request_timeout=request_timeout, coalesce=coalesce)
+
+    def connect(
+        self,
+        request: AsyncRequest,
+        *,
+        last_seq: int | None = None,
+        request_timeout: float | None = 300.0,
+        coalesce: bool = False,
+    ) -> SyncStream:
+        """Stream an existing request (e.g. after a reload, from ``last_seq``).
+
+        A refused socket token is renewed through ``reconnect``.
+        """
+        channel_id = request.channel_id
+        return SyncStream(
+            request,
+            refresh=lambda: self.reconnect(channel_id),
+            last_seq=last_seq,
+            request_timeout=request_timeout,
+            coalesce=coalesce,
+        )
 
     def close(self) -> None:
         """Close the HTTP connections, unless the ``http_client`` was supplied."""
@@ -854,8 +891,46 @@ class AsyncModelRiver(_BaseModelRiver):
         return await self._run(self._health_flow())
 
     # --- streaming --------------------------------------------------------------------
-    # ``stream(workflow, messages, ...)`` (create_request + connect) belongs here, built on
-    # ``modelriver.stream``; it is added together with that module.
+
+    async def stream(
+        self,
+        workflow: str,
+        messages: Messages,
+        *,
+        events: Sequence[str] | None = None,
+        webhook_url: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        request_timeout: float | None = 300.0,
+        coalesce: bool = False,
+    ) -> Stream:
+        """Start a request and stream its events: ``create_request`` then ``connect``."""
+        request = await self.create_request(
+            workflow, messages, events=events, webhook_url=webhook_url, metadata=metadata
+        )
+        return await self.connect(request, request_timeout=request_timeout, coalesce=coalesce)
+
+    async def connect(
+        self,
+        request: AsyncRequest,
+        *,
+        last_seq: int | None = None,
+        request_timeout: float | None = 300.0,
+        coalesce: bool = False,
+    ) -> Stream:
+        """Stream an existing request (e.g. after a reload, from ``last_seq``).
+
+        A refused socket token is renewed through ``reconnect``.
+        """
+        channel_id = request.channel_id
+        stream = Stream(
+            request,
+            refresh=lambda: self.reconnect(channel_id),
+            last_seq=last_seq,
+            request_timeout=request_timeout,
+            coalesce=coalesce,
+        )
+        stream.start()
+        return stream
 
     async def aclose(self) -> None:
         """Close the HTTP connections, unless the ``http_client`` was supplied."""
