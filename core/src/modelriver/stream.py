@@ -52,7 +52,7 @@ Refresh: TypeAlias = Callable[[], "Awaitable[AsyncRequest] | AsyncRequest"]
 Callback: TypeAlias = Callable[[Any], Any]
 
 LIFECYCLE = ("connecting", "connected", "disconnected", "channel_joined", "channel_error")
-EVENTS = ("token", "status", "tool_call", "step", "response", "error", *LIFECYCLE)
+EVENTS = ("token", "status", "tool_call", "step", "response", "error", "message", *LIFECYCLE)
 
 _END = object()
 
@@ -125,6 +125,8 @@ class Stream:
 
         Events: token, status, tool_call, step, response, error (with the typed event), and
         connecting, connected, disconnected, channel_joined, channel_error (with a reason or None).
+        ``message`` gets every channel message as received (a ``phoenix.ChannelMessage``, unknown
+        events included, before typing), for relays that forward the raw payload.
         """
         if event not in EVENTS:
             raise ValueError(f"unknown event {event!r}; expected one of {', '.join(EVENTS)}")
@@ -327,6 +329,8 @@ class Stream:
     def _on_message(self, name: str, payload: Any) -> None:
         if self._done:
             return
+        if "message" in self._callbacks:
+            self._fire("message", ChannelMessage(self.request.topic, name, payload))
         event = event_from_message(name, payload)
         if event is None:
             logger.debug("ignored channel event %r", name)
