@@ -1,0 +1,266 @@
+"""``modelriver_chat()``: the async generator function that ``gr.ChatInterface`` calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, TypeAlias
+
+import gradio as gr
+
+from gradio_modelriver._view import STRUCTURED_ID_PREFIX, ChatView, Structured
+from modelriver.api import AsyncModelRiver
+from modelriver.exceptions import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    JoinError,
+    ModelRiverError,
+    RateLimitError,
+    RequestTimeoutError,
+)
+from modelriver.stream import Stream
+from modelriver.types import AsyncRequest
+
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "ChatFn", "modelriver_chat"]
+
+logger = logging.getLogger("gradio_modelriver")
+
+DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024
+"""The largest message (UTF-8 bytes) a user may send unless ``max_message_bytes`` says otherwise."""
+
+ChatFn: TypeAlias = Callable[..., AsyncIterator[Any]]
+"""What ``modelriver_chat`` returns: ``fn(message, history[, workflow])``, an async generator."""
+
+Metadata: TypeAlias = Mapping[str, Any] | Callable[[], Mapping[str, Any] | None] | None
+WebhookURL: TypeAlias = str | Callable[[], str | None] | None
+
+_ERROR_TITLE = "ModelRiver"
+
+
+def modelriver_chat(
+    *,
+    workflow: str | None = None,
+    client: AsyncModelRiver | None = None,
+    show_steps: bool = True,
+    structured: Structured = "json",
+    history: bool = True,
+    data_output: bool = False,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    metadata: Metadata = None,
+    events: Sequence[str] | None = None,
+    webhook_url: WebhookURL = None,
+    request_timeout: float | None = 300.0,
+) -> ChatFn:
+    """Build the chat function for ``gr.ChatInterface(fn=...)``.
+
+    The function sends the conversation to ``workflow`` and yields the assistant's turn as it
+    grows: the workflow-steps thought, tool calls, the answer token by token and the
+    structured output. Each call is its own request; the only state shared between calls is
+    the client, created on first use when not given (one per returned function).
+
+    Args:
+        workflow: the workflow to call. None: the function takes the workflow as a third
+            argument (e.g. from a ``gr.Dropdown`` in ``additional_inputs``).
+        client: the API client to share; default an ``AsyncModelRiver()`` reading
+            ``MODELRIVER_API_KEY`` / ``MODELRIVER_API_BASE``, created on first use.
+        show_steps: show the workflow steps (and failovers) as a thought with one nested
+            thought per step.
+        structured: render structured output as a JSON block (``"json"``), a Markdown card
+            (``"markdown"``), or not at all (``None``: the raw answer text). A ``reply``
+            field is shown as the chat text either way (unless None).
+        history: send the earlier turns along; False sends only the new message.
+        data_output: yield ``(messages, data)`` pairs instead of messages, for
+            ``gr.ChatInterface(additional_outputs=[gr.JSON()])``.
+        max_message_bytes: the largest message accepted, in UTF-8 bytes.
+        metadata: request ``metadata``: a mapping, or a callable giving one per request.
+        events: event names for event-driven workflows, e.g. ``["webhook_received"]``.
+        webhook_url: where the gateway posts webhooks: a URL, or a callable giving one.
+        request_timeout: seconds to wait for the final answer (None: forever).
+
+    Returns:
+        An async generator function ``fn(message, history[, workflow])``.
+
+    Raises:
+        ValueError: a bad option (``structured``, ``max_message_bytes``).
+    """
+    if structured not in ("json", "markdown", None):
+        raise ValueError(f"structured must be 'json', 'markdown' or None, not {structured!r}")
+    if max_message_bytes <= 0:
+        raise ValueError("max_message_bytes must be positive")
+    holder: list[AsyncModelRiver] = [client] if client is not None else []
+    cancels: set[asyncio.Task[Any]] = set()
+
+    def get_client() -> AsyncModelRiver:
+        # No await between the check and the append: concurrent first calls share one client.
+        if not holder:
+            holder.append(AsyncModelRiver())
+        return holder[0]
+
+    async def chat(message: Any, history_: list[Any] | None,
+                   workflow_: str | None = None) -> AsyncIterator[Any]:
+        """Stream a ModelRiver answer (gradio-modelriver)."""
+        name = workflow if workflow is not None else workflow_
+        if not name:
+            raise gr.Error("No workflow selected.", title=_ERROR_TITLE)
+        text = _message_text(message)
+        _validate(text, max_message_bytes)
+        messages = [*(_history_messages(history_ or []) if history else []),
+                    {"role": "user", "content": text}]
+        view = ChatView(name, show_steps=show_steps, structured=structured)
+
+        def out() -> Any:
+            rendered = view.messages()
+            return (rendered, view.data) if data_output else rendered
+
+        yield out()
+        api = get_client()
+        request = await _create(api, name, messages, metadata=_resolve(metadata), events=events,
+                                webhook_url=_resolve(webhook_url))
+        logger.debug("request %s started on %s", request.channel_id, name)
+        view.channel_id = request.channel_id
+        stream: Stream | None = None
+        try:
+            # coalesce: when Gradio falls behind, queued tokens arrive as one event (one yield).
+            stream = await api.connect(request, request_timeout=request_timeout, coalesce=True)
+            try:
+                async for event in stream:
+                    if view.apply(event):
+                        yield out()
+            except ModelRiverError as exc:
+                view.fail(_stream_error(exc))
+                yield out()
+                raise gr.Error(view.error or str(exc), title=_ERROR_TITLE) from exc
+            if stream.response is None and view.error is None:
+                view.fail("The stream ended without an answer.")
+            if view.error is not None:
+                yield out()
+                logger.info("request %s failed: %s", request.channel_id, view.error)
+                raise gr.Error(view.error, title=_ERROR_TITLE)
+            yield out()
+        finally:
+            # Stopped (Gradio cancelled the task or closed the generator) or failed locally:
+            # the request still runs upstream, so cancel it there too.
+            if stream is not None:
+                await asyncio.shield(stream.close())
+            if not view.done or stream is None:
+                logger.info("request %s stopped: cancelling it upstream", request.channel_id)
+                task = asyncio.get_running_loop().create_task(_cancel(api, request.channel_id))
+                cancels.add(task)
+                task.add_done_callback(cancels.discard)
+
+    chat.__name__ = "modelriver_chat"
+    return chat
+
+
+async def _create(
+    api: AsyncModelRiver,
+    workflow: str,
+    messages: list[dict[str, str]],
+    *,
+    metadata: Mapping[str, Any] | None,
+    events: Sequence[str] | None,
+    webhook_url: str | None,
+) -> AsyncRequest:
+    try:
+        return await api.create_request(workflow, messages, metadata=metadata, events=events,
+                                        webhook_url=webhook_url)
+    except AuthenticationError as exc:
+        raise gr.Error("The gateway refused the API key: check MODELRIVER_API_KEY.",
+                       title=_ERROR_TITLE) from exc
+    except RateLimitError as exc:
+        wait = f" Try again in {exc.retry_after:.0f} s." if exc.retry_after else ""
+        raise gr.Error(f"Too many requests.{wait}", title=_ERROR_TITLE) from exc
+    except APITimeoutError as exc:
+        raise gr.Error(f"The ModelRiver gateway at {api.api_base} did not answer in time.",
+                       title=_ERROR_TITLE) from exc
+    except APIConnectionError as exc:
+        logger.warning("gateway unreachable at %s: %s", api.api_base, exc)
+        raise gr.Error(f"Cannot reach the ModelRiver gateway at {api.api_base}. Is it running?",
+                       title=_ERROR_TITLE) from exc
+    except APIError as exc:
+        raise gr.Error(f"The gateway refused the request: {exc.message} (HTTP {exc.status})",
+                       title=_ERROR_TITLE) from exc
+
+
+async def _cancel(api: AsyncModelRiver, channel_id: str) -> None:
+    try:
+        await api.cancel(channel_id)
+    except ModelRiverError as exc:
+        logger.warning("cancel of %s failed: %s", channel_id, exc)
+
+
+def _stream_error(exc: ModelRiverError) -> str:
+    if isinstance(exc, RequestTimeoutError):
+        return "The gateway did not finish the answer in time."
+    if isinstance(exc, JoinError):
+        return f"The gateway refused the stream ({exc.reason})."
+    return f"The stream broke: {exc}"
+
+
+def _resolve(value: Any) -> Any:
+    return value() if callable(value) else value
+
+
+def _validate(text: str, limit: int) -> None:
+    if not text.strip():
+        raise gr.Error("Please type a message first: it is empty.", title="Empty message")
+    size = len(text.encode("utf-8"))
+    if size > limit:
+        raise gr.Error(
+            f"Your message is too long: {size:,} bytes, the limit is {limit:,} bytes "
+            f"({limit // 1024} KB). Please shorten it.",
+            title="Message too long",
+        )
+
+
+def _message_text(message: Any) -> str:
+    """The text of a Textbox (``str``) or MultimodalTextbox (``{"text", "files"}``) value."""
+    if message is None:
+        return ""
+    if isinstance(message, Mapping):
+        return str(message.get("text") or "")
+    return str(message)
+
+
+def _history_messages(history: list[Any]) -> list[dict[str, str]]:
+    """Earlier turns as ``[{role, content}]``: text only, thoughts and cards left out."""
+    out: list[dict[str, str]] = []
+    for item in history:
+        role: Any
+        content: Any
+        meta: Any
+        if isinstance(item, gr.ChatMessage):
+            role, content, meta = item.role, item.content, item.metadata
+        elif isinstance(item, Mapping):
+            role, content, meta = item.get("role"), item.get("content"), item.get("metadata")
+        else:
+            continue
+        if role not in ("user", "assistant", "system"):
+            continue
+        if isinstance(meta, Mapping) and (
+            meta.get("title") or str(meta.get("id", "")).startswith(STRUCTURED_ID_PREFIX)
+        ):
+            continue
+        text = _content_text(content)
+        if not text:
+            continue
+        if out and out[-1]["role"] == role:  # one message per turn, as a model expects
+            out[-1]["content"] += "\n\n" + text
+        else:
+            out.append({"role": str(role), "content": text})
+    return out
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Mapping):
+        if content.get("type", "text") == "text" and isinstance(content.get("text"), str):
+            return str(content["text"])
+        return ""
+    if isinstance(content, list | tuple):
+        return "".join(_content_text(part) for part in content)
+    return ""

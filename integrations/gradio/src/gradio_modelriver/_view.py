@@ -1,0 +1,373 @@
+"""What the chat shows for one request: stream events in, Gradio chat messages out (no I/O).
+
+``ChatView.apply(event)`` folds a core ``StreamEvent`` into the view and says whether anything
+visible changed; ``ChatView.messages()`` renders the assistant's turn as a list of
+``gr.ChatMessage``: the workflow-steps thought (with one nested thought per step and per
+failover), one thought per tool call, the answer, and the structured output.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import gradio as gr
+from gradio.components.chatbot import MetadataDict
+
+from modelriver.events import Error, Response, Status, Step, StreamEvent, Token, ToolCall
+from modelriver.steps import INITIAL_STEPS
+from modelriver.types import AIResponse, WorkflowStep
+
+__all__ = ["STRUCTURED_ID_PREFIX", "ChatView", "Structured", "partial_json_string"]
+
+Structured = Literal["json", "markdown"] | None
+
+STRUCTURED_ID_PREFIX = "modelriver-structured"
+"""``metadata.id`` prefix of the structured-output message; it is never sent back as history."""
+
+_STEP_ORDER = ("queue", "process", "backend", "receive", "complete")
+_CONTEXT_KEYS = ("summary", "sentiment", "confidence", "topics", "action_items")
+
+
+@dataclass(slots=True)
+class _StepState:
+    step: WorkflowStep
+    since: float
+    duration: float | None = None
+
+
+@dataclass(slots=True)
+class ChatView:
+    """The assistant's turn for one request, rebuilt from the events seen so far.
+
+    Args:
+        workflow: the workflow's name (shown in the steps thought's title).
+        show_steps: render the workflow steps and failovers as thoughts.
+        structured: how to render structured output: a JSON block (``"json"``), a Markdown
+            card (``"markdown"``), or not at all (``None``: the answer text as it came).
+        clock: monotonic seconds, for the step durations (injected by tests).
+    """
+
+    workflow: str
+    show_steps: bool = True
+    structured: Structured = "json"
+    clock: Callable[[], float] = time.monotonic
+    parts: list[str] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    failovers: list[Status] = field(default_factory=list)
+    response: AIResponse | None = None
+    channel_id: str | None = None
+    error: str | None = None
+    cancelled: bool = False
+    _steps: dict[str, _StepState] = field(default_factory=dict)
+    _started: float = 0.0
+    _ended: float | None = None
+    _uid: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    def __post_init__(self) -> None:
+        self._started = self.clock()
+        self._steps = {s.id: _StepState(s, self._started) for s in INITIAL_STEPS}
+
+    # --- state -----------------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        """The raw answer streamed so far (restarted on failover)."""
+        return "".join(self.parts)
+
+    @property
+    def done(self) -> bool:
+        """True once the request ended (answer, error or cancel)."""
+        return self._ended is not None
+
+    @property
+    def data(self) -> Any:
+        """The structured output (or a callback's enriched data), once the answer is final."""
+        return self.response.data if self.response is not None else None
+
+    def apply(self, event: StreamEvent) -> bool:
+        """Fold one stream event into the view.
+
+        Returns:
+            True when what ``messages()`` renders changed (the caller yields it then).
+        """
+        if isinstance(event, Token):
+            self.parts.append(event.data)
+            return True
+        if isinstance(event, Step):
+            return self._on_step(event.step)
+        if isinstance(event, Status):
+            if event.reset:
+                self.parts.clear()
+            if event.status == "failover":
+                self.failovers.append(event)
+                return True
+            return event.reset
+        if isinstance(event, ToolCall):
+            self.tool_calls.append(event)
+            return True
+        if isinstance(event, Response):
+            response = event.response
+            if response.is_terminal:
+                self.response = response
+                if response.is_error:
+                    self.error = response.error_message
+                    self.cancelled = response.status == "cancelled"
+                self._end()
+            elif response.content and not self.parts:
+                self.parts.append(response.content)  # ai_generated carries the AI's answer
+            return True
+        if isinstance(event, Error):
+            self.error = event.message
+            self._end()
+            return True
+        return False
+
+    def fail(self, message: str, *, cancelled: bool = False) -> None:
+        """End the view with an error that did not come from the stream (e.g. a lost socket)."""
+        self.error = message
+        self.cancelled = cancelled
+        now = self.clock()
+        for step_id in ("process", "receive", "complete"):
+            state = self._steps[step_id]
+            if state.step.status == "pending":
+                state.step = WorkflowStep(state.step.id, state.step.name, "error", None, message)
+                state.duration = now - state.since
+        self._end()
+
+    def _end(self) -> None:
+        if self._ended is None:
+            self._ended = self.clock()
+
+    def _on_step(self, step: WorkflowStep) -> bool:
+        now = self.clock()
+        state = self._steps.get(step.id)
+        if state is None:
+            self._steps[step.id] = state = _StepState(step, now)
+        elif state.step.status in ("pending", "loading") and step.status in ("success", "error"):
+            state.duration = now - state.since
+        elif step.status in ("pending", "loading"):
+            state.since, state.duration = now, None
+        changed = state.step != step
+        state.step = step
+        return changed
+
+    # --- rendering -------------------------------------------------------------------------
+
+    def answer_text(self) -> str:
+        """The chat text: the answer, or the ``reply`` of a structured answer."""
+        if self.structured is None:
+            return self.text
+        data = self.data
+        if isinstance(data, Mapping) and isinstance(data.get("reply"), str):
+            return str(data["reply"])
+        text = self.text
+        if self.response is None and text.lstrip().startswith("{"):
+            return partial_json_string(text, "reply") or ""
+        if self.response is not None and not self.parts and self.response.content:
+            return self.response.content
+        return text
+
+    def messages(self) -> list[gr.ChatMessage]:
+        """The assistant's turn as Gradio chat messages, in display order."""
+        out: list[gr.ChatMessage] = []
+        if self.show_steps:
+            out.extend(self._step_messages())
+        for index, call in enumerate(self.tool_calls):
+            out.append(gr.ChatMessage(
+                content=_code_block(call.arguments),
+                metadata=MetadataDict(title=f"🛠️ Used tool `{call.name}`",
+                                      id=f"modelriver-tool-{self._uid}-{index}", status="done"),
+            ))
+        answer = self.answer_text()
+        streaming_json = (
+            self.structured is not None and self.response is None
+            and self.text.lstrip().startswith("{")
+        )
+        if streaming_json:
+            out.append(gr.ChatMessage(
+                content=_code_block(self.text, raw=True),
+                metadata=MetadataDict(title="Structured output", status="pending",
+                                      id=f"{STRUCTURED_ID_PREFIX}-{self._uid}-stream"),
+            ))
+        if answer or not out or (self.done and self.error is None):
+            out.append(gr.ChatMessage(content=answer))
+        card = self._structured_message()
+        if card is not None:
+            out.append(card)
+        return out
+
+    def _step_messages(self) -> list[gr.ChatMessage]:
+        parent_id = f"modelriver-steps-{self._uid}"
+        ended = self._ended
+        total = (ended if ended is not None else self.clock()) - self._started
+        if self.cancelled:
+            log = "cancelled"
+        elif self.error is not None:
+            log = "failed"
+        else:
+            log = f"{sum(s.step.status == 'success' for s in self._steps.values())}/{len(self._steps)}"
+        parent = MetadataDict(title=f"Workflow `{self.workflow}`", id=parent_id, log=log,
+                              status="done" if ended is not None else "pending")
+        if ended is not None:
+            parent["duration"] = round(total, 3)
+        content = f"request `{self.channel_id}`" if self.channel_id else ""
+        out = [gr.ChatMessage(content=content, metadata=parent)]
+        for step_id in _STEP_ORDER:
+            state = self._steps.get(step_id)
+            if state is None:
+                continue
+            step = state.step
+            meta = MetadataDict(
+                title=_step_title(step), id=f"{parent_id}-{step.id}", parent_id=parent_id,
+                status="done" if step.status in ("success", "error") else "pending",
+            )
+            duration = step.duration / 1000 if step.duration is not None else state.duration
+            if duration is not None and meta["status"] == "done":
+                meta["duration"] = round(duration, 3)
+            if step.error_message:
+                meta["log"] = step.error_message
+            out.append(gr.ChatMessage(content="", metadata=meta))
+            if step_id == "process":
+                out.extend(self._failover_messages(parent_id))
+        return out
+
+    def _failover_messages(self, parent_id: str) -> list[gr.ChatMessage]:
+        out = []
+        for index, status in enumerate(self.failovers):
+            payload = status.payload
+            title = f"Failover: {payload.get('from') or '?'} → {payload.get('to') or '?'}"
+            meta = MetadataDict(title=title, id=f"{parent_id}-failover-{index}",
+                                parent_id=parent_id, status="done")
+            if payload.get("reason"):
+                meta["log"] = str(payload["reason"])
+            out.append(gr.ChatMessage(content="", metadata=meta))
+        return out
+
+    def _structured_message(self) -> gr.ChatMessage | None:
+        data = self.data
+        if self.structured is None or data is None or self.error is not None:
+            return None
+        enriched = self.response is not None and self.response.kind == "completed"
+        rest = data
+        if isinstance(data, Mapping) and isinstance(data.get("reply"), str):
+            rest = {k: v for k, v in data.items() if k != "reply"}
+        if not rest:
+            return None
+        title = "Enriched data" if enriched else "Structured output"
+        msg_id = f"{STRUCTURED_ID_PREFIX}-{self._uid}"
+        if self.structured == "json":
+            # No status: the thought opens expanded, without a spinner.
+            return gr.ChatMessage(content=_code_block(rest),
+                                  metadata=MetadataDict(title=title, id=msg_id))
+        return gr.ChatMessage(content=f"**{title}**\n\n{markdown_card(rest)}",
+                              metadata=MetadataDict(id=msg_id))
+
+
+def markdown_card(data: Any) -> str:
+    """Structured output as Markdown: the ``chatbot_response`` fields first, then the rest."""
+    if not isinstance(data, Mapping):
+        return _code_block(data)
+    lines: list[str] = []
+    if isinstance(data.get("summary"), str):
+        lines.append(f"**Summary:** {data['summary']}")
+    if data.get("sentiment") is not None:
+        sentiment = f"**Sentiment:** {data['sentiment']}"
+        if isinstance(data.get("confidence"), int | float):
+            sentiment += f" (confidence {float(data['confidence']):.0%})"
+        lines.append(sentiment)
+    elif isinstance(data.get("confidence"), int | float):
+        lines.append(f"**Confidence:** {float(data['confidence']):.0%}")
+    if isinstance(data.get("topics"), list) and data["topics"]:
+        lines.append("**Topics:** " + ", ".join(f"`{t}`" for t in data["topics"]))
+    if isinstance(data.get("action_items"), list) and data["action_items"]:
+        lines.append("**Action items:**")
+        for item in data["action_items"]:
+            if isinstance(item, Mapping):
+                lines.append(f"- {item.get('task', '')} _({item.get('priority', 'n/a')})_")
+            else:
+                lines.append(f"- {item}")
+    for key, value in data.items():
+        if key in _CONTEXT_KEYS or key == "reply":
+            continue
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        lines.append(f"**{key}:** {shown}")
+    return "\n\n".join(lines)
+
+
+def _step_title(step: WorkflowStep) -> str:
+    if step.status == "error":
+        return f"❌ {step.name}"
+    return step.name
+
+
+def _code_block(value: Any, *, raw: bool = False) -> str:
+    text = value if raw and isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+    return f"```json\n{text}\n```"
+
+
+def partial_json_string(text: str, key: str) -> str | None:
+    """The value of string field ``key`` in a JSON object that may still be arriving.
+
+    ``partial_json_string('{"reply": "Hel', "reply")`` gives ``"Hel"``: what can be decoded so
+    far (an escape cut in half is left out). Only a top-level-looking ``"key":`` is searched;
+    good enough for streaming a ``reply`` field into the chat before the JSON is complete.
+
+    Returns:
+        The decoded prefix, or None when the field has not started yet.
+    """
+    marker = f'"{key}"'
+    start = text.find(marker)
+    while start != -1:
+        pos = start + len(marker)
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos < len(text) and text[pos] == ":":
+            pos += 1
+            while pos < len(text) and text[pos] in " \t\r\n":
+                pos += 1
+            if pos >= len(text):
+                return None
+            if text[pos] != '"':
+                return None
+            return _decode_prefix(text, pos + 1)
+        start = text.find(marker, start + 1)
+    return None
+
+
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _decode_prefix(text: str, pos: int) -> str:
+    out: list[str] = []
+    end = len(text)
+    while pos < end:
+        char = text[pos]
+        if char == '"':
+            break
+        if char != "\\":
+            out.append(char)
+            pos += 1
+            continue
+        if pos + 1 >= end:
+            break
+        code = text[pos + 1]
+        if code == "u":
+            hex_digits = text[pos + 2 : pos + 6]
+            if len(hex_digits) < 4:
+                break
+            try:
+                out.append(chr(int(hex_digits, 16)))
+            except ValueError:
+                break
+            pos += 6
+            continue
+        out.append(_ESCAPES.get(code, code))
+        pos += 2
+    joined = "".join(out)
+    # Pair surrogates written as two \\u escapes (emoji); a lone half is dropped.
+    return joined.encode("utf-16", "surrogatepass").decode("utf-16", "ignore")
