@@ -1,5 +1,57 @@
-"""streamlit_modelriver (work in progress)."""
+"""streamlit-modelriver: streamed ModelRiver answers in Streamlit, in one call.
 
+The 30-second version::
+
+    import streamlit as st
+    from streamlit_modelriver import st_modelriver
+
+    if prompt := st.chat_input("Ask something"):
+        st.session_state.turn = {"prompt": prompt, "key": f"turn-{len(st.session_state)}"}
+    if turn := st.session_state.get("turn"):
+        with st.chat_message("assistant"):
+            response = st_modelriver(turn["prompt"], workflow="demo-chat", key=turn["key"])
+        if response is not None:            # None while the answer streams
+            st.session_state.pop("turn")   # response.content, .data, .is_error, .meta ...
+
+Settings come from ``st.secrets`` (``MODELRIVER_API_KEY`` / ``MODELRIVER_API_BASE``, or
+``api_key`` / ``api_base`` in a ``[modelriver]`` table) or the environment. The API key stays on
+the server: the browser only ever sees a request's short-lived socket token.
+
+Two modes:
+
+- ``mode="component"`` (default): a components-v2 element (no iframe, no build step) whose
+  JavaScript joins the gateway's Phoenix channel with the socket token, draws tokens and steps as
+  they come (no rerun per token), and hands the final response to Python as its value: the call
+  returns None, then, on the rerun the component triggers, the ``AIResponse``.
+- ``mode="server"``: this process streams through core's sync client into native elements:
+  ``st.status`` for the steps, ``st.write_stream`` for the tokens (inside the current
+  ``st.chat_message``), ``st.json`` for structured output, ``st.error`` for errors. The call
+  returns the ``AIResponse`` when the answer is complete.
+
+Both are rerun-safe: a rerun while a request is in flight (any widget click) re-attaches to it
+by ``key`` rather than starting another. A browser reload finds it through the ``mr_<key>`` query
+parameter: call ``st_modelriver(None, key=key)`` for each key of ``resumable_requests()``. Each
+shows a Stop control that cancels the request upstream. Errors (an API error, a failed or
+cancelled request) are shown with ``st.error`` and returned as an ``AIResponse`` whose
+``is_error`` is true, never swallowed.
+
+Event-driven workflows: pass ``events=["webhook_received"]`` and ``webhook_url=...``; the steps
+show "Waiting for backend callback..." until your backend calls back and the response is
+``completed``. ``metadata`` is passed through to the gateway.
+
+Logging goes to the ``streamlit_modelriver`` logger (never the API key).
+"""
+
+from streamlit_modelriver._main import Mode, pump_registry, resumable_requests, st_modelriver
+from streamlit_modelriver._settings import modelriver_client, resolve_settings
 from streamlit_modelriver._version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "Mode",
+    "__version__",
+    "modelriver_client",
+    "pump_registry",
+    "resolve_settings",
+    "resumable_requests",
+    "st_modelriver",
+]

@@ -1,0 +1,79 @@
+"""Native Streamlit rendering shared by both modes: steps, the final answer, data, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+
+from modelriver import AIResponse, WorkflowStep
+
+__all__ = ["display_text", "final_label", "render_final", "render_outcome", "steps_markdown"]
+
+STEP_ICONS = {"pending": "⏳", "loading": "⏳", "success": "✅", "error": "❌"}
+
+
+def steps_markdown(steps: Sequence[WorkflowStep], notes: Sequence[str] = ()) -> str:
+    """The steps (and notes) as Markdown lines, one a line: ``✅ Queueing request``."""
+    lines = []
+    for step in steps:
+        line = f"{STEP_ICONS.get(step.status, '•')} {step.name}"
+        if step.duration is not None:
+            line += f" · {step.duration} ms"
+        if step.status == "error" and step.error_message:
+            line += f" · {step.error_message}"
+        lines.append(line)
+    lines.extend(f"↪ {note}" for note in notes)
+    return "  \n".join(lines)
+
+
+def display_text(response: AIResponse, streamed: str) -> str:
+    """The chat text of a final answer: a structured ``reply``, else ``content``, else the stream."""
+    for data in (response.data, response.raw.get("ai_response", {}).get("data")
+                 if isinstance(response.raw.get("ai_response"), dict) else None):
+        if isinstance(data, dict) and isinstance(data.get("reply"), str):
+            return str(data["reply"])
+    if response.content:
+        return response.content
+    return streamed
+
+
+def structured_data(response: AIResponse) -> Any:
+    """The structured part of a final answer (``data``), or None."""
+    if response.is_error:
+        return None
+    data = response.data
+    return data if isinstance(data, dict | list) and data else None
+
+
+def final_label(response: AIResponse) -> str:
+    if response.is_error:
+        return f"Failed: {response.error_message}"
+    if response.kind == "completed":
+        return "Completed (backend processed)"
+    return "Answer ready"
+
+
+def render_outcome(response: AIResponse, *, container: DeltaGenerator | None = None) -> None:
+    """Below the text: the structured data (``st.json``) or the error (``st.error``)."""
+    target: Any = container if container is not None else st
+    data = structured_data(response)
+    if data is not None:
+        target.json(data, expanded=False)
+    if response.is_error:
+        target.error(response.error_message or "request failed", icon=":material/error:")
+
+
+def render_final(response: AIResponse, *, text: str, steps: Sequence[WorkflowStep],
+                 notes: Sequence[str], show_steps: bool) -> None:
+    """A finished request, drawn from scratch (a rerun after the end, or component mode's end)."""
+    if show_steps and steps:
+        state = "error" if response.is_error else "complete"
+        with st.status(final_label(response), state=state, expanded=False):
+            st.markdown(steps_markdown(steps, notes))
+    shown = display_text(response, text)
+    if shown:
+        st.markdown(shown)
+    render_outcome(response)
