@@ -1,0 +1,5 @@
+"""``python -m modelriver``: the ``modelriver`` command."""
+
+from modelriver.cli import main
+
+raise SystemExit(main())
