@@ -1,0 +1,14 @@
+"""The app config: registers the system checks and the settings-reset receiver."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class DjangoModelRiverConfig(AppConfig):
+    name = "django_modelriver"
+    label = "django_modelriver"
+    verbose_name = "ModelRiver"
+
+    def ready(self) -> None:
+        from django_modelriver import checks, conf  # noqa: F401  (registration side effects)

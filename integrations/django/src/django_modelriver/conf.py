@@ -1,0 +1,181 @@
+"""The app's settings: one ``MODELRIVER`` dict, read lazily, dropped on ``setting_changed``.
+
+    MODELRIVER = {
+        "API_KEY": "mr_live_...",           # default: $MODELRIVER_API_KEY (server side only)
+        "API_BASE": "https://api.modelriver.com",  # default: $MODELRIVER_API_BASE
+        "WEBHOOK_SECRET": "whsec_...",      # default: $MODELRIVER_WEBHOOK_SECRET
+        "DEFAULT_WORKFLOW": "my-chat",      # used when the browser names none
+        "WORKFLOWS": None,                  # None: any; or {"name": {"events": [...], "metadata": {...}}}
+        "PERMISSION": "django_modelriver.permissions.allow_any",  # callable(request | scope) -> bool
+        "REPLAY_BUFFER_SIZE": 10_000,       # events kept per request for rejoins and reloads
+        "REPLAY_RETENTION": 600,            # seconds they stay after the request ends
+        "TOKEN_LIFETIME": 300,              # seconds a socket token is valid
+        "WEBHOOK_URL": None,                # absolute URL the gateway posts webhooks to (default: derived)
+        "AUTO_CALLBACK": True,              # the webhook view calls back after the signal
+        "REDIS_URL": None,                  # default: the channels_redis layer's first host
+        "PUMP_LOCK_TTL": 10.0,              # seconds before another process takes a dead pump over
+        "FANOUT_INTERVAL": 0.02,            # seconds events are batched for other processes
+    }
+
+Core reads the environment in one place (``modelriver._config.Settings.from_env``); the key
+and base default to it. ``modelriver_settings()`` returns a frozen ``AppSettings``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+from modelriver._config import Settings as CoreSettings
+from modelriver._config import mask_secret
+
+__all__ = ["DEFAULTS", "AppSettings", "WorkflowOptions", "modelriver_settings"]
+
+ENV_WEBHOOK_SECRET = "MODELRIVER_WEBHOOK_SECRET"
+
+DEFAULTS: dict[str, Any] = {
+    "API_KEY": None,
+    "API_BASE": None,
+    "WEBHOOK_SECRET": None,
+    "DEFAULT_WORKFLOW": None,
+    "WORKFLOWS": None,
+    "PERMISSION": "django_modelriver.permissions.allow_any",
+    "REPLAY_BUFFER_SIZE": 10_000,
+    "REPLAY_RETENTION": 600,
+    "TOKEN_LIFETIME": 300,
+    "WEBHOOK_URL": None,
+    "AUTO_CALLBACK": True,
+    "REDIS_URL": None,
+    "PUMP_LOCK_TTL": 10.0,
+    "FANOUT_INTERVAL": 0.02,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowOptions:
+    """What the server adds to a request of one workflow (the browser cannot choose these)."""
+
+    events: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AppSettings:
+    """The validated ``MODELRIVER`` settings. ``raw`` keeps the dict as given (for checks)."""
+
+    api_key: str | None
+    api_base: str
+    webhook_secret: str | None
+    default_workflow: str | None
+    workflows: Mapping[str, WorkflowOptions] | None
+    permission_path: str
+    replay_buffer_size: int
+    replay_retention: float
+    token_lifetime: float
+    webhook_url: str | None
+    auto_callback: bool
+    redis_url: str | None
+    pump_lock_ttl: float
+    fanout_interval: float
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return (f"AppSettings(api_base={self.api_base!r}, api_key={mask_secret(self.api_key)!r}, "
+                f"default_workflow={self.default_workflow!r})")
+
+    def permission(self) -> Callable[[Any], Any]:
+        """The ``PERMISSION`` callable (import errors surface as ``django_modelriver.E004``)."""
+        func: Callable[[Any], Any] = import_string(self.permission_path)
+        return func
+
+    def workflow_options(self, name: str) -> WorkflowOptions | None:
+        """The options of ``name``; None when ``WORKFLOWS`` is set and does not list it."""
+        if self.workflows is None:
+            return WorkflowOptions()
+        return self.workflows.get(name)
+
+
+_cache: AppSettings | None = None
+
+
+def modelriver_settings() -> AppSettings:
+    """The app's settings, built on first use and cached until ``MODELRIVER`` changes.
+
+    Raises:
+        django.core.exceptions.ImproperlyConfigured: never; bad values are reported by the
+            system checks (``manage.py check``) and replaced by defaults here.
+    """
+    global _cache
+    if _cache is None:
+        _cache = _build(getattr(settings, "MODELRIVER", None) or {})
+    return _cache
+
+
+@receiver(setting_changed)
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    global _cache
+    if setting in ("MODELRIVER", "CHANNEL_LAYERS"):
+        _cache = None
+        from django_modelriver import hub  # local: hub imports this module
+
+        hub.reset_hubs()
+
+
+def _build(raw: Mapping[str, Any]) -> AppSettings:
+    values = {**DEFAULTS, **(raw if isinstance(raw, Mapping) else {})}
+    core = CoreSettings.from_env().merged(
+        api_key=_opt_str(values["API_KEY"]), api_base=_opt_str(values["API_BASE"])
+    )
+    return AppSettings(
+        api_key=core.api_key,
+        api_base=core.api_base,
+        webhook_secret=_opt_str(values["WEBHOOK_SECRET"]) or os.environ.get(ENV_WEBHOOK_SECRET) or None,
+        default_workflow=_opt_str(values["DEFAULT_WORKFLOW"]),
+        workflows=_workflows(values["WORKFLOWS"]),
+        permission_path=str(values["PERMISSION"]),
+        replay_buffer_size=_number(values["REPLAY_BUFFER_SIZE"], DEFAULTS["REPLAY_BUFFER_SIZE"], int),
+        replay_retention=_number(values["REPLAY_RETENTION"], DEFAULTS["REPLAY_RETENTION"], float),
+        token_lifetime=_number(values["TOKEN_LIFETIME"], DEFAULTS["TOKEN_LIFETIME"], float),
+        webhook_url=_opt_str(values["WEBHOOK_URL"]),
+        auto_callback=bool(values["AUTO_CALLBACK"]),
+        redis_url=_opt_str(values["REDIS_URL"]),
+        pump_lock_ttl=_number(values["PUMP_LOCK_TTL"], DEFAULTS["PUMP_LOCK_TTL"], float),
+        fanout_interval=max(0.0, _number(values["FANOUT_INTERVAL"], DEFAULTS["FANOUT_INTERVAL"], float)),
+        raw=dict(raw) if isinstance(raw, Mapping) else {},
+    )
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _number(value: object, default: Any, kind: type) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return kind(value)
+    return kind(default)
+
+
+def _workflows(value: object) -> dict[str, WorkflowOptions] | None:
+    if value is None:
+        return None
+    if isinstance(value, list | tuple | set | frozenset):
+        return {str(name): WorkflowOptions() for name in value}
+    if not isinstance(value, Mapping):
+        return None
+    result: dict[str, WorkflowOptions] = {}
+    for name, options in value.items():
+        opts = options if isinstance(options, Mapping) else {}
+        events = opts.get("events") or ()
+        metadata = opts.get("metadata") or {}
+        result[str(name)] = WorkflowOptions(
+            events=tuple(str(e) for e in events) if isinstance(events, list | tuple) else (),
+            metadata=dict(metadata) if isinstance(metadata, Mapping) else {},
+        )
+    return result

@@ -1,0 +1,183 @@
+"""The browser-facing socket: Phoenix v2 through core's sans-I/O ``ServerConnection``.
+
+Routed at ``<mount>/socket/websocket`` (``routing.websocket_urlpatterns``), so the start view's
+``websocket_url`` (``ws(s)://host<mount>/socket``) works with the official ModelRiver SDK,
+phoenix.js, or the app's ``modelriver.js`` unchanged. It follows PROTOCOL §3 "What the official
+JS SDK does":
+
+* connect: the Django-issued token (``token`` param, or phoenix.js's auth subprotocol) must be
+  genuine, unexpired, for a known request that has not ended more than a minute ago, and not in
+  use by another live socket; ``PERMISSION(scope)`` must allow. Otherwise the handshake is
+  refused (HTTP 403). The Origin check is ``AllowedHostsOriginValidator`` (``routing``).
+* join: only the token's own channel, topic ``ai_response:<project>:<channel>`` or
+  ``ai_response:<channel>``; refusals use the gateway's reasons. ``{last_seq: n}`` replays what
+  came after n, ``{}`` everything buffered, ``{coalesce: true}`` merges replayed tokens.
+* heartbeats (socket and channel) are answered; ``phx_leave`` never cancels the request; the
+  server never closes the socket after the final response; malformed frames close it with 1007
+  (1009 when too big).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl
+
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from django_modelriver.conf import modelriver_settings
+from django_modelriver.hub import Hub, Subscription, get_hub
+from django_modelriver.tokens import END_GRACE, SocketClaims, verify_token
+from modelriver.exceptions import ProtocolError
+from modelriver.phoenix import (
+    ChannelJoined,
+    Left,
+    Pushed,
+    ServerConnection,
+    socket_token,
+)
+
+__all__ = ["ModelRiverConsumer", "check_permission"]
+
+logger = logging.getLogger("django_modelriver")
+
+
+async def check_permission(request_or_scope: Any) -> bool:
+    """Run ``MODELRIVER["PERMISSION"]``; a crash or an import error denies."""
+    try:
+        func = modelriver_settings().permission()
+        if iscoroutinefunction(func):
+            result = await func(request_or_scope)
+        else:
+            result = await sync_to_async(func)(request_or_scope)
+        return bool(result)
+    except Exception:
+        logger.exception("PERMISSION callable failed: denying")
+        return False
+
+
+class ModelRiverConsumer(AsyncWebsocketConsumer):
+    """One browser socket. Subclass and override ``authorize_join`` for extra join rules."""
+
+    # Sockets never read the channel layer themselves: the hub does, once per process.
+    channel_layer_alias = "django_modelriver.no-layer"
+
+    connection: ServerConnection
+    claims: SocketClaims | None = None
+    hub: Hub
+    project_id: str | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Frames touch no database: skip Channels' per-message close_old_connections thread hop.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
+
+    async def connect(self) -> None:
+        self.holder = secrets.token_hex(8)
+        self.subscriptions: dict[str, Subscription] = {}
+        params = {k: v for k, v in parse_qsl(self.scope.get("query_string", b"").decode("latin-1"))}
+        subprotocols = list(self.scope.get("subprotocols") or [])
+        settings = modelriver_settings()
+        claims = verify_token(socket_token(params, subprotocols), max_age=settings.token_lifetime)
+        if claims is None:
+            logger.info("socket refused: missing, forged or expired token")
+            await self.close()
+            return
+        self.hub = get_hub()
+        record = await self.hub.backend.get(claims.channel_id)
+        ended = await self.hub.backend.ended_at(claims.channel_id)
+        if record is None or (ended is not None and time.time() - ended > END_GRACE):
+            logger.info("socket refused: request %s unknown or long over", claims.channel_id)
+            await self.close()
+            return
+        if not await check_permission(self.scope):
+            logger.info("socket refused by PERMISSION")
+            await self.close()
+            return
+        if not await self.hub.claim_token(claims.jti, self.holder):
+            logger.info("socket refused: its token is in use by another live socket")
+            await self.close()
+            return
+        self.claims = claims
+        self.project_id = record.project_id
+        self.canonical_topic = record.topic
+        self.connection = ServerConnection(self.authorize_join)
+        await self.accept("phoenix" if "phoenix" in subprotocols else None)
+
+    def authorize_join(self, topic: str, payload: dict[str, Any]) -> str | None:
+        """None to accept a join of ``topic``, else the refusal reason (the gateway's)."""
+        parts = topic.split(":")
+        if parts[0] != "ai_response" or len(parts) not in (2, 3):
+            return "invalid_channel_format"
+        if len(parts) == 3 and not _is_uuid(parts[1]):
+            return "invalid_project_uuid"
+        if not _is_uuid(parts[-1]):
+            return "invalid_channel_uuid"
+        assert self.claims is not None
+        if parts[-1] != self.claims.channel_id:
+            return "unauthorized_project_access"
+        if len(parts) == 3 and self.project_id and parts[1] != self.project_id:
+            return "unauthorized_project_access"
+        return None
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        data = text_data if text_data is not None else bytes_data
+        if data is None:
+            return
+        try:
+            self.connection.receive(data)
+        except ProtocolError as exc:
+            logger.info("closing a socket after a malformed frame (%s)", exc)
+            await self.flush()
+            await self.close(code=exc.close_code, reason=str(exc)[:100])
+            return
+        for event in self.connection.events_received():
+            if type(event) is ChannelJoined:
+                await self._joined(event)
+            elif type(event) is Left:
+                sub = self.subscriptions.pop(event.topic, None)
+                if sub is not None:
+                    await self.hub.unsubscribe(sub)
+            elif type(event) is Pushed:
+                self.connection.reply(event.topic, event.ref, "error", {"reason": "unsupported event"})
+        await self.flush()
+
+    async def _joined(self, event: ChannelJoined) -> None:
+        assert self.claims is not None
+        old = self.subscriptions.pop(event.topic, None)
+        if old is not None:
+            await self.hub.unsubscribe(old)
+        sub = Subscription(self, self.claims.channel_id, event.topic, self.canonical_topic,
+                           last_seq=event.last_seq, coalesce=event.coalesce)
+        self.subscriptions[event.topic] = sub
+        await self.hub.subscribe(sub)
+
+    async def flush(self) -> None:
+        """Write what the connection queued. Never raises (a dead socket just drops frames)."""
+        try:
+            for frame in self.connection.data_to_send():
+                await self.send(text_data=frame)
+        except Exception:
+            logger.debug("socket write failed", exc_info=True)
+
+    async def disconnect(self, code: int) -> None:
+        if self.claims is None:
+            return
+        for sub in self.subscriptions.values():
+            await self.hub.unsubscribe(sub)
+        self.subscriptions.clear()
+        await self.hub.release_token(self.claims.jti, self.holder)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,160 @@
+"""The upstream pump: exactly one gateway connection per request, across all processes.
+
+The process that starts a request takes its pump lease (an in-process lock with the in-memory
+channel layer, a Redis lock with ``channels_redis``) and runs a ``Pump``: core's
+``modelriver.stream.Stream`` on the gateway's socket (heartbeats, reconnects with ``last_seq``,
+token refresh through the reconnect API), relaying every raw channel message, seq kept, to the
+hub. Browsers coming and going change nothing: the pump runs until the request's terminal
+``response`` or ``error``. If its process dies, the lease lapses and a process with sockets on
+that request takes it over: reconnect API for a fresh upstream token, ``last_seq`` = the last
+event in the replay stream, so nothing is lost or repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
+
+from django_modelriver.signals import stream_finished
+from django_modelriver.store import Lease, RequestRecord, make_entry
+from modelriver.exceptions import APIError, JoinError, ModelRiverError
+from modelriver.phoenix import ChannelMessage, Entry
+from modelriver.stream import Stream
+
+if TYPE_CHECKING:
+    from django_modelriver.hub import Hub
+    from modelriver.types import AsyncRequest
+
+__all__ = ["Pump"]
+
+logger = logging.getLogger("django_modelriver")
+
+MAX_ATTEMPTS = 6
+"""Upstream failures in a row (with the reconnect API in between) before the pump gives up."""
+
+SAFETY_TIMEOUT = 3600.0
+"""Seconds a pump waits at most for a terminal event (the gateway has its own timeouts)."""
+
+
+class Pump:
+    """Relays one request's upstream channel to the hub. Created by ``Hub.start_pump``."""
+
+    def __init__(self, hub: Hub, record: RequestRecord, upstream: AsyncRequest, lease: Lease, *,
+                 last_seq: int | None = None) -> None:
+        self.hub = hub
+        self.record = record
+        self.channel_id = record.channel_id
+        self.topic = record.topic
+        self.upstream = upstream
+        self.lease = lease
+        self.last_seq = last_seq or 0
+        self.task: asyncio.Task[Any] | None = None
+        self.final: Entry | None = None
+        self._pending: list[Entry] = []
+        self._stream: Stream | None = None
+        self._lost = False
+
+    def lost_lease(self) -> None:
+        """Another process owns the request now: stop without marking it ended."""
+        self._lost = True
+        if self.task is not None:
+            self.task.cancel()
+
+    async def run(self) -> None:
+        try:
+            ended = await self._pump()
+            self._drain()
+            await self.hub.flush_dirty()
+            if self.hub.distributed:
+                await self.hub.flush_outbox()
+            if ended:
+                await self.hub.backend.mark_ended(self.channel_id)
+                await self._notify()
+        except asyncio.CancelledError:
+            if not self._lost:
+                raise
+        except Exception:
+            logger.exception("pump of %s failed", self.channel_id)
+        finally:
+            self.hub.pump_done(self)
+            if not self._lost:
+                with contextlib.suppress(Exception):
+                    await self.lease.release()
+
+    async def _pump(self) -> bool:
+        """Stream until the terminal event; True when the request ended."""
+        failures = 0
+        while True:
+            stream = self._stream = Stream(
+                self.upstream,
+                refresh=lambda: self.hub.api().reconnect(self.channel_id),
+                last_seq=self.last_seq or None,
+                request_timeout=SAFETY_TIMEOUT,
+            )
+            stream.on("message", self._on_message)
+            stream.start()
+            try:
+                async for _event in stream:
+                    if self._pending:
+                        self._drain()
+                        await self.hub.flush_dirty()
+                        failures = 0
+                return True
+            except JoinError as exc:
+                return self._give_up(f"upstream join refused: {exc.reason}")
+            except ModelRiverError as exc:
+                failures += 1
+                logger.warning("pump of %s: upstream failed (%s), attempt %d",
+                               self.channel_id, type(exc).__name__, failures)
+                if failures >= MAX_ATTEMPTS:
+                    return self._give_up("upstream connection lost")
+            finally:
+                await stream.close()
+                self._drain()
+            await asyncio.sleep(min(0.5 * 2 ** (failures - 1), 5.0))
+            try:
+                self.upstream = await self.hub.api().reconnect(self.channel_id)
+            except APIError as exc:
+                if exc.status == 404:
+                    return self._give_up("the request is no longer known upstream")
+            except ModelRiverError:
+                pass
+
+    def _on_message(self, message: ChannelMessage) -> None:
+        """Called by the stream for every raw channel message, in order, seq kept."""
+        entry = make_entry(self.topic, message.event, message.payload, self.last_seq)
+        if entry is None:
+            return
+        self.last_seq = entry.seq
+        self._pending.append(entry)
+        if entry.event in ("response", "error"):
+            self.final = entry
+
+    def _drain(self) -> None:
+        if self._pending:
+            entries, self._pending = self._pending, []
+            self.hub.publish(self.channel_id, entries)
+
+    def _give_up(self, message: str) -> bool:
+        logger.error("pump of %s gave up: %s", self.channel_id, message)
+        entry = make_entry(self.topic, "error", {"message": message}, self.last_seq)
+        if entry is not None:
+            self.last_seq = entry.seq
+            self._pending.append(entry)
+            self.final = entry
+        return True
+
+    async def _notify(self) -> None:
+        final = self.final
+        if final is None:
+            return
+        results = await sync_to_async(stream_finished.send_robust)(
+            sender=type(self), channel_id=self.channel_id, event=final.event, payload=final.payload,
+        )
+        for receiver, result in results:
+            if isinstance(result, Exception):
+                logger.error("stream_finished receiver %r failed", receiver, exc_info=result)

@@ -1,0 +1,308 @@
+"""HTTP views: start, reconnect, cancel, webhook (async; served by an ASGI server).
+
+* ``POST <mount>start`` (CSRF-protected), JSON ``{message | messages, workflow?}``: calls the API
+  server-side, starts the upstream pump, and answers ModelRiver's async shape
+  (``channel_id, project_id, ws_token, websocket_url, websocket_channel``) with
+  ``websocket_url = ws(s)://host<mount>socket`` and a Django-issued token for this session.
+* ``POST <mount>api/v1/ai/reconnect`` JSON ``{channel_id}``: a fresh token for the same owner
+  (what the official SDK's ``reconnectWithBackend()`` calls with ``apiBaseUrl=<mount>``). Without
+  ``channel_id`` *(ours)*: the owner's latest request in flight, 404 when none. It changes nothing,
+  so it is CSRF-exempt like the SDK expects.
+* ``POST <mount>cancel`` (CSRF-protected) JSON ``{channel_id}``: cancels upstream.
+* ``POST <mount>webhook``: verifies the gateway's signature (401 and nothing kept on failure),
+  answers redeliveries idempotently, sends ``webhook_received``, then calls back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+
+from django_modelriver.conf import modelriver_settings
+from django_modelriver.consumers import check_permission
+from django_modelriver.hub import get_hub
+from django_modelriver.signals import DEFER_CALLBACK, request_starting, webhook_received
+from django_modelriver.store import RequestRecord
+from django_modelriver.tokens import END_GRACE, issue_token
+from modelriver.exceptions import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    ModelRiverError,
+    RateLimitError,
+    WebhookVerificationError,
+)
+from modelriver.webhooks import verify_webhook
+
+__all__ = ["cancel", "reconnect", "socket_info", "start", "webhook"]
+
+logger = logging.getLogger("django_modelriver")
+
+SESSION_KEY = "_modelriver_owner"
+MAX_MESSAGES = 200
+MAX_BODY = 1 << 20
+
+
+def _error(status: int, message: str, **headers: str) -> JsonResponse:
+    response = JsonResponse({"error": message, "message": message}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+def _identify(request: HttpRequest, *, create: bool) -> tuple[str | None, str | None]:
+    """(session owner id, user id) of a request; creates the session owner when asked."""
+    session = getattr(request, "session", None)
+    owner = session.get(SESSION_KEY) if session is not None else None
+    if owner is None and create and session is not None:
+        owner = session[SESSION_KEY] = secrets.token_urlsafe(18)
+    user = getattr(request, "user", None)
+    user_id = str(user.pk) if user is not None and getattr(user, "is_authenticated", False) else None
+    return owner, user_id
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any] | None:
+    if len(request.body) > MAX_BODY:
+        return None
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _answer(request: HttpRequest, record: RequestRecord, owner: str) -> dict[str, Any]:
+    scheme = "wss" if request.is_secure() else "ws"
+    return {
+        "channel_id": record.channel_id,
+        "project_id": record.project_id,
+        "ws_token": issue_token(record.channel_id, owner),
+        "websocket_url": f"{scheme}://{request.get_host()}{reverse('django_modelriver:socket')}",
+        "websocket_channel": record.topic,
+    }
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, str]] | str:
+    """The chat messages of a start body, or an error message."""
+    if "messages" in body:
+        messages = body["messages"]
+        if not isinstance(messages, list) or not messages or len(messages) > MAX_MESSAGES:
+            return "messages must be a non-empty list"
+        result = []
+        for item in messages:
+            if not (isinstance(item, dict) and isinstance(item.get("content"), str)
+                    and item.get("role") in ("user", "assistant", "system")):
+                return "each message needs a role (user, assistant or system) and a content string"
+            result.append({"role": item["role"], "content": item["content"]})
+        return result
+    message = body.get("message")
+    if not isinstance(message, str) or not message.strip():
+        return "send {message: text} or {messages: [{role, content}]}"
+    return [{"role": "user", "content": message}]
+
+
+@csrf_protect
+async def start(request: HttpRequest) -> HttpResponse:
+    """Start a request for this session (see the module docstring)."""
+    if request.method != "POST":
+        return _error(405, "POST only", Allow="POST")
+    settings = modelriver_settings()
+    body = _json_body(request)
+    if body is None:
+        return _error(400, "the body must be a JSON object")
+    messages = _messages(body)
+    if isinstance(messages, str):
+        return _error(400, messages)
+    workflow = body.get("workflow") or settings.default_workflow
+    if not isinstance(workflow, str) or not workflow:
+        return _error(400, "no workflow: send one or set MODELRIVER['DEFAULT_WORKFLOW']")
+    options = settings.workflow_options(workflow)
+    if options is None:
+        return _error(400, f"workflow {workflow!r} is not allowed here")
+    if not await check_permission(request):
+        return _error(403, "not allowed to start a request")
+    owner, user_id = await sync_to_async(_identify)(request, create=True)
+    if owner is None:
+        return _error(500, "sessions are not enabled (see django_modelriver.E006)")
+    extra: dict[str, Any] = {"events": list(options.events), "metadata": dict(options.metadata),
+                             "webhook_url": None}
+    if extra["events"]:
+        extra["webhook_url"] = settings.webhook_url or request.build_absolute_uri(
+            reverse("django_modelriver:webhook"))
+    results = await sync_to_async(request_starting.send_robust)(
+        sender=start, request=request, workflow=workflow, messages=messages, options=extra)
+    for receiver, result in results:
+        if isinstance(result, Exception):
+            logger.error("request_starting receiver %r failed", receiver, exc_info=result)
+            return _error(500, "could not start the request")
+    hub = get_hub()
+    try:
+        await hub.ensure_started()
+        upstream = await hub.api().create_request(
+            workflow, messages, events=extra["events"] or None, webhook_url=extra["webhook_url"],
+            metadata=extra["metadata"] or None)
+    except RateLimitError as exc:
+        retry = str(int(exc.retry_after or 1))
+        return _error(429, "rate limited upstream, try again later", Retry_After=retry)
+    except AuthenticationError:
+        logger.error("the ModelRiver API refused this server's API key (check MODELRIVER['API_KEY'])")
+        return _error(502, "the AI service refused this server's credentials")
+    except APIError as exc:
+        logger.warning("create_request failed upstream: HTTP %s", exc.status)
+        if exc.status in (400, 404, 422):
+            return _error(400, f"the AI service refused the request (HTTP {exc.status})")
+        return _error(502, f"the AI service failed (HTTP {exc.status})")
+    except (APIConnectionError, ModelRiverError) as exc:
+        logger.warning("create_request failed: %s", type(exc).__name__)
+        return _error(502, "the AI service could not be reached")
+    record = RequestRecord(channel_id=upstream.channel_id, project_id=upstream.project_id,
+                           topic=upstream.topic, owner=owner, user_id=user_id, workflow=workflow)
+    await hub.backend.save(record)
+    lease = await hub.backend.acquire_pump(record.channel_id)
+    if lease is not None:
+        hub.start_pump(record, upstream, lease)
+    logger.info("started %s (workflow %s)", record.channel_id, workflow)
+    return JsonResponse({"message": "success", "status": "pending", **_answer(request, record, owner)})
+
+
+@csrf_exempt
+async def reconnect(request: HttpRequest) -> HttpResponse:
+    """A fresh socket token for a request of this owner (see the module docstring)."""
+    if request.method != "POST":
+        return _error(405, "POST only", Allow="POST")
+    body = _json_body(request)
+    if body is None:
+        return _error(400, "the body must be a JSON object")
+    channel_id = body.get("channel_id")
+    if channel_id is not None and not isinstance(channel_id, str):
+        return _error(400, "channel_id must be a string")
+    if not await check_permission(request):
+        return _error(403, "not allowed")
+    owner, user_id = await sync_to_async(_identify)(request, create=False)
+    hub = get_hub()
+    if channel_id:
+        record = await hub.backend.get(channel_id)
+        if record is None:
+            return _error(404, "unknown request")
+        if not record.owned_by(owner, user_id):
+            return _error(403, "this request belongs to someone else")
+    else:
+        record = await hub.backend.latest(owner, user_id)
+        if record is None:
+            return _error(404, "no request in flight")
+    ended = await hub.backend.ended_at(record.channel_id)
+    if ended is not None and time.time() - ended > END_GRACE:
+        return _error(404, "the request is over")
+    if owner is None:  # the same user, from another session
+        owner, _ = await sync_to_async(_identify)(request, create=True)
+    if owner is None:
+        return _error(500, "sessions are not enabled (see django_modelriver.E006)")
+    await hub.ensure_started()
+    return JsonResponse(_answer(request, record, owner))
+
+
+@csrf_protect
+async def cancel(request: HttpRequest) -> HttpResponse:
+    """Cancel a request of this owner upstream."""
+    if request.method != "POST":
+        return _error(405, "POST only", Allow="POST")
+    body = _json_body(request)
+    channel_id = body.get("channel_id") if body else None
+    if not isinstance(channel_id, str):
+        return _error(400, "send {channel_id}")
+    if not await check_permission(request):
+        return _error(403, "not allowed")
+    owner, user_id = await sync_to_async(_identify)(request, create=False)
+    hub = get_hub()
+    record = await hub.backend.get(channel_id)
+    if record is None:
+        return _error(404, "unknown request")
+    if not record.owned_by(owner, user_id):
+        return _error(403, "this request belongs to someone else")
+    try:
+        await hub.api().cancel(channel_id)
+    except APIError as exc:
+        if exc.status in (404, 409):
+            return _error(409, "the request is already over")
+        logger.warning("cancel failed upstream: HTTP %s", exc.status)
+        return _error(502, "the AI service failed to cancel")
+    except ModelRiverError as exc:
+        logger.warning("cancel failed: %s", type(exc).__name__)
+        return _error(502, "the AI service could not be reached")
+    return JsonResponse({"status": "cancelled", "channel_id": channel_id})
+
+
+@csrf_exempt
+async def webhook(request: HttpRequest) -> HttpResponse:
+    """Receive a gateway webhook (see the module docstring and ``signals``)."""
+    if request.method != "POST":
+        return _error(405, "POST only", Allow="POST")
+    settings = modelriver_settings()
+    if not settings.webhook_secret:
+        logger.error("webhook refused: MODELRIVER['WEBHOOK_SECRET'] is not set")
+        return _error(401, "webhook not verified")
+    try:
+        event = verify_webhook(request.body, request.headers, settings.webhook_secret)
+    except WebhookVerificationError as exc:
+        logger.info("webhook refused: %s", exc)
+        return _error(401, "webhook not verified")
+    kind = event.type or event.event or event.status or ""
+    key = f"{event.channel_id}:{kind}" if event.channel_id else \
+        "body:" + hashlib.sha256(request.body).hexdigest()
+    hub = get_hub()
+    state = await hub.backend.webhook_begin(key)
+    if state == "done":
+        return JsonResponse({"status": "duplicate"})
+    if state == "processing":
+        return JsonResponse({"status": "processing"}, status=202)
+    try:
+        return await _handle_webhook(request, event, key)
+    except BaseException:
+        await hub.backend.webhook_end(key, ok=False)
+        raise
+
+
+async def _handle_webhook(request: HttpRequest, event: Any, key: str) -> HttpResponse:
+    hub = get_hub()
+    settings = modelriver_settings()
+    data: dict[str, Any] = dict(event.data) if isinstance(event.data, dict) else {"value": event.data}
+    data.pop("callback_url", None)  # its token is the gateway's business, not the browser's
+    results = await sync_to_async(webhook_received.send_robust)(
+        sender=webhook, event=event, data=data, channel_id=event.channel_id, request=request)
+    defer = False
+    for receiver, result in results:
+        if isinstance(result, Exception):
+            logger.error("webhook_received receiver %r failed", receiver, exc_info=result)
+            await hub.backend.webhook_end(key, ok=False)
+            return _error(500, "a webhook receiver failed")
+        if result is DEFER_CALLBACK:
+            defer = True
+        elif isinstance(result, dict):
+            data.update(result)
+    if event.channel_id and event.callback_url:
+        await hub.backend.set_callback(event.channel_id, {"callback_url": event.callback_url,
+                                                          "task_id": event.task_id})
+    if event.is_event_driven and settings.auto_callback and not defer and event.channel_id:
+        try:
+            await hub.api().callback(event.channel_id, data, task_id=event.task_id,
+                                     callback_url=event.callback_url)
+        except ModelRiverError as exc:
+            logger.warning("callback for %s failed: %s", event.channel_id, type(exc).__name__)
+            await hub.backend.webhook_end(key, ok=False)
+            return _error(502, "the callback failed")
+    await hub.backend.webhook_end(key, ok=True)
+    return JsonResponse({"status": "ok"})
+
+
+async def socket_info(request: HttpRequest) -> HttpResponse:
+    """The socket's HTTP face: it speaks WebSocket only (at ``socket/websocket``)."""
+    return _error(426, "connect a WebSocket to socket/websocket", Upgrade="websocket")
