@@ -78,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_stream(args))
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:  # e.g. piped into `head`: stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 1
     parser.print_help(sys.stderr)
     return 2
 
@@ -227,13 +231,15 @@ class _JsonPrinter:
         self.failed = False
 
     def event(self, event: Any) -> None:
-        from modelriver.events import Error, Response
+        from modelriver.events import Error, Response, Status
 
         record: dict[str, Any] = {"type": event.type}
         if isinstance(event, Response):
             record["response"] = event.response.raw
             if event.response.is_error:
                 self.failed = True
+        elif isinstance(event, Status):
+            record.update(event.payload or {"status": event.status, "seq": event.seq})
         else:
             for f in dataclasses.fields(event):
                 value = getattr(event, f.name)

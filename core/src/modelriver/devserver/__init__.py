@@ -14,18 +14,18 @@ Needs the ``dev`` extra: ``pip install 'modelriver[dev]'``.
 
 from __future__ import annotations
 
-try:
-    import jsonschema  # type: ignore[import-untyped, unused-ignore]  # noqa: F401
-    import starlette  # noqa: F401
-    import uvicorn  # noqa: F401
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        f"modelriver.devserver needs the 'dev' extra ({exc.name} is missing): "
-        "pip install 'modelriver[dev]'"
-    ) from exc
+import importlib.util
 
-from modelriver.devserver.app import create_app
-from modelriver.devserver.config import (
+_missing = [name for name in ("starlette", "uvicorn", "jsonschema")
+            if importlib.util.find_spec(name) is None]
+if _missing:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        f"modelriver.devserver needs the 'dev' extra ({', '.join(_missing)} missing): "
+        "pip install 'modelriver[dev]'"
+    )
+
+from modelriver.devserver.app import create_app  # noqa: E402
+from modelriver.devserver.config import (  # noqa: E402
     ConfigError,
     GatewayConfig,
     OpenAIProviderConfig,
@@ -34,7 +34,7 @@ from modelriver.devserver.config import (
     WorkflowConfig,
     load_config,
 )
-from modelriver.devserver.server import run, serve
+from modelriver.devserver.server import run, serve  # noqa: E402
 
 __all__ = [
     "ConfigError",

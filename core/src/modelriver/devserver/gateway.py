@@ -12,10 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import httpx
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
+from typing import TYPE_CHECKING, Any
 
 from modelriver.devserver.config import GatewayConfig, ScriptedOverrides, WorkflowConfig
 from modelriver.devserver.providers import make_provider
@@ -23,6 +20,10 @@ from modelriver.devserver.ratelimit import RateLimiter
 from modelriver.devserver.requests import RequestRun, RequestStore, RunSettings
 from modelriver.devserver.tokens import LiveSockets, TokenIssuer
 from modelriver.devserver.webhook_delivery import WebhookSender
+
+if TYPE_CHECKING:
+    import httpx
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
 
 __all__ = ["Gateway"]
 
@@ -52,6 +53,8 @@ class Gateway:
     def http(self) -> httpx.AsyncClient:
         """The shared HTTP client (webhooks, OpenAI-compatible providers)."""
         if self._http is None:
+            import httpx
+
             self._http = httpx.AsyncClient(follow_redirects=False)
         return self._http
 
@@ -101,6 +104,8 @@ class Gateway:
             return None
         validator = self._validators.get(workflow.name)
         if validator is None:
+            from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
+
             validator = Draft202012Validator(workflow.schema)
             self._validators[workflow.name] = validator
         return validator

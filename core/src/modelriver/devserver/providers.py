@@ -14,15 +14,16 @@ import os
 import re
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from modelriver.devserver.config import (
     OpenAIProviderConfig,
     ProviderConfig,
     ScriptedProviderConfig,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "Chunk",
@@ -260,6 +261,8 @@ class OpenAIProvider:
         Raises:
             ProviderError: connection failure, an error status, or a malformed stream.
         """
+        import httpx
+
         cfg = self.config
         body: dict[str, Any] = {
             **cfg.options,

@@ -17,9 +17,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
-
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from modelriver.devserver.config import ScriptedOverrides, ServerConfig, WorkflowConfig
 from modelriver.devserver.providers import (
@@ -33,6 +31,9 @@ from modelriver.devserver.providers import (
 )
 from modelriver.devserver.webhook_delivery import WebhookSender, utc_now
 from modelriver.phoenix import ChannelLog, Entry
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
 
 __all__ = [
     "CallbackResult",

@@ -11,11 +11,12 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from modelriver.webhooks import encode_body, signature_headers
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["WebhookSender", "retry_delays", "utc_now"]
 
@@ -81,6 +82,8 @@ class WebhookSender:
         Returns:
             True when an attempt got a 2xx answer.
         """
+        import httpx
+
         content = encode_body(body)
         delays = retry_delays(self.retries)
         attempt = 0
