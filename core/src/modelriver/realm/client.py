@@ -1,0 +1,631 @@
+"""``RealmClient``: Realm's client SDK in asyncio form, over one multiplexed WebSocket.
+
+    async with RealmClient("ws://localhost:8080", api_key="sk_...") as realm:
+        result = await realm.generate("Hello")
+        async for text in realm.generate_stream("Tell me a story"):
+            print(text, end="")
+        async for event in realm.generate_events("Hi"):     # core StreamEvents
+            ...
+
+Every call gets an id and its answers are routed by it, so any number of calls share the socket.
+Cancelling the task that awaits a call (or leaving a stream's ``async for`` early) sends
+``{type: "cancel", id}``. When the socket is cut, calls in flight fail with
+``RealmConnectionError``; with ``reconnect`` the client opens a new socket every
+``reconnect_interval`` seconds until it succeeds, and new calls wait for it (within their timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import uuid
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any, TypeAlias
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.protocol import State
+
+from modelriver.events import Error, Response, StreamEvent, Token
+from modelriver.realm.exceptions import (
+    RealmAuthenticationError,
+    RealmCancelledError,
+    RealmConnectionError,
+    RealmError,
+    RealmProtocolError,
+    RealmTimeoutError,
+)
+from modelriver.realm.protocol import (
+    AUTH_TIMEOUT,
+    DEFAULT_MAX_FRAME,
+    DEFAULT_URL,
+    Answer,
+    Auth,
+    AuthFailed,
+    AuthRequired,
+    AuthSuccess,
+    Call,
+    Cancel,
+    GenerateResult,
+    TokenRecord,
+    encode,
+    parse_server_frame,
+)
+
+__all__ = ["EVENTS", "Callback", "RealmClient"]
+
+logger = logging.getLogger("modelriver.realm")
+
+Callback: TypeAlias = Callable[[Any], Any]
+EVENTS = ("connected", "disconnected", "error")
+"""``connected`` (tenant id), ``disconnected`` (reason), ``error`` (a ``RealmError``)."""
+
+
+class _Call:
+    __slots__ = ("id", "queue")
+
+    def __init__(self, call_id: str) -> None:
+        self.id = call_id
+        self.queue: asyncio.Queue[Answer | RealmError] = asyncio.Queue()
+
+
+class RealmClient:
+    """An asyncio client for a Realm server.
+
+    Args:
+        url: the server's WebSocket URL.
+        model: the model sent with ``generate`` calls that do not name one.
+        api_key: sent as ``{type: "auth"}`` right after connecting; None for servers without auth.
+        tenant_id: sent with every call; auto-assigned (uuid4) when absent, then replaced by the
+            tenant the server names in ``auth_success``.
+        reconnect: open a new socket after the connection is lost.
+        reconnect_interval: seconds between reconnect attempts.
+        timeout: seconds a call may wait for each answer frame (None: forever).
+        auth_timeout: seconds to wait for ``auth_success``.
+        open_timeout: seconds to open the socket.
+        max_frame_size: the largest frame accepted, in bytes.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        tenant_id: str | None = None,
+        reconnect: bool = True,
+        reconnect_interval: float = 5.0,
+        timeout: float | None = 30.0,
+        auth_timeout: float = AUTH_TIMEOUT,
+        open_timeout: float = 10.0,
+        max_frame_size: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.url = url
+        self.model = model
+        self.api_key = api_key
+        self.reconnect = reconnect
+        self.reconnect_interval = reconnect_interval
+        self.timeout = timeout
+        self.auth_timeout = auth_timeout
+        self.open_timeout = open_timeout
+        self.max_frame_size = max_frame_size
+        self._tenant_fixed = tenant_id is not None
+        self._tenant_id = tenant_id or str(uuid.uuid4())
+        self._ids = itertools.count(1)
+        self._calls: dict[str, _Call] = {}
+        self._callbacks: dict[str, list[Callback]] = {}
+        self._ws: ClientConnection | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._changed: asyncio.Event | None = None
+        self._failure: RealmError | None = None
+        self._closing = False
+        self._background: set[asyncio.Task[Any]] = set()
+        self.reconnects = 0
+
+    # -- state ------------------------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        """True while a socket is open and authenticated."""
+        return self._ws is not None and self._ws.state is State.OPEN
+
+    @property
+    def tenant_id(self) -> str:
+        return self._tenant_id
+
+    @property
+    def pending_calls(self) -> int:
+        """Calls waiting for their answers."""
+        return len(self._calls)
+
+    def on(self, event: str, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(arg)`` on each ``event``; returns a function that unsubscribes.
+
+        Events: ``connected`` (the tenant id), ``disconnected`` (a reason), ``error`` (a
+        ``RealmError`` not tied to a call: a refused reconnect, a malformed frame).
+
+        Raises:
+            ValueError: ``event`` is not one of ``EVENTS``.
+        """
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; expected one of {', '.join(EVENTS)}")
+        self._callbacks.setdefault(event, []).append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._callbacks.get(event, []).remove(callback)
+
+        return unsubscribe
+
+    def off(self, event: str | None = None, callback: Callback | None = None) -> None:
+        """Remove one callback, every callback of ``event``, or all of them."""
+        if event is None:
+            self._callbacks.clear()
+        elif callback is None:
+            self._callbacks.pop(event, None)
+        else:
+            with contextlib.suppress(ValueError):
+                self._callbacks.get(event, []).remove(callback)
+
+    # -- connection -------------------------------------------------------------------------------
+
+    async def connect(self) -> RealmClient:
+        """Open the socket and authenticate; returns once calls can be made.
+
+        Raises:
+            RealmConnectionError: the server could not be reached.
+            RealmAuthenticationError: the API key was refused.
+            RealmTimeoutError: no ``auth_success`` within ``auth_timeout``.
+        """
+        if self._supervisor is not None and not self._supervisor.done():
+            await self._connection(self.timeout)
+            return self
+        self._closing = False
+        self._failure = None
+        ws = await self._open()
+        self._attach(ws)
+        self._supervisor = asyncio.create_task(self._supervise(ws), name="modelriver-realm")
+        return self
+
+    async def disconnect(self) -> None:
+        """Close the socket for good (no reconnect); calls in flight fail. Idempotent."""
+        self._closing = True
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None and not supervisor.done():
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+            self._detach("client disconnected")
+        background = list(self._background)
+        if background:
+            await asyncio.gather(*background, return_exceptions=True)
+
+    async def __aenter__(self) -> RealmClient:
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.disconnect()
+
+    async def _open(self) -> ClientConnection:
+        try:
+            ws = await websockets.connect(
+                self.url, open_timeout=self.open_timeout, max_size=self.max_frame_size,
+                compression=None,
+            )
+        except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
+            raise RealmConnectionError(f"cannot connect to {self.url}: {exc}") from exc
+        try:
+            async with asyncio.timeout(self.auth_timeout):
+                await self._authenticate(ws)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await ws.close()
+            if isinstance(exc, TimeoutError):
+                raise RealmTimeoutError(
+                    f"no answer to auth within {self.auth_timeout} s"
+                ) from None
+            raise
+        return ws
+
+    async def _authenticate(self, ws: ClientConnection) -> None:
+        """Send ``auth`` at once (as Realm's Python client does) and wait for the verdict."""
+        if self.api_key is None:
+            return
+        try:
+            await ws.send(encode(Auth(self.api_key)))
+            while True:
+                message = parse_server_frame(await ws.recv(), max_size=self.max_frame_size)
+                if isinstance(message, AuthSuccess):
+                    self._adopt_tenant(message.tenant_id)
+                    return
+                if isinstance(message, AuthFailed):
+                    raise RealmAuthenticationError(message.error)
+                if isinstance(message, Answer) and message.error is not None:
+                    raise message.error.to_exception()
+                # auth_required crossing our auth: keep waiting.
+        except ConnectionClosed as exc:
+            raise RealmConnectionError(f"the server closed the socket during auth: {exc}") from exc
+
+    def _adopt_tenant(self, tenant_id: str | None) -> None:
+        if tenant_id and not self._tenant_fixed:
+            self._tenant_id = tenant_id
+
+    def _attach(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        logger.info("realm: connected to %s", self.url)
+        self._notify()
+        self._fire("connected", self._tenant_id)
+
+    def _detach(self, reason: str) -> None:
+        """Forget the socket and fail every call in flight."""
+        if self._ws is None:
+            return
+        self._ws = None
+        logger.info("realm: disconnected (%s)", reason)
+        for call in self._calls.values():
+            call.queue.put_nowait(self._lost_error(reason, call.id))
+        self._notify()
+        self._fire("disconnected", reason)
+
+    def _lost_error(self, reason: str, call_id: str) -> RealmError:
+        failure = self._failure
+        if failure is not None:
+            return type(failure)(failure.message, code=failure.code, details=failure.details,
+                                 call_id=call_id)
+        return RealmConnectionError(f"connection lost while the call was in flight ({reason})",
+                                    call_id=call_id)
+
+    def _notify(self) -> None:
+        """Wake every caller waiting for the connection state to change."""
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def _supervise(self, ws: ClientConnection) -> None:
+        """Read the socket; after a loss, reconnect every ``reconnect_interval`` if asked to."""
+        current: ClientConnection | None = ws
+        while current is not None:
+            reason = await self._read(current)
+            self._detach(reason)
+            if self._closing or self._failure is not None or not self.reconnect:
+                return
+            current = await self._reconnect()
+
+    async def _reconnect(self) -> ClientConnection | None:
+        while not self._closing:
+            await asyncio.sleep(self.reconnect_interval)
+            try:
+                ws = await self._open()
+            except RealmAuthenticationError as exc:
+                self._failure = exc
+                self._notify()
+                self._fire("error", exc)
+                return None
+            except RealmError as exc:
+                logger.info("realm: reconnect failed (%s); retrying in %s s", exc,
+                            self.reconnect_interval)
+                self._fire("error", exc)
+                continue
+            self.reconnects += 1
+            self._attach(ws)
+            return ws
+        return None
+
+    async def _read(self, ws: ClientConnection) -> str:
+        """Route frames until the socket closes; returns why it closed."""
+        try:
+            async for raw in ws:
+                self._on_frame(ws, raw)
+        except ConnectionClosed as exc:
+            return f"connection lost: {exc}"
+        return f"closed by the server: {ws.close_code} {ws.close_reason or ''}".rstrip()
+
+    def _on_frame(self, ws: ClientConnection, raw: str | bytes) -> None:
+        try:
+            message = parse_server_frame(raw, max_size=self.max_frame_size)
+        except RealmProtocolError as exc:
+            call = self._calls.get(exc.call_id) if exc.call_id is not None else None
+            if call is not None:
+                call.queue.put_nowait(exc)
+            else:
+                logger.warning("realm: %s", exc)
+                self._fire("error", exc)
+            return
+        if isinstance(message, Answer):
+            call = self._calls.get(str(message.id)) if message.id is not None else None
+            if call is not None:
+                call.queue.put_nowait(message)
+            elif message.error is not None:
+                error = message.error.to_exception()
+                logger.warning("realm: server error not tied to a call: %s", error)
+                self._fire("error", error)
+            else:
+                logger.debug("realm: answer for unknown call %r", message.id)
+        elif isinstance(message, AuthSuccess):
+            self._adopt_tenant(message.tenant_id)
+        elif isinstance(message, AuthRequired) and self.api_key is not None:
+            pass  # crossed our auth
+        else:
+            error = RealmAuthenticationError(
+                message.error if isinstance(message, AuthFailed) else "the server requires an API key"
+            )
+            self._failure = error
+            self._fire("error", error)
+            self._spawn(ws.close())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _connection(self, limit: float | None) -> ClientConnection:
+        """The live socket, waiting for a reconnect (within ``limit`` s) if one is under way.
+
+        Raises:
+            RealmConnectionError: not connected, and not about to be.
+            RealmTimeoutError: the reconnect did not happen in time.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if limit is None else loop.time() + limit
+        while True:
+            failure = self._failure
+            if failure is not None:  # e.g. the key was refused: say so, typed
+                raise type(failure)(failure.message, code=failure.code, details=failure.details)
+            ws = self._ws
+            if ws is not None:
+                return ws
+            if self._supervisor is None or self._supervisor.done():
+                raise RealmConnectionError("not connected: call connect() first")
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._changed.wait()
+            except TimeoutError:
+                raise RealmTimeoutError(f"not reconnected within {limit} s") from None
+
+    # -- calls ------------------------------------------------------------------------------------
+
+    async def _answers(
+        self, function: str, params: dict[str, Any], call_timeout: float | None
+    ) -> AsyncGenerator[Answer, None]:
+        """Send a call and yield its answers; the last one yielded is ``complete``.
+
+        Raises:
+            RealmError: the server answered an error (typed by code) or ``cancelled``.
+            RealmConnectionError: the socket was lost; RealmTimeoutError: an answer was late.
+            RealmProtocolError: an answer was malformed.
+        """
+        limit = self.timeout if call_timeout is None else call_timeout
+        ws = await self._connection(limit)
+        call = _Call(str(next(self._ids)))
+        self._calls[call.id] = call
+        finished = False
+        try:
+            try:
+                await ws.send(encode(Call(call.id, function, params, self._tenant_id)))
+            except ConnectionClosed as exc:
+                finished = True
+                raise RealmConnectionError(f"connection lost: {exc}", call_id=call.id) from exc
+            while True:
+                try:
+                    async with asyncio.timeout(limit):
+                        item = await call.queue.get()
+                except TimeoutError:
+                    raise RealmTimeoutError(
+                        f"{function}: no answer within {limit} s", call_id=call.id
+                    ) from None
+                if isinstance(item, RealmError):
+                    finished = True
+                    raise item
+                if item.status == "streaming":
+                    yield item
+                    continue
+                finished = True
+                if item.status == "complete":
+                    yield item
+                    return
+                if item.error is not None:
+                    raise item.error.to_exception(call.id)
+                raise RealmCancelledError("the server cancelled the call", call_id=call.id)
+        finally:
+            self._calls.pop(call.id, None)
+            if not finished:
+                self._cancel_remote(ws, call.id)
+
+    def _cancel_remote(self, ws: ClientConnection, call_id: str) -> None:
+        """Tell the server to stop ``call_id`` (best effort, in the background)."""
+        if ws is not self._ws:
+            return
+        try:
+            self._spawn(self._send_quietly(ws, encode(Cancel(call_id))))
+        except RuntimeError:  # no running loop: the generator is being finalized late
+            return
+        logger.debug("realm: cancelling call %s", call_id)
+
+    @staticmethod
+    async def _send_quietly(ws: ClientConnection, frame: str) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(frame)
+
+    async def call(
+        self, function: str, params: Mapping[str, Any] | None = None, *, call_timeout: float | None = None
+    ) -> Any:
+        """Call any ``function`` and return its complete ``data`` (streaming records skipped).
+
+        Raises:
+            RealmError: see ``generate``.
+        """
+        data: Any = None
+        async with contextlib.aclosing(self._answers(function, dict(params or {}), call_timeout)) as answers:
+            async for answer in answers:
+                if answer.status == "complete":
+                    data = answer.data
+        return data
+
+    def _generate_params(
+        self, prompt: str, model: str | None, max_tokens: int | None, temperature: float | None,
+        top_p: float | None, params: Mapping[str, Any] | None, stream: bool,
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {"prompt": prompt}
+        model = model or self.model
+        if model is not None:
+            out["model"] = model
+        if max_tokens is not None:
+            out["max_tokens"] = max_tokens
+        if temperature is not None:
+            out["temperature"] = temperature
+        if top_p is not None:
+            out["top_p"] = top_p
+        out.update(params or {})
+        out["stream"] = stream
+        return out
+
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = 100,
+        temperature: float | None = 0.7,
+        top_p: float | None = None,
+        params: Mapping[str, Any] | None = None,
+        call_timeout: float | None = None,
+    ) -> GenerateResult:
+        """Generate text for ``prompt`` and return the whole result.
+
+        Args:
+            prompt: the prompt.
+            model: the model (default: the client's ``model``).
+            max_tokens, temperature, top_p: sampling (None leaves one out).
+            params: further params sent as they are.
+            call_timeout: seconds to wait for the answer (default: the client's ``timeout``).
+
+        Returns:
+            The ``GenerateResult``.
+
+        Raises:
+            RealmAuthenticationError, RealmRateLimitError (``.retry_after``),
+            RealmInvalidParamsError, RealmInternalError: the server's error, by code.
+            RealmConnectionError, RealmTimeoutError: no answer.
+        """
+        model = model or self.model
+        parts: list[str] = []
+        body = self._generate_params(prompt, model, max_tokens, temperature, top_p, params, False)
+        async with contextlib.aclosing(self._answers("generate", body, call_timeout)) as answers:
+            async for answer in answers:
+                if answer.status == "streaming":
+                    parts.append(TokenRecord.from_data(answer.data).text)
+                else:
+                    return GenerateResult.from_data(answer.data, streamed=parts, model=model)
+        raise RealmProtocolError("generate ended without a result")  # pragma: no cover
+
+    async def generate_stream(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = 100,
+        temperature: float | None = 0.7,
+        top_p: float | None = None,
+        params: Mapping[str, Any] | None = None,
+        call_timeout: float | None = None,
+    ) -> AsyncGenerator[str, None]:
+        """Generate with ``stream: true``, yielding each token's text as it arrives.
+
+        Args and Raises: as ``generate``; ``call_timeout`` bounds the wait for each token.
+        Leaving the loop early cancels the call on the server.
+        """
+        body = self._generate_params(prompt, model, max_tokens, temperature, top_p, params, True)
+        async with contextlib.aclosing(self._answers("generate", body, call_timeout)) as answers:
+            async for answer in answers:
+                if answer.status == "streaming":
+                    yield TokenRecord.from_data(answer.data).text
+
+    async def generate_events(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = 100,
+        temperature: float | None = 0.7,
+        top_p: float | None = None,
+        params: Mapping[str, Any] | None = None,
+        call_timeout: float | None = None,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """Generate as core ``StreamEvent``s: a ``Token`` per record (``seq`` = its index), then a
+        ``Response`` (``AIResponse`` status success, usage in ``meta``), or an ``Error``.
+
+        Args: as ``generate``.
+
+        Raises:
+            RealmConnectionError, RealmTimeoutError, RealmProtocolError: the call could not
+                finish (the server's own error answers become ``Error`` events instead).
+        """
+        model = model or self.model
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        parts: list[str] = []
+        body = self._generate_params(prompt, model, max_tokens, temperature, top_p, params, True)
+        try:
+            async with contextlib.aclosing(self._answers("generate", body, call_timeout)) as answers:
+                async for answer in answers:
+                    if answer.status == "streaming":
+                        record = TokenRecord.from_data(answer.data)
+                        seq = record.index if record.index is not None else len(parts)
+                        parts.append(record.text)
+                        yield Token(record.text, seq=seq, model=model)
+                    else:
+                        result = GenerateResult.from_data(answer.data, streamed=parts, model=model)
+                        duration = int((loop.time() - started) * 1000)
+                        yield Response(result.to_response(duration_ms=duration))
+        except (RealmConnectionError, RealmProtocolError):
+            raise
+        except RealmError as exc:
+            yield Error(exc.message)
+
+    async def execute_pipeline(
+        self, name: str, input: Any = None, *, call_timeout: float | None = None
+    ) -> Any:
+        """Run pipeline ``name`` on ``input``; returns the complete ``data``.
+
+        Raises:
+            RealmInvalidParamsError: no such pipeline, or a bad input; see ``generate``.
+        """
+        return await self.call("pipeline", {"name": name, "input": input}, call_timeout=call_timeout)
+
+    async def health(self, *, call_timeout: float | None = None) -> dict[str, Any]:
+        """The server's health (``{status: "ok", ...}``).
+
+        Raises:
+            RealmProtocolError: the answer is not an object; see ``generate``.
+        """
+        return _object(await self.call("health", call_timeout=call_timeout), "health")
+
+    async def metadata(self, *, call_timeout: float | None = None) -> dict[str, Any]:
+        """The server's ``{version, functions: [{name, description, params, returns, streaming}]}``.
+
+        Raises:
+            RealmProtocolError: the answer is not an object; see ``generate``.
+        """
+        return _object(await self.call("metadata", call_timeout=call_timeout), "metadata")
+
+    def _fire(self, name: str, arg: Any) -> None:
+        for callback in list(self._callbacks.get(name, ())):
+            try:
+                callback(arg)
+            except Exception:
+                logger.exception("realm: %s callback failed", name)
+
+
+def _object(data: Any, function: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise RealmProtocolError(f"{function} answered data that is not an object")
+    return data

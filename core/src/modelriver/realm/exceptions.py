@@ -1,0 +1,212 @@
+"""Realm's errors, each under the core error it specializes (``modelriver.exceptions``).
+
+    RealmError (ModelRiverError)          every Realm failure (.code, .details, .call_id)
+    ├── RealmAuthenticationError          UNAUTHORIZED, auth_failed (also an AuthenticationError)
+    ├── RealmRateLimitError               RATE_LIMIT_EXCEEDED (.retry_after; also a RateLimitError)
+    ├── RealmInvalidParamsError           INVALID_PARAMS
+    ├── RealmInternalError                INTERNAL_ERROR
+    ├── RealmCancelledError               the server answered ``cancelled``
+    ├── RealmConnectionError              no socket, or it was lost (also an APIConnectionError)
+    │   └── RealmTimeoutError             no answer in time (also an APITimeoutError)
+    └── RealmProtocolError                a malformed or unexpected frame (also a ProtocolError)
+
+Codes this library does not know raise a plain ``RealmError`` carrying that code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from modelriver.exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    ModelRiverError,
+    ProtocolError,
+    RateLimitError,
+)
+
+__all__ = [
+    "CANCELLED",
+    "CONNECTION_LOST",
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "PROTOCOL_ERROR",
+    "RATE_LIMIT_EXCEEDED",
+    "TIMEOUT",
+    "UNAUTHORIZED",
+    "RealmAuthenticationError",
+    "RealmCancelledError",
+    "RealmConnectionError",
+    "RealmError",
+    "RealmInternalError",
+    "RealmInvalidParamsError",
+    "RealmProtocolError",
+    "RealmRateLimitError",
+    "RealmTimeoutError",
+    "error_for",
+]
+
+# Codes on the wire (PROTOCOL §7).
+UNAUTHORIZED = "UNAUTHORIZED"
+RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
+INVALID_PARAMS = "INVALID_PARAMS"
+INTERNAL_ERROR = "INTERNAL_ERROR"
+# Codes this library gives to local failures (never sent by a server).
+CANCELLED = "CANCELLED"
+CONNECTION_LOST = "CONNECTION_LOST"
+TIMEOUT = "TIMEOUT"
+PROTOCOL_ERROR = "PROTOCOL_ERROR"
+
+
+class RealmError(ModelRiverError):
+    """A Realm call or connection failed.
+
+    Attributes:
+        message: the server's (or this library's) message.
+        code: the error code, e.g. ``INVALID_PARAMS``.
+        details: the server's ``error.details`` (a dict, empty when absent).
+        call_id: the id of the call that failed, or None for connection-level errors.
+    """
+
+    default_code = INTERNAL_ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        call_id: str | None = None,
+    ) -> None:
+        ModelRiverError.__init__(self, message)
+        self._realm(message, code, details, call_id)
+
+    def _realm(
+        self, message: str, code: str | None, details: Mapping[str, Any] | None, call_id: str | None
+    ) -> None:
+        self.message = message
+        self.code = code or self.default_code
+        self.details: dict[str, Any] = dict(details or {})
+        self.call_id = call_id
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.code})"
+
+
+class RealmAuthenticationError(RealmError, AuthenticationError):
+    """The API key was missing or refused (``auth_failed`` or ``UNAUTHORIZED``)."""
+
+    default_code = UNAUTHORIZED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        call_id: str | None = None,
+    ) -> None:
+        AuthenticationError.__init__(self, message, status=401, body=dict(details or {}))
+        self._realm(message, code, details, call_id)
+
+
+class RealmRateLimitError(RealmError, RateLimitError):
+    """The tenant's rate limit was hit (``RATE_LIMIT_EXCEEDED``).
+
+    Attributes:
+        retry_after: seconds to wait before trying again (from ``details``), or None.
+    """
+
+    default_code = RATE_LIMIT_EXCEEDED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        call_id: str | None = None,
+    ) -> None:
+        details = dict(details or {})
+        RateLimitError.__init__(self, message, body=details, retry_after=_retry_after(details))
+        self._realm(message, code, details, call_id)
+
+
+class RealmInvalidParamsError(RealmError):
+    """The server refused the call's parameters (``INVALID_PARAMS``)."""
+
+    default_code = INVALID_PARAMS
+
+
+class RealmInternalError(RealmError):
+    """The server failed while handling the call (``INTERNAL_ERROR``)."""
+
+    default_code = INTERNAL_ERROR
+
+
+class RealmCancelledError(RealmError):
+    """The server answered ``cancelled``: the call was stopped before it completed."""
+
+    default_code = CANCELLED
+
+
+class RealmConnectionError(RealmError, APIConnectionError):
+    """No socket to the server: it could not be opened, was lost, or the client disconnected."""
+
+    default_code = CONNECTION_LOST
+
+
+class RealmTimeoutError(RealmConnectionError, APITimeoutError):
+    """No answer arrived within the timeout."""
+
+    default_code = TIMEOUT
+
+
+class RealmProtocolError(RealmError, ProtocolError):
+    """A frame was malformed or unexpected."""
+
+    default_code = PROTOCOL_ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        call_id: str | None = None,
+    ) -> None:
+        ProtocolError.__init__(self, message)
+        self._realm(message, code, details, call_id)
+
+
+_BY_CODE: dict[str, type[RealmError]] = {
+    UNAUTHORIZED: RealmAuthenticationError,
+    RATE_LIMIT_EXCEEDED: RealmRateLimitError,
+    INVALID_PARAMS: RealmInvalidParamsError,
+    INTERNAL_ERROR: RealmInternalError,
+}
+
+
+def error_for(
+    code: str, message: str, details: Mapping[str, Any] | None = None, call_id: str | None = None
+) -> RealmError:
+    """The typed error for a server's ``error`` object (unknown codes give a ``RealmError``)."""
+    cls = _BY_CODE.get(code, RealmError)
+    return cls(message, code=code, details=details, call_id=call_id)
+
+
+def _retry_after(details: Mapping[str, Any]) -> float | None:
+    """Seconds from ``retry_after`` (or ``retryAfter``), or from ``retry_after_ms``."""
+    for key, scale in (("retry_after", 1.0), ("retryAfter", 1.0), ("retry_after_ms", 0.001)):
+        value = details.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            try:
+                seconds = float(value) * scale
+            except OverflowError:
+                return None
+            if math.isfinite(seconds) and seconds >= 0:
+                return seconds
+    return None

@@ -1,0 +1,618 @@
+"""A Realm-protocol server: plain WebSocket, JSON frames (PROTOCOL §7).
+
+    server = await serve(my_generate, "127.0.0.1", 8080, api_keys={"sk_1"}, rate_limit_per_minute=60)
+    ...
+    await server.close()
+
+``generate`` is any ``async`` generator of text chunks for a ``GenerateRequest``: the embedded
+gateway plugs its providers in there, and ``echo_generator`` is the offline demo model. Pipelines
+are named ``async`` callables of one input (``echo`` and ``uppercase`` are built in).
+
+Each connection gets one ``RealmSession``; calls run as their own tasks, so many stream at once on
+one socket. A malformed frame gets an ``INVALID_PARAMS`` error answer (``id`` null when the frame
+named no call) and the connection goes on serving. ``RealmSession`` only needs an async iterable of
+incoming frames, a ``send`` and a ``close``: another WebSocket stack (ASGI) can drive it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import websockets
+from websockets.asyncio.server import Server, ServerConnection
+
+from modelriver._version import __version__
+from modelriver.realm.exceptions import (
+    INTERNAL_ERROR,
+    UNAUTHORIZED,
+    RealmError,
+    RealmInvalidParamsError,
+    RealmRateLimitError,
+)
+from modelriver.realm.protocol import (
+    AUTH_TIMEOUT,
+    DEFAULT_MAX_FRAME,
+    Answer,
+    Auth,
+    AuthFailed,
+    AuthRequired,
+    AuthSuccess,
+    Call,
+    CallId,
+    Cancel,
+    ErrorInfo,
+    GenerateResult,
+    Invalid,
+    ServerMessage,
+    encode,
+    parse_client_frame,
+    token_record,
+)
+from modelriver.realm.ratelimit import RateLimiter
+
+__all__ = [
+    "CLOSE_AUTH_FAILED",
+    "GenerateRequest",
+    "Generator",
+    "Pipeline",
+    "RealmServer",
+    "RealmSession",
+    "builtin_pipelines",
+    "echo_generator",
+    "serve",
+]
+
+logger = logging.getLogger("modelriver.realm")
+
+CLOSE_AUTH_FAILED = 1008
+"""The close code after ``auth_failed`` (policy violation)."""
+
+RATE_LIMITED_FUNCTIONS = frozenset({"generate", "pipeline"})
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateRequest:
+    """A validated ``generate`` call, as a generator receives it."""
+
+    prompt: str
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    model: str | None = None
+    stream: bool = False
+    tenant_id: str = ""
+
+
+Generator: TypeAlias = Callable[[GenerateRequest], AsyncIterator[str]]
+"""Yields the answer's text chunks; raising a ``RealmError`` answers its code."""
+
+Pipeline: TypeAlias = Callable[[Any], Awaitable[Any]]
+"""Turns a pipeline's input into its output; raising a ``RealmError`` answers its code."""
+
+_WORDS = re.compile(r"\S+\s*|\s+")
+
+
+async def echo_generator(request: GenerateRequest) -> AsyncIterator[str]:
+    """The offline demo model: ``You said: <prompt>``, word by word, at most ``max_tokens`` words."""
+    words = _WORDS.findall(f"You said: {request.prompt}")
+    for word in words[: request.max_tokens]:
+        yield word
+
+
+async def _echo(value: Any) -> Any:
+    return value
+
+
+async def _uppercase(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise RealmInvalidParamsError("the uppercase pipeline takes a string input",
+                                      details={"param": "input"})
+    return value.upper()
+
+
+def builtin_pipelines() -> dict[str, Pipeline]:
+    """The demo pipelines: ``echo`` (input unchanged) and ``uppercase`` (a string, upper-cased)."""
+    return {"echo": _echo, "uppercase": _uppercase}
+
+
+def _param(name: str, type_: str, description: str, *, required: bool = False,
+           default: Any = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "type": type_, "description": description,
+                           "required": required}
+    if default is not None:
+        out["default"] = default
+    return out
+
+
+FUNCTIONS_METADATA: list[dict[str, Any]] = [
+    {
+        "name": "generate",
+        "description": "Generate text for a prompt, streamed token by token when stream is true.",
+        "params": [
+            _param("prompt", "string", "The prompt.", required=True),
+            _param("max_tokens", "integer", "The most tokens to generate."),
+            _param("temperature", "number", "Sampling temperature, 0 to 2."),
+            _param("top_p", "number", "Nucleus sampling, 0 to 1."),
+            _param("stream", "boolean", "Stream token records before the result.", default=False),
+            _param("model", "string", "The model to use."),
+        ],
+        "returns": "{text, tokens_generated, prompt_tokens, time_ms}",
+        "streaming": True,
+    },
+    {
+        "name": "pipeline",
+        "description": "Run a named pipeline on an input.",
+        "params": [
+            _param("name", "string", "The pipeline's name.", required=True),
+            _param("input", "any", "The pipeline's input."),
+        ],
+        "returns": "{pipeline, output, time_ms}",
+        "streaming": False,
+    },
+    {
+        "name": "health",
+        "description": "The server's health.",
+        "params": [],
+        "returns": "{status, version, uptime_s, connections, active_calls}",
+        "streaming": False,
+    },
+    {
+        "name": "metadata",
+        "description": "The functions this server offers.",
+        "params": [],
+        "returns": "{version, functions, pipelines}",
+        "streaming": False,
+    },
+]
+
+
+class RealmServer:
+    """Serves the Realm protocol over WebSocket.
+
+    Args:
+        generate: the model: text chunks for a ``GenerateRequest``.
+        api_keys: None for no auth; else the accepted keys (a mapping gives each key's tenant id).
+        rate_limit_per_minute: ``generate``/``pipeline`` calls per tenant a minute; 0 for no limit.
+        pipelines: the pipelines by name; defaults to ``builtin_pipelines()``.
+        auth_timeout: seconds a client has to authenticate.
+        max_frame_size: the largest frame accepted, in bytes.
+        clock: monotonic seconds (for the rate limit and timings).
+    """
+
+    def __init__(
+        self,
+        generate: Generator = echo_generator,
+        *,
+        api_keys: Collection[str] | Mapping[str, str] | None = None,
+        rate_limit_per_minute: int = 0,
+        pipelines: Mapping[str, Pipeline] | None = None,
+        auth_timeout: float = AUTH_TIMEOUT,
+        max_frame_size: int = DEFAULT_MAX_FRAME,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.generate = generate
+        self.api_keys = api_keys
+        self.limiter = RateLimiter(rate_limit_per_minute)
+        self.pipelines: dict[str, Pipeline] = dict(
+            builtin_pipelines() if pipelines is None else pipelines
+        )
+        self.auth_timeout = auth_timeout
+        self.max_frame_size = max_frame_size
+        self.clock = clock
+        self.started = clock()
+        self.sessions: set[RealmSession] = set()
+        self.connections: set[ServerConnection] = set()
+        self._server: Server | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.api_keys is not None
+
+    @property
+    def port(self) -> int:
+        """The port listened on (after ``start()``)."""
+        if self._server is None:
+            raise RuntimeError("the server is not started")
+        for sock in self._server.sockets:
+            return int(sock.getsockname()[1])
+        raise RuntimeError("the server has no socket")
+
+    @property
+    def url(self) -> str:
+        """``ws://127.0.0.1:<port>`` (after ``start()``)."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 8080) -> RealmServer:
+        """Listen on ``host:port`` (port 0: any free port)."""
+        self._server = await websockets.serve(
+            self.handler, host, port, max_size=self.max_frame_size, compression=None,
+        )
+        logger.info("realm server listening on %s:%s (auth %s)", host, self.port,
+                    "on" if self.auth_enabled else "off")
+        return self
+
+    async def close(self) -> None:
+        """Stop listening and close every connection. Idempotent."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            raise RuntimeError("the server is not started")
+        await self._server.serve_forever()
+
+    async def __aenter__(self) -> RealmServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- connections ------------------------------------------------------------------------------
+
+    async def handler(self, ws: ServerConnection) -> None:
+        """The ``websockets`` connection handler."""
+        self.connections.add(ws)
+        try:
+            await RealmSession(self, ws.send, ws.close).run(ws)
+        finally:
+            self.connections.discard(ws)
+
+    def tenant_for_key(self, api_key: str) -> str | None:
+        """The tenant of ``api_key``, or None when it is not accepted (constant-time compare)."""
+        keys = self.api_keys
+        if keys is None:
+            return None
+        found: str | None = None
+        given = api_key.encode("utf-8", "surrogatepass")
+        for key in keys:
+            if hmac.compare_digest(given, key.encode("utf-8", "surrogatepass")):
+                found = key
+        if found is None:
+            return None
+        if isinstance(keys, Mapping):
+            return str(keys[found])
+        return "tenant_" + hashlib.sha256(found.encode()).hexdigest()[:16]
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "uptime_s": round(self.clock() - self.started, 3),
+            "connections": len(self.sessions),
+            "active_calls": sum(len(s.calls) for s in self.sessions),
+        }
+
+    def metadata(self) -> dict[str, Any]:
+        return {"version": __version__, "functions": FUNCTIONS_METADATA,
+                "pipelines": sorted(self.pipelines)}
+
+
+class _SendFailed(Exception):
+    """The connection is gone: stop the call quietly."""
+
+
+class RealmSession:
+    """One client connection: auth, call dispatch, cancellation.
+
+    Args:
+        server: the configuration and shared state (rate limits, pipelines, the model).
+        send: sends one text frame; any error means the connection is gone.
+        close: closes the connection with a code and a reason.
+    """
+
+    def __init__(
+        self,
+        server: RealmServer,
+        send: Callable[[str], Awaitable[None]],
+        close: Callable[[int, str], Awaitable[None]],
+    ) -> None:
+        self.server = server
+        self._send_frame = send
+        self._close = close
+        self.authenticated = not server.auth_enabled
+        self.tenant_id: str | None = None
+        self.anonymous_tenant = f"anon_{uuid.uuid4().hex[:16]}"
+        self.calls: dict[CallId, asyncio.Task[None]] = {}
+        self._cancelled: set[CallId] = set()
+        self._closed = False
+
+    async def run(self, frames: AsyncIterable[str | bytes]) -> None:
+        """Serve until ``frames`` ends (the connection closed) or auth fails."""
+        self.server.sessions.add(self)
+        timer: asyncio.Task[None] | None = None
+        try:
+            if self.server.auth_enabled:
+                await self._send(AuthRequired())
+                timer = asyncio.create_task(self._auth_deadline())
+            async for frame in frames:
+                try:
+                    await self.feed(frame)
+                except _SendFailed:
+                    break
+                except Exception:  # the connection must survive any bug in one frame's handling
+                    logger.exception("realm: failed to handle a frame")
+                if self._closed:
+                    break
+        except _SendFailed:
+            pass
+        except Exception as exc:
+            logger.debug("realm: connection ended: %s", exc)
+        finally:
+            self._closed = True
+            self.server.sessions.discard(self)
+            if timer is not None:
+                timer.cancel()
+            tasks = list(self.calls.values())
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def feed(self, frame: str | bytes) -> None:
+        """Handle one incoming frame.
+
+        Raises:
+            _SendFailed: the connection is gone.
+        """
+        message = parse_client_frame(frame, max_size=self.server.max_frame_size)
+        if isinstance(message, Call):
+            await self._start_call(message)
+        elif isinstance(message, Cancel):
+            task = self.calls.get(message.id)
+            if task is not None and not task.done():
+                self._cancelled.add(message.id)
+                task.cancel()
+        elif isinstance(message, Auth):
+            await self._authenticate(message.api_key)
+        else:
+            logger.debug("realm: invalid frame: %s", message.message)
+            await self._send(message)
+
+    # -- auth -------------------------------------------------------------------------------------
+
+    async def _authenticate(self, api_key: str) -> None:
+        server = self.server
+        if not server.auth_enabled:
+            self.tenant_id = self.tenant_id or self.anonymous_tenant
+            await self._send(AuthSuccess(self.tenant_id))
+            return
+        tenant = server.tenant_for_key(api_key)
+        if tenant is None:
+            logger.info("realm: authentication failed")
+            await self._refuse("invalid API key")
+            return
+        self.authenticated = True
+        self.tenant_id = tenant
+        await self._send(AuthSuccess(tenant))
+
+    async def _refuse(self, error: str) -> None:
+        self._closed = True
+        with contextlib.suppress(_SendFailed):
+            await self._send(AuthFailed(error))
+        with contextlib.suppress(Exception):
+            await self._close(CLOSE_AUTH_FAILED, "authentication failed")
+
+    async def _auth_deadline(self) -> None:
+        await asyncio.sleep(self.server.auth_timeout)
+        if not self.authenticated and not self._closed:
+            logger.info("realm: no authentication within %s s", self.server.auth_timeout)
+            await self._refuse("authentication timeout")
+
+    # -- calls ------------------------------------------------------------------------------------
+
+    async def _start_call(self, call: Call) -> None:
+        if not self.authenticated:
+            await self._send(Answer(call.id, "error", error=ErrorInfo(
+                UNAUTHORIZED, "authenticate first: send {type: auth, api_key}")))
+            return
+        if call.id in self.calls:
+            await self._send(Answer(call.id, "error", error=ErrorInfo(
+                "INVALID_PARAMS", "a call with this id is already running")))
+            return
+        task = asyncio.create_task(self._run_call(call), name=f"realm-call-{call.id!r:.40}")
+        self.calls[call.id] = task
+
+    def _tenant(self, call: Call) -> str:
+        if self.server.auth_enabled and self.tenant_id is not None:
+            return self.tenant_id  # the key's tenant: a call cannot claim another one
+        return call.tenant_id or self.tenant_id or self.anonymous_tenant
+
+    async def _run_call(self, call: Call) -> None:
+        try:
+            await self._dispatch(call)
+        except asyncio.CancelledError:
+            if call.id in self._cancelled and not self._closed:
+                with contextlib.suppress(_SendFailed):
+                    await self._send(Answer(call.id, "cancelled"))
+                return
+            raise
+        except _SendFailed:
+            return
+        except RealmError as exc:
+            with contextlib.suppress(_SendFailed):
+                await self._send(Answer(call.id, "error", error=ErrorInfo.from_exception(exc)))
+        except Exception as exc:
+            logger.exception("realm: %s call failed", call.function)
+            with contextlib.suppress(_SendFailed):
+                await self._send(Answer(call.id, "error", error=ErrorInfo(
+                    INTERNAL_ERROR, f"{call.function} failed: {type(exc).__name__}")))
+        finally:
+            self.calls.pop(call.id, None)
+            self._cancelled.discard(call.id)
+
+    async def _dispatch(self, call: Call) -> None:
+        server = self.server
+        function = call.function
+        if function not in ("generate", "pipeline", "health", "metadata"):
+            raise RealmInvalidParamsError(
+                f"unknown function {function[:40]!r}",
+                details={"functions": ["generate", "pipeline", "health", "metadata"]},
+            )
+        if function == "health":
+            await self._send(Answer(call.id, "complete", server.health()))
+            return
+        if function == "metadata":
+            await self._send(Answer(call.id, "complete", server.metadata()))
+            return
+        # Validate before charging the tenant: a refused call costs nothing.
+        tenant = self._tenant(call)
+        request = _generate_request(call.params, tenant) if function == "generate" else None
+        pipeline = None if request is not None else self._pipeline(call.params)
+        wait = server.limiter.acquire(tenant, server.clock())
+        if wait is not None:
+            retry_after = math.ceil(wait * 1000) / 1000
+            raise RealmRateLimitError(
+                f"rate limit of {server.limiter.per_minute} calls a minute exceeded",
+                details={"retry_after": retry_after, "limit": server.limiter.per_minute,
+                         "window_s": 60},
+            )
+        if request is not None:
+            await self._generate(call.id, request)
+        else:
+            assert pipeline is not None
+            name, fn = pipeline
+            started = server.clock()
+            output = await fn(call.params.get("input"))
+            await self._send(Answer(call.id, "complete", {
+                "pipeline": name, "output": output,
+                "time_ms": round((server.clock() - started) * 1000, 3),
+            }))
+
+    def _pipeline(self, params: dict[str, Any]) -> tuple[str, Pipeline]:
+        name = params.get("name")
+        if not isinstance(name, str):
+            raise RealmInvalidParamsError("pipeline needs a string name", details={"param": "name"})
+        fn = self.server.pipelines.get(name)
+        if fn is None:
+            raise RealmInvalidParamsError(
+                f"unknown pipeline {name[:40]!r}",
+                details={"param": "name", "pipelines": sorted(self.server.pipelines)},
+            )
+        return name, fn
+
+    async def _generate(self, call_id: CallId, request: GenerateRequest) -> None:
+        clock = self.server.clock
+        started = clock()
+        parts: list[str] = []
+        chunks = self.server.generate(request)
+        try:
+            async for chunk in chunks:
+                if not isinstance(chunk, str):
+                    raise TypeError(f"the generator yielded {type(chunk).__name__}, not str")
+                if request.stream:
+                    await self._send(Answer(call_id, "streaming", token_record(chunk, len(parts))))
+                    await asyncio.sleep(0)  # let other calls and cancels interleave
+                parts.append(chunk)
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        result = GenerateResult(
+            text="".join(parts), tokens_generated=len(parts),
+            prompt_tokens=len(request.prompt.split()),
+            time_ms=round((clock() - started) * 1000, 3), model=request.model,
+        )
+        await self._send(Answer(call_id, "complete", result.to_data()))
+
+    # -- output -----------------------------------------------------------------------------------
+
+    async def _send(self, message: ServerMessage | Invalid) -> None:
+        try:
+            frame = encode(message)
+        except (TypeError, ValueError):
+            if not isinstance(message, Answer):
+                raise
+            logger.exception("realm: an answer could not be encoded")
+            frame = encode(Answer(message.id, "error", error=ErrorInfo(
+                INTERNAL_ERROR, "the answer could not be encoded as JSON")))
+        try:
+            await self._send_frame(frame)
+        except Exception as exc:
+            self._closed = True
+            raise _SendFailed from exc
+
+
+def _generate_request(params: dict[str, Any], tenant: str) -> GenerateRequest:
+    """Validate ``generate`` params (unknown ones are ignored).
+
+    Raises:
+        RealmInvalidParamsError: a param is missing or out of range (``details.param`` names it).
+    """
+    prompt = params.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise _bad("prompt", "prompt must be a non-empty string")
+    max_tokens = params.get("max_tokens")
+    if max_tokens is not None and (
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
+        or not 1 <= max_tokens <= 1_000_000
+    ):
+        raise _bad("max_tokens", "max_tokens must be an integer from 1 to 1000000")
+    stream = params.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad("stream", "stream must be a boolean")
+    model = params.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _bad("model", "model must be a string")
+    return GenerateRequest(
+        prompt, max_tokens, _bounded(params, "temperature", 0.0, 2.0),
+        _bounded(params, "top_p", 0.0, 1.0), model, stream, tenant,
+    )
+
+
+def _bad(param: str, message: str) -> RealmInvalidParamsError:
+    return RealmInvalidParamsError(message, details={"param": param})
+
+
+def _bounded(params: dict[str, Any], name: str, low: float, high: float) -> float | None:
+    """``params[name]`` as a float in ``[low, high]``, or None when absent.
+
+    Raises:
+        RealmInvalidParamsError: it is not such a number.
+    """
+    value = params.get(name)
+    if value is None:
+        return None
+    number = math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):
+            number = float(value)
+    if not (math.isfinite(number) and low <= number <= high):
+        raise _bad(name, f"{name} must be a number from {low:g} to {high:g}")
+    return number
+
+
+async def serve(
+    generate: Generator = echo_generator,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    api_keys: Collection[str] | Mapping[str, str] | None = None,
+    rate_limit_per_minute: int = 0,
+    pipelines: Mapping[str, Pipeline] | None = None,
+    auth_timeout: float = AUTH_TIMEOUT,
+    max_frame_size: int = DEFAULT_MAX_FRAME,
+) -> RealmServer:
+    """Start a ``RealmServer`` on ``host:port`` and return it (``await server.close()`` to stop).
+
+    Args: see ``RealmServer``; ``port`` 0 picks a free port (read ``server.port``).
+    """
+    server = RealmServer(
+        generate, api_keys=api_keys, rate_limit_per_minute=rate_limit_per_minute,
+        pipelines=pipelines, auth_timeout=auth_timeout, max_frame_size=max_frame_size,
+    )
+    return await server.start(host, port)
