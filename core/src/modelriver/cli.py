@@ -156,6 +156,7 @@ async def _stream(args: argparse.Namespace) -> int:
                     printer.event(event)
             finally:
                 await stream.close()
+                printer.close()
     except ModelRiverError as exc:
         printer.failure(str(exc))
         return 1
@@ -218,6 +219,9 @@ class _TextPrinter:
         self._status(f"{response.status} in {response.duration_ms} ms"
                      if response.duration_ms is not None else response.status)
 
+    def close(self) -> None:
+        self._end_line()
+
     def failure(self, message: str) -> None:
         self._end_line()
         self.failed = True
@@ -225,19 +229,21 @@ class _TextPrinter:
 
 
 class _JsonPrinter:
-    """One JSON object per event per line on stdout."""
+    """One JSON object per event per line on stdout; the terminal event is printed last."""
 
     def __init__(self) -> None:
         self.failed = False
+        self._final: str | None = None
 
     def event(self, event: Any) -> None:
         from modelriver.events import Error, Response, Status
 
         record: dict[str, Any] = {"type": event.type}
+        terminal = False
         if isinstance(event, Response):
             record["response"] = event.response.raw
-            if event.response.is_error:
-                self.failed = True
+            terminal = event.response.is_terminal
+            self.failed = self.failed or event.response.is_error
         elif isinstance(event, Status):
             record.update(event.payload or {"status": event.status, "seq": event.seq})
         else:
@@ -246,10 +252,20 @@ class _JsonPrinter:
                 is_record = dataclasses.is_dataclass(value) and not isinstance(value, type)
                 record[f.name] = dataclasses.asdict(value) if is_record else value
             if isinstance(event, Error):
-                self.failed = True
-        _write(sys.stdout, json.dumps(record, ensure_ascii=False, default=str) + "\n")
+                self.failed = terminal = True
+        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        if terminal:
+            self._final = line  # after the step updates the stream derives from it
+        else:
+            _write(sys.stdout, line)
+
+    def close(self) -> None:
+        if self._final is not None:
+            _write(sys.stdout, self._final)
+            self._final = None
 
     def failure(self, message: str) -> None:
+        self.close()
         self.failed = True
         _write(sys.stdout, json.dumps({"type": "error", "message": message}, ensure_ascii=False) + "\n")
         _write(sys.stderr, f"error: {message}\n")
