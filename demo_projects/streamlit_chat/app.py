@@ -15,7 +15,9 @@ Dev-gateway knobs (optional): ``MODELRIVER_DEMO_MODE`` (component | server),
 ``MODELRIVER_DEMO_TOKENS_PER_SECOND`` or the ``?tps=`` query parameter (scripted provider speed),
 ``MODELRIVER_DEMO_METADATA`` (JSON merged into each request's metadata),
 ``MODELRIVER_WEBHOOK_SECRET`` (default ``whsec_dev``), ``MODELRIVER_DEMO_WEBHOOK_URL`` (a public
-receiver instead of the in-process one).
+receiver instead of the in-process one), ``MODELRIVER_DEMO_BACKEND_SECONDS`` (the demo backend's
+simulated processing time before it calls back, default 1). Query parameters ``?mode=``,
+``?workflow=`` (e.g. ``demo-structured``) and ``?tps=`` preselect the sidebar.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ MODES = ("component", "server")
 def webhook_receiver() -> WebhookReceiver:
     """The in-process webhook receiver, started once per process."""
     secret = os.environ.get("MODELRIVER_WEBHOOK_SECRET", "whsec_dev")
-    return WebhookReceiver(modelriver_client(), secret).start()
+    delay = float(os.environ.get("MODELRIVER_DEMO_BACKEND_SECONDS", "1"))
+    return WebhookReceiver(modelriver_client(), secret, processing_seconds=delay).start()
 
 
 def request_metadata() -> dict[str, Any] | None:
@@ -126,7 +129,10 @@ def main() -> None:
 
     with st.sidebar:
         st.header("ModelRiver chat")
-        label = st.selectbox("Workflow", list(WORKFLOWS), key="workflow_label")
+        names = list(WORKFLOWS)
+        wanted = st.query_params.get("workflow")  # e.g. ?workflow=demo-structured
+        index = next((i for i, n in enumerate(names) if WORKFLOWS[n]["workflow"] == wanted), 0)
+        label = st.selectbox("Workflow", names, index=index, key="workflow_label")
         default_mode = st.query_params.get("mode") or os.environ.get("MODELRIVER_DEMO_MODE", "component")
         mode = st.radio("Streaming", MODES, index=MODES.index(default_mode) if default_mode in MODES else 0,
                         key="mode", horizontal=True,

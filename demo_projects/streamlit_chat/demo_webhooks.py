@@ -51,11 +51,16 @@ class WebhookReceiver:
     Args:
         client: the API client used for the callback.
         secret: the webhook secret shared with the gateway.
+        processing_seconds: how long the pretend backend works before calling back (so the
+            "Waiting for backend callback..." step can be seen).
     """
 
-    def __init__(self, client: ModelRiver, secret: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, client: ModelRiver, secret: str, *, host: str = "127.0.0.1", port: int = 0,
+                 processing_seconds: float = 0.0) -> None:
         self.client = client
         self.secret = secret
+        self.processing_seconds = processing_seconds
+        self._closed = threading.Event()
         self.received: list[WebhookEvent] = []
         receiver = self
 
@@ -82,6 +87,7 @@ class WebhookReceiver:
         return self
 
     def close(self) -> None:
+        self._closed.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -107,6 +113,8 @@ class WebhookReceiver:
 
     def _call_back(self, event: WebhookEvent) -> None:
         assert event.channel_id is not None
+        if self._closed.wait(self.processing_seconds):  # the pretend enrichment work
+            return
         try:
             self.client.callback(event.channel_id, enrich(event), task_id=event.task_id,
                                  callback_url=event.callback_url)

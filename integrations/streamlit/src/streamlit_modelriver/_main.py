@@ -28,6 +28,7 @@ from streamlit_modelriver._render import (
     render_final,
     render_outcome,
     steps_markdown,
+    text_container,
 )
 from streamlit_modelriver._settings import modelriver_client
 
@@ -176,7 +177,7 @@ def st_modelriver(
         entry.fingerprint = fingerprint
 
     if entry.response is not None:
-        render_final(entry.response, text=entry.text, steps=entry.steps, notes=entry.notes,
+        render_final(entry.response, key=entry.key, text=entry.text, steps=entry.steps, notes=entry.notes,
                      show_steps=show_steps)
         return entry.response
     assert entry.request is not None
@@ -248,7 +249,7 @@ def _follow(api: ModelRiver, entry: _Entry, *, show_steps: bool,
     pump = pump_registry().start(api, entry.request)
     status = st.status("Connecting…", state="running", expanded=True) if show_steps else None
     steps_slot = status.empty() if status is not None else None
-    text_slot = st.empty()
+    text_slot = text_container(entry.key).empty()
     stop_slot = st.empty()
     if stop_slot.button("Stop", key=f"modelriver-stop-{entry.key}", icon=":material/stop_circle:"):
         try:
@@ -268,7 +269,7 @@ def _follow(api: ModelRiver, entry: _Entry, *, show_steps: bool,
             steps_slot.markdown(steps_markdown(snap.steps, snap.notes))
         if snap.label != cursor["label"] and not snap.done:
             cursor["label"] = snap.label
-            status.update(label=snap.label)
+            status.update(label=snap.label, expanded=True)
 
     def segment() -> Any:
         """Yield text deltas of one attempt; end on a failover reset or at the end."""
@@ -338,7 +339,7 @@ def _run_component(api: ModelRiver, entry: _Entry, *, show_steps: bool) -> AIRes
     response, text, steps, notes = finished
     entry.response, entry.text, entry.steps, entry.notes = response, text, steps, notes
     logger.info("request %s ended in the browser: %s", channel_id, response.status)
-    render_final(response, text=text, steps=steps, notes=notes, show_steps=show_steps)
+    render_final(response, key=entry.key, text=text, steps=steps, notes=notes, show_steps=show_steps)
     return response
 
 

@@ -10,7 +10,9 @@ from streamlit.delta_generator import DeltaGenerator
 
 from modelriver import AIResponse, WorkflowStep
 
-__all__ = ["display_text", "final_label", "render_final", "render_outcome", "steps_markdown"]
+__all__ = [
+    "display_text", "final_label", "render_final", "render_outcome", "steps_markdown", "text_container",
+]
 
 STEP_ICONS = {"pending": "⏳", "loading": "⏳", "success": "✅", "error": "❌"}
 
@@ -66,7 +68,12 @@ def render_outcome(response: AIResponse, *, container: DeltaGenerator | None = N
         target.error(response.error_message or "request failed", icon=":material/error:")
 
 
-def render_final(response: AIResponse, *, text: str, steps: Sequence[WorkflowStep],
+def text_container(key: str) -> DeltaGenerator:
+    """The container of a request's text (CSS class ``st-key-modelriver-text-<key>``)."""
+    return st.container(key=f"modelriver-text-{key}")
+
+
+def render_final(response: AIResponse, *, key: str, text: str, steps: Sequence[WorkflowStep],
                  notes: Sequence[str], show_steps: bool) -> None:
     """A finished request, drawn from scratch (a rerun after the end, or component mode's end)."""
     if show_steps and steps:
@@ -75,5 +82,5 @@ def render_final(response: AIResponse, *, text: str, steps: Sequence[WorkflowSte
             st.markdown(steps_markdown(steps, notes))
     shown = display_text(response, text)
     if shown:
-        st.markdown(shown)
+        text_container(key).markdown(shown)
     render_outcome(response)

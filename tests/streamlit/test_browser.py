@@ -1,0 +1,259 @@
+"""The demo under a real `streamlit run`, driven by Chromium (Playwright), against a real gateway.
+
+Every wait is on a DOM state (``wait_for_function`` polls the page each animation frame) or an
+output line; stream speed is set per request with ``?tps=`` (the scripted provider's pace).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+
+from modelriver import ModelRiver
+from support import Gateway
+
+pytestmark = pytest.mark.browser
+
+MODES = ["component", "server"]
+
+# Helpers installed in every page: read the answer wherever the mode draws it. Component mode
+# draws inside the component's shadow root; server mode in the keyed text container.
+HELPERS = r"""
+window.mr = {
+  component() {
+    for (const host of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
+      const root = host.shadowRoot && host.shadowRoot.querySelector('[data-testid="modelriver-stream"]');
+      if (root) return root;
+    }
+    return null;
+  },
+  text() {
+    const root = mr.component();
+    if (root) return root.querySelector('[data-testid="modelriver-text"]').textContent;
+    const md = document.querySelector(
+      '[class*="st-key-modelriver-text-"] [data-testid="stMarkdownContainer"]');
+    return md ? md.innerText.replace(/\s*▌$/, "") : null;
+  },
+  steps() {
+    const root = mr.component();
+    const out = {};
+    if (root) {
+      for (const li of root.querySelectorAll("li[data-step]")) out[li.dataset.step] = li.dataset.status;
+      return out;
+    }
+    const messages = document.querySelectorAll('[data-testid="stChatMessage"]');
+    const last = messages[messages.length - 1];
+    const status = last && last.querySelector('[data-testid="stExpander"]');
+    if (!status) return out;
+    const icons = {"✅": "success", "⏳": "pending", "❌": "error"};
+    const ids = {"Queueing request": "queue", "Processing AI request": "process",
+                 "Waiting for response": "receive", "Response received": "complete",
+                 "Waiting for backend callback...": "backend", "Backend processed": "backend"};
+    for (const line of status.innerText.split("\n")) {
+      const m = line.trim().match(/^(✅|⏳|❌) (.+?)( · .*)?$/);
+      if (m && ids[m[2]]) out[ids[m[2]]] = icons[m[1]];
+    }
+    return out;
+  },
+  returned() {
+    const el = document.querySelector('[class*="st-key-returned-"]');
+    return el ? el.innerText : null;
+  },
+};
+"""
+
+
+def norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+class GatewayWatch:
+    """The gateway's requests since the test began, minus the test's own reference requests."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.before = {r["channel_id"] for r in gateway.requests()}
+        self.own: set[str] = set()
+
+    def new(self) -> list[str]:
+        return [r["channel_id"] for r in self.gateway.requests()
+                if r["channel_id"] not in self.before | self.own]
+
+    def expected_content(self, workflow: str, prompt: str) -> str:
+        """The gateway's own final content for the same request, read with the bare core client."""
+        with ModelRiver(self.gateway.api_key, api_base=self.gateway.url) as client, \
+                client.stream(workflow, [{"role": "user", "content": prompt}],
+                              metadata={"scripted": {"tokens_per_second": 0}}) as stream:
+            response = stream.wait()
+            self.own.add(stream.request.channel_id)
+        assert response.status == "success", response
+        assert response.content
+        return response.content
+
+
+@pytest.fixture
+def watch(gateway: Gateway) -> GatewayWatch:
+    return GatewayWatch(gateway)
+
+
+def open_demo(page: Any, app: Any, *, mode: str, tps: float, workflow: str = "demo-chat") -> None:
+    page.add_init_script(HELPERS)
+    page.goto(f"{app.url}/?mode={mode}&tps={tps}&workflow={workflow}")
+    page.get_by_test_id("stChatInputTextArea").wait_for()
+
+
+def ask(page: Any, prompt: str) -> None:
+    page.get_by_test_id("stChatInputTextArea").fill(prompt)
+    page.keyboard.press("Enter")
+
+
+def wait_text(page: Any, min_chars: int) -> str:
+    return str(page.wait_for_function("(n) => { const t = mr.text(); return t && t.length >= n && t; }",
+                                      arg=min_chars).json_value())
+
+
+def wait_returned(page: Any) -> str:
+    return str(page.wait_for_function("() => mr.returned()", timeout=30_000).json_value())
+
+
+def channel_of(caption: str) -> str:
+    return caption.rsplit("channel ", 1)[1].strip()
+
+
+def final_text(page: Any) -> str:
+    return str(page.locator('[class*="st-key-modelriver-text-"] [data-testid="stMarkdownContainer"]')
+               .last.inner_text())
+
+
+def watch_stream(page: Any) -> tuple[list[str], list[dict[str, str]]]:
+    """Every distinct text the page showed while streaming (and the steps at each), until the end."""
+    texts: list[str] = []
+    steps: list[dict[str, str]] = []
+    last = ""
+    while True:
+        state = page.wait_for_function(
+            """(prev) => {
+                 if (mr.returned()) return {done: true};
+                 const t = mr.text();
+                 return (t && t !== prev) ? {text: t, steps: mr.steps()} : false;
+               }""", arg=last, timeout=30_000).json_value()
+        if state.get("done"):
+            return texts, steps
+        last = state["text"]
+        texts.append(last)
+        steps.append(state["steps"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_tokens_and_steps_stream_live_and_the_value_returns(
+        mode: str, demo_app: Any, gateway: Gateway, page: tuple[Any, Any],
+        watch: GatewayWatch) -> None:
+    browser_page, _ = page
+    prompt = f"Stream live in {mode} mode"
+    open_demo(browser_page, demo_app, mode=mode, tps=25)
+    ask(browser_page, prompt)
+    texts, steps = watch_stream(browser_page)
+
+    assert len(texts) >= 5, f"too few intermediate states: {texts}"
+    for shorter, longer in itertools.pairwise(texts):
+        assert longer.startswith(shorter.rstrip()), (shorter, longer)
+    # steps were live: the join was done while the answer was still arriving
+    assert any(s.get("queue") == "success" and s.get("complete") == "pending" for s in steps), steps
+
+    caption = wait_returned(browser_page)
+    assert "status success" in caption
+    want = watch.expected_content("demo-chat", prompt)
+    assert norm(final_text(browser_page)) == norm(want)
+    assert norm(texts[-1]) in norm(want)
+    assert watch.new() == [channel_of(caption)]
+    assert gateway.request_log(channel_of(caption))["status"] == "success"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_reload_mid_stream_resumes_without_a_second_request(
+        mode: str, demo_app: Any, gateway: Gateway, page: tuple[Any, Any],
+        watch: GatewayWatch) -> None:
+    browser_page, capture = page
+    prompt = f"Reload me in {mode} mode"
+    open_demo(browser_page, demo_app, mode=mode, tps=12)
+    ask(browser_page, prompt)
+    partial = wait_text(browser_page, 40)
+    browser_page.reload()
+    browser_page.get_by_text("Resumed after a reload").wait_for()
+    resumed = wait_text(browser_page, len(partial))  # the text so far is back at once
+    caption = wait_returned(browser_page)
+
+    want = watch.expected_content("demo-chat", prompt)
+    assert norm(want).startswith(norm(resumed)[: len(norm(partial))])
+    assert norm(final_text(browser_page)) == norm(want)
+    channel_id = channel_of(caption)
+    assert watch.new() == [channel_id], "the reload must not start a second upstream request"
+    log = gateway.request_log(channel_id)
+    assert log["status"] == "success"
+    if mode == "component":
+        # the browser rejoined with a fresh token and asked only for what it had not seen
+        assert log["joins"] >= 2
+        joins = [json.loads(f) for f in capture.gateway_frames() if '"phx_join"' in f]
+        assert len(joins) >= 2
+        assert joins[-1][4].get("last_seq", 0) > 0, joins[-1]
+    else:
+        # the new session re-followed the process's pump: one socket, joined once
+        assert log["joins"] == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_clicking_an_unrelated_widget_while_streaming_does_not_restart(
+        mode: str, demo_app: Any, gateway: Gateway, page: tuple[Any, Any],
+        watch: GatewayWatch) -> None:
+    browser_page, _ = page
+    prompt = f"Rerun me in {mode} mode"
+    open_demo(browser_page, demo_app, mode=mode, tps=15)
+    ask(browser_page, prompt)
+    wait_text(browser_page, 20)
+    browser_page.get_by_role("button", name="Ping (an unrelated widget)").click()
+    browser_page.get_by_text("Pings: 1").wait_for()
+    assert browser_page.evaluate("() => mr.returned()") is None, "the click came too late to test"
+    caption = wait_returned(browser_page)
+    want = watch.expected_content("demo-chat", prompt)
+    assert norm(final_text(browser_page)) == norm(want)
+    assert watch.new() == [channel_of(caption)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stop_cancels_upstream_and_shows_the_error(
+        mode: str, demo_app: Any, gateway: Gateway, page: tuple[Any, Any],
+        watch: GatewayWatch) -> None:
+    browser_page, _ = page
+    open_demo(browser_page, demo_app, mode=mode, tps=8)
+    ask(browser_page, f"Stop me in {mode} mode")
+    wait_text(browser_page, 10)
+    if mode == "component":
+        browser_page.get_by_test_id("modelriver-stop").click()
+    else:
+        browser_page.locator('[class*="st-key-modelriver-stop-"] button').click()
+    caption = wait_returned(browser_page)
+    assert "status cancelled" in caption
+    browser_page.get_by_test_id("stAlert").filter(has_text="Request cancelled").first.wait_for()
+    log = gateway.request_log(channel_of(caption))
+    assert log["cancelled"] is True
+    assert log["status"] == "cancelled"
+    assert watch.new() == [channel_of(caption)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_event_driven_shows_the_backend_step_until_completed(
+        mode: str, demo_app: Any, gateway: Gateway, page: tuple[Any, Any]) -> None:
+    browser_page, _ = page
+    open_demo(browser_page, demo_app, mode=mode, tps=100, workflow="demo-events")
+    ask(browser_page, f"Open a ticket in {mode} mode")
+    browser_page.wait_for_function("() => mr.steps().backend === 'pending'")
+    assert browser_page.evaluate("() => mr.returned()") is None
+    caption = wait_returned(browser_page)
+    assert "status completed" in caption
+    browser_page.get_by_text("streamlit-demo-backend").first.wait_for()  # the enriched data came back
+    log = gateway.request_log(channel_of(caption))
+    assert log["status"] == "completed"
+    assert log["callback"]["received"] is True
