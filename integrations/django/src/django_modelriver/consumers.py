@@ -136,6 +136,7 @@ class ModelRiverConsumer(AsyncWebsocketConsumer):
             logger.info("closing a socket after a malformed frame (%s)", exc)
             await self.flush()
             await self.close(code=exc.close_code, reason=str(exc)[:100])
+            await self._release()  # at once: its token may reconnect before the close completes
             return
         for event in self.connection.events_received():
             if type(event) is ChannelJoined:
@@ -167,12 +168,16 @@ class ModelRiverConsumer(AsyncWebsocketConsumer):
             logger.debug("socket write failed", exc_info=True)
 
     async def disconnect(self, code: int) -> None:
-        if self.claims is None:
+        await self._release()
+
+    async def _release(self) -> None:
+        claims, self.claims = self.claims, None
+        if claims is None:
             return
         for sub in self.subscriptions.values():
             await self.hub.unsubscribe(sub)
         self.subscriptions.clear()
-        await self.hub.release_token(self.claims.jti, self.holder)
+        await self.hub.release_token(claims.jti, self.holder)
 
 
 def _is_uuid(text: str) -> bool:

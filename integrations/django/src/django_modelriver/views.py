@@ -6,7 +6,7 @@
   ``websocket_url = ws(s)://host<mount>socket`` and a Django-issued token for this session.
 * ``POST <mount>api/v1/ai/reconnect`` JSON ``{channel_id}``: a fresh token for the same owner
   (what the official SDK's ``reconnectWithBackend()`` calls with ``apiBaseUrl=<mount>``). Without
-  ``channel_id`` *(ours)*: the owner's latest request in flight, 404 when none. It changes nothing,
+  ``channel_id`` *(ours)*: the owner's latest request in flight, 204 when none. It changes nothing,
   so it is CSRF-exempt like the SDK expects.
 * ``POST <mount>cancel`` (CSRF-protected) JSON ``{channel_id}``: cancels upstream.
 * ``POST <mount>webhook``: verifies the gateway's signature (401 and nothing kept on failure),
@@ -198,7 +198,7 @@ async def reconnect(request: HttpRequest) -> HttpResponse:
     else:
         record = await hub.backend.latest(owner, user_id)
         if record is None:
-            return _error(404, "no request in flight")
+            return HttpResponse(status=204)  # nothing to resume (not an error for the page)
     ended = await hub.backend.ended_at(record.channel_id)
     if ended is not None and time.time() - ended > END_GRACE:
         return _error(404, "the request is over")
@@ -228,6 +228,8 @@ async def cancel(request: HttpRequest) -> HttpResponse:
         return _error(404, "unknown request")
     if not record.owned_by(owner, user_id):
         return _error(403, "this request belongs to someone else")
+    if await hub.backend.ended_at(channel_id) is not None:
+        return _error(409, "the request is already over")
     try:
         await hub.api().cancel(channel_id)
     except APIError as exc:

@@ -1,0 +1,79 @@
+"""Settings (one lazy MODELRIVER dict, env defaults, reset on setting_changed), system checks,
+and the socket tokens."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from django.core import signing
+from django.test import override_settings
+
+from django_modelriver import tokens
+from django_modelriver.checks import check_settings
+from django_modelriver.conf import modelriver_settings
+
+
+def ids(**modelriver: Any) -> set[str]:
+    with override_settings(MODELRIVER=modelriver):
+        return {m.id for m in check_settings()}
+
+
+def test_settings_default_from_core_env_and_reset_on_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELRIVER_API_KEY", "mr_env_key_0123456789abcdef")
+    monkeypatch.setenv("MODELRIVER_API_BASE", "http://env.example:1234/")
+    monkeypatch.setenv("MODELRIVER_WEBHOOK_SECRET", "whsec_env")
+    with override_settings(MODELRIVER={}):
+        conf = modelriver_settings()
+        assert conf.api_key == "mr_env_key_0123456789abcdef"
+        assert conf.api_base == "http://env.example:1234"
+        assert conf.webhook_secret == "whsec_env"
+        assert conf.token_lifetime == 300 and conf.replay_buffer_size == 10_000
+        assert "mr_env_key" not in repr(conf)
+        assert modelriver_settings() is conf  # cached
+    with override_settings(MODELRIVER={"API_KEY": "mr_explicit_0123456789ab", "TOKEN_LIFETIME": 60,
+                                       "WORKFLOWS": {"w": {"events": ["webhook_received"]}}}):
+        conf = modelriver_settings()
+        assert conf.api_key == "mr_explicit_0123456789ab" and conf.token_lifetime == 60
+        assert conf.workflow_options("w") is not None and conf.workflow_options("w").events == ("webhook_received",)
+        assert conf.workflow_options("other") is None
+
+
+def test_system_checks_name_the_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODELRIVER_API_KEY", raising=False)
+    monkeypatch.delenv("MODELRIVER_WEBHOOK_SECRET", raising=False)
+    with override_settings(MODELRIVER="nope"):
+        assert {m.id for m in check_settings()} == {"django_modelriver.E001"}
+    assert ids(API_KEY="k" * 20, WEBHOOK_SECRET="s") == set()
+    assert "django_modelriver.W001" in ids(WEBHOOK_SECRET="s")
+    assert "django_modelriver.W002" in ids(API_KEY="k" * 20)
+    assert "django_modelriver.E002" in ids(REPLAY_BUFFER_SIZE=0)
+    assert "django_modelriver.E002" in ids(TOKEN_LIFETIME="long")
+    assert "django_modelriver.E003" in ids(API_BASE="ftp://x")
+    assert "django_modelriver.E004" in ids(PERMISSION="no.such.callable")
+    assert "django_modelriver.E005" in ids(REDIS_URL="redis://127.0.0.1:1/0")
+    assert "django_modelriver.E007" in ids(WORKFLOWS={"a": {}}, DEFAULT_WORKFLOW="b")
+    assert "django_modelriver.E007" in ids(WORKFLOWS="a")
+    unknown = ids(TOKEN_LIFTIME=5)
+    assert "django_modelriver.W003" in unknown
+    with override_settings(MIDDLEWARE=[]):
+        assert "django_modelriver.E006" in {m.id for m in check_settings()}
+
+
+def test_tokens_bind_channel_and_owner_and_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    token = tokens.issue_token("chan", "owner-1")
+    claims = tokens.verify_token(token, max_age=300)
+    assert claims is not None and (claims.channel_id, claims.owner) == ("chan", "owner-1")
+    assert tokens.issue_token("chan", "owner-1") != token  # a fresh jti each time
+    assert tokens.verify_token(token[:-2] + "xx", max_age=300) is None
+    assert tokens.verify_token(None, max_age=300) is None
+    assert tokens.verify_token("x" * 5000, max_age=300) is None
+    other_salt = signing.dumps({"c": "chan", "o": "owner-1", "j": "j"}, salt="another")
+    assert tokens.verify_token(other_salt, max_age=300) is None
+    monkeypatch.setattr(signing.TimestampSigner, "timestamp",
+                        lambda self: signing.b62_encode(int(time.time()) - 100))
+    old = tokens.issue_token("chan", "owner-1")
+    monkeypatch.undo()
+    assert tokens.verify_token(old, max_age=300) is not None
+    assert tokens.verify_token(old, max_age=60) is None
