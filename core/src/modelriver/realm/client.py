@@ -87,6 +87,7 @@ class RealmClient:
         auth_timeout: seconds to wait for ``auth_success``.
         open_timeout: seconds to open the socket.
         max_frame_size: the largest frame accepted, in bytes.
+        ping_interval: seconds between keepalive pings (None: no pings).
     """
 
     def __init__(
@@ -102,6 +103,7 @@ class RealmClient:
         auth_timeout: float = AUTH_TIMEOUT,
         open_timeout: float = 10.0,
         max_frame_size: int = DEFAULT_MAX_FRAME,
+        ping_interval: float | None = 20.0,
     ) -> None:
         self.url = url
         self.model = model
@@ -112,6 +114,7 @@ class RealmClient:
         self.auth_timeout = auth_timeout
         self.open_timeout = open_timeout
         self.max_frame_size = max_frame_size
+        self.ping_interval = ping_interval
         self._tenant_fixed = tenant_id is not None
         self._tenant_id = tenant_id or str(uuid.uuid4())
         self._ids = itertools.count(1)
@@ -217,7 +220,7 @@ class RealmClient:
         try:
             ws = await websockets.connect(
                 self.url, open_timeout=self.open_timeout, max_size=self.max_frame_size,
-                compression=None,
+                compression=None, ping_interval=self.ping_interval,
             )
         except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
             raise RealmConnectionError(f"cannot connect to {self.url}: {exc}") from exc

@@ -187,6 +187,7 @@ class RealmServer:
         pipelines: the pipelines by name; defaults to ``builtin_pipelines()``.
         auth_timeout: seconds a client has to authenticate.
         max_frame_size: the largest frame accepted, in bytes.
+        ping_interval: seconds between keepalive pings (None: no pings).
         clock: monotonic seconds (for the rate limit and timings).
     """
 
@@ -199,6 +200,7 @@ class RealmServer:
         pipelines: Mapping[str, Pipeline] | None = None,
         auth_timeout: float = AUTH_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME,
+        ping_interval: float | None = 20.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.generate = generate
@@ -209,6 +211,7 @@ class RealmServer:
         )
         self.auth_timeout = auth_timeout
         self.max_frame_size = max_frame_size
+        self.ping_interval = ping_interval
         self.clock = clock
         self.started = clock()
         self.sessions: set[RealmSession] = set()
@@ -239,6 +242,7 @@ class RealmServer:
         """Listen on ``host:port`` (port 0: any free port)."""
         self._server = await websockets.serve(
             self.handler, host, port, max_size=self.max_frame_size, compression=None,
+            ping_interval=self.ping_interval,
         )
         logger.info("realm server listening on %s:%s (auth %s)", host, self.port,
                     "on" if self.auth_enabled else "off")
@@ -606,6 +610,7 @@ async def serve(
     pipelines: Mapping[str, Pipeline] | None = None,
     auth_timeout: float = AUTH_TIMEOUT,
     max_frame_size: int = DEFAULT_MAX_FRAME,
+    ping_interval: float | None = 20.0,
 ) -> RealmServer:
     """Start a ``RealmServer`` on ``host:port`` and return it (``await server.close()`` to stop).
 
@@ -614,5 +619,6 @@ async def serve(
     server = RealmServer(
         generate, api_keys=api_keys, rate_limit_per_minute=rate_limit_per_minute,
         pipelines=pipelines, auth_timeout=auth_timeout, max_frame_size=max_frame_size,
+        ping_interval=ping_interval,
     )
     return await server.start(host, port)

@@ -44,12 +44,13 @@ class SyncRealmClient:
         auth_timeout: float = AUTH_TIMEOUT,
         open_timeout: float = 10.0,
         max_frame_size: int = DEFAULT_MAX_FRAME,
+        ping_interval: float | None = 20.0,
     ) -> None:
         self._portal = Portal("modelriver-realm")
         self._client = RealmClient(
             url, model=model, api_key=api_key, tenant_id=tenant_id, reconnect=reconnect,
             reconnect_interval=reconnect_interval, timeout=timeout, auth_timeout=auth_timeout,
-            open_timeout=open_timeout, max_frame_size=max_frame_size,
+            open_timeout=open_timeout, max_frame_size=max_frame_size, ping_interval=ping_interval,
         )
 
     @property
