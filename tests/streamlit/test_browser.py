@@ -257,3 +257,63 @@ def test_event_driven_shows_the_backend_step_until_completed(
     log = gateway.request_log(channel_of(caption))
     assert log["status"] == "completed"
     assert log["callback"]["received"] is True
+
+
+SNAPSHOT = r"""() => {
+  const parts = [document.documentElement.outerHTML];
+  for (const el of document.querySelectorAll("*")) if (el.shadowRoot) parts.push(el.shadowRoot.innerHTML);
+  parts.push(JSON.stringify({...localStorage}), JSON.stringify({...sessionStorage}), location.href);
+  return parts.join("\n");
+}"""
+
+
+def test_the_api_key_reaches_no_page_payload_frame_or_log(
+        demo_app: Any, gateway: Gateway, page: tuple[Any, Any]) -> None:
+    browser_page, capture = page
+    sources: list[str] = []
+
+    def snapshot() -> None:
+        sources.append(browser_page.evaluate(SNAPSHOT))
+
+    # component mode, with a reload mid-stream
+    open_demo(browser_page, demo_app, mode="component", tps=20)
+    ask(browser_page, "Is my key safe?")
+    wait_text(browser_page, 30)
+    snapshot()
+    browser_page.reload()
+    browser_page.get_by_text("Resumed after a reload").wait_for()
+    wait_text(browser_page, 1)
+    snapshot()
+    wait_returned(browser_page)
+    snapshot()
+    # server mode, event-driven (webhook, signature check, callback with the key server side)
+    open_demo(browser_page, demo_app, mode="server", tps=50, workflow="demo-events")
+    ask(browser_page, "Is my key safe on the server?")
+    wait_text(browser_page, 10)
+    snapshot()
+    caption = wait_returned(browser_page)
+    assert "status completed" in caption
+    snapshot()
+    demo_app.process.wait_for("called back for", timeout=10)
+
+    key = gateway.api_key
+    streamlit_frames = [p for url, p in capture.frames if "/_stcore/stream" in url]
+    gateway_frames = capture.gateway_frames()
+    logs = demo_app.process.output + gateway.process.output
+    # the scan is not vacuous: the component payload (with the socket token) went through the
+    # Streamlit frames, the gateway's frames carried the answer, the logs are the real ones
+    tokens = [url.split("token=", 1)[1].split("&", 1)[0] for url in capture.sockets if "token=" in url]
+    assert tokens and any(tokens[0].encode() in (f if isinstance(f, bytes) else f.encode())
+                          for f in streamlit_frames)
+    assert any('"tokens"' in f for f in gateway_frames)
+    assert "started request" in logs and "modelriver dev ready on" in logs
+    assert len(sources) == 5
+
+    assert key not in logs
+    for text in sources:
+        assert key not in text
+    for url in capture.sockets:
+        assert key not in url
+    for frame in streamlit_frames + gateway_frames:
+        data = frame if isinstance(frame, bytes) else frame.encode()
+        assert key.encode() not in data
