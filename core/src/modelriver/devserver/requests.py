@@ -205,7 +205,10 @@ class RequestRun:
         """
         self._subs[subscriber] = None
         self.joins += 1
-        return self.log.after(last_seq)
+        replay = self.log.after(last_seq)
+        if self._drop_due:  # nobody was joined when the Nth token went out: drop this one
+            self._drop_sockets()  # closes after the replay is written
+        return replay
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subs.pop(subscriber, None)
@@ -336,7 +339,6 @@ class RequestRun:
         outcome = _Outcome(provider, parts, [], None)
         request = GenerationRequest(self.messages, self.workflow.schema)
         name, model = provider.name, provider.model
-        drop_after = self._settings.drop_socket_after
         loop = asyncio.get_running_loop()
         timeout = self._upstream_timeout
         self.content_length = 0
@@ -354,7 +356,7 @@ class RequestRun:
                     self.tokens += 1
                     self.content_length += len(chunk.text)
                     self.publish("tokens", {"data": chunk.text, "provider": name, "model": model})
-                    if drop_after and self.tokens == drop_after and not self._dropped:
+                    if self._drop_due:
                         self._drop_sockets()
                 elif type(chunk) is ToolCallChunk:
                     call = {"name": chunk.name, "arguments": chunk.arguments}
@@ -464,6 +466,13 @@ class RequestRun:
 
     def _status(self, status: str, **fields: Any) -> None:
         self.publish("status", {"status": status, **fields})
+
+    @property
+    def _drop_due(self) -> bool:
+        """The ``drop_socket_after`` fault is due: N tokens out, not yet dropped, sockets joined."""
+        after = self._settings.drop_socket_after
+        return bool(after and not self._dropped and self.tokens >= after and self._subs
+                    and self.ended_at is None)
 
     def _drop_sockets(self) -> None:
         self._dropped = True

@@ -15,7 +15,9 @@ __all__ = [
     "DEFAULT_MAX_FRAME",
     "Message",
     "decode",
+    "decode_parts",
     "encode",
+    "encode_parts",
 ]
 
 DEFAULT_MAX_FRAME = 1 << 20
@@ -57,6 +59,18 @@ def decode(data: str | bytes, *, max_size: int = DEFAULT_MAX_FRAME) -> Message:
         ProtocolError: the frame is oversized (close code 1009), not UTF-8, not JSON,
             or not a Phoenix frame (1007).
     """
+    join_ref, ref, topic, event, payload = decode_parts(data, max_size=max_size)
+    return Message(topic, event, payload, ref, join_ref)
+
+
+def decode_parts(
+    data: str | bytes, *, max_size: int = DEFAULT_MAX_FRAME
+) -> tuple[str | None, str | None, str, str, Any]:
+    """``decode`` without building a ``Message``: ``(join_ref, ref, topic, event, payload)``.
+
+    Raises:
+        ProtocolError: as ``decode``.
+    """
     if len(data) > max_size:
         raise ProtocolError(f"frame of {len(data)} bytes exceeds {max_size}", close_code=CLOSE_TOO_BIG)
     try:
@@ -74,7 +88,11 @@ def decode(data: str | bytes, *, max_size: int = DEFAULT_MAX_FRAME) -> Message:
         raise ProtocolError("frame is neither a v2 array nor a v1 object", close_code=CLOSE_INVALID)
     if type(topic) is not str or type(event) is not str:
         raise ProtocolError("frame topic and event must be strings", close_code=CLOSE_INVALID)
-    return Message(topic, event, payload, _ref(ref), _ref(join_ref))
+    if ref is not None and type(ref) is not str:
+        ref = _ref(ref)
+    if join_ref is not None and type(join_ref) is not str:
+        join_ref = _ref(join_ref)
+    return join_ref, ref, topic, event, payload
 
 
 def _ref(value: object) -> str | None:

@@ -18,7 +18,6 @@ queued ``tokens`` (``coalesce_tokens``).
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -58,9 +57,10 @@ def socket_token(params: Mapping[str, str], subprotocols: Sequence[str] = ()) ->
         if proto.startswith(AUTH_SUBPROTOCOL_PREFIX):
             encoded = proto[len(AUTH_SUBPROTOCOL_PREFIX):]
             try:
-                return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
-            except (binascii.Error, UnicodeDecodeError):
+                decoded = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+            except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text
                 return None
+            return decoded or None
     return None
 
 
