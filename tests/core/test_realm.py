@@ -57,6 +57,10 @@ from modelriver.realm.protocol import (
     encode,
     parse_client_frame,
     parse_server_frame,
+    stream_frame,
+    stream_frame_prefix,
+    token_record,
+    token_text,
 )
 from modelriver.realm.ratelimit import RateLimiter
 from support import free_port
@@ -145,6 +149,15 @@ def test_encode_is_compact_ascii_json() -> None:
     assert encode(Answer(1, "error", error=ErrorInfo("X", "m", {"a": 1}))) == (
         '{"id":1,"status":"error","error":{"code":"X","message":"m","details":{"a":1}}}'
     )
+
+
+def test_stream_frame_fast_path_matches_encode() -> None:
+    for call_id, text, index in [("a1", "Hi ", 0), (7, 'quote " and \ud800 é', 41)]:
+        slow = encode(Answer(call_id, "streaming", token_record(text, index)))
+        assert stream_frame(stream_frame_prefix(call_id), text, index) == slow
+    assert token_text({"text": "x"}) == "x" and token_text({"token": "y"}) == "y"
+    with pytest.raises(RealmProtocolError):
+        token_text([])
 
 
 def test_token_records_read_text_or_token() -> None:

@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import logging
 import uuid
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, TypeAlias
 
@@ -53,6 +54,7 @@ from modelriver.realm.protocol import (
     TokenRecord,
     encode,
     parse_server_frame,
+    token_text,
 )
 
 __all__ = ["EVENTS", "Callback", "RealmClient"]
@@ -65,11 +67,35 @@ EVENTS = ("connected", "disconnected", "error")
 
 
 class _Call:
-    __slots__ = ("id", "queue")
+    """One call's inbox: answers (or the error that ends it) in arrival order."""
+
+    __slots__ = ("id", "items", "waiter")
 
     def __init__(self, call_id: str) -> None:
         self.id = call_id
-        self.queue: asyncio.Queue[Answer | RealmError] = asyncio.Queue()
+        self.items: deque[Answer | RealmError] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def deliver(self, item: Answer | RealmError) -> None:
+        self.items.append(item)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next(self, limit: float | None) -> Answer | RealmError:
+        """The next item, waiting at most ``limit`` seconds for it.
+
+        Raises:
+            TimeoutError: nothing arrived in time.
+        """
+        if not self.items:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(limit):
+                    await self.waiter
+            finally:
+                self.waiter = None
+        return self.items.popleft()
 
 
 class RealmClient:
@@ -273,7 +299,7 @@ class RealmClient:
         self._ws = None
         logger.info("realm: disconnected (%s)", reason)
         for call in self._calls.values():
-            call.queue.put_nowait(self._lost_error(reason, call.id))
+            call.deliver(self._lost_error(reason, call.id))
         self._notify()
         self._fire("disconnected", reason)
 
@@ -336,7 +362,7 @@ class RealmClient:
         except RealmProtocolError as exc:
             call = self._calls.get(exc.call_id) if exc.call_id is not None else None
             if call is not None:
-                call.queue.put_nowait(exc)
+                call.deliver(exc)
             else:
                 logger.warning("realm: %s", exc)
                 self._fire("error", exc)
@@ -344,7 +370,7 @@ class RealmClient:
         if isinstance(message, Answer):
             call = self._calls.get(str(message.id)) if message.id is not None else None
             if call is not None:
-                call.queue.put_nowait(message)
+                call.deliver(message)
             elif message.error is not None:
                 error = message.error.to_exception()
                 logger.warning("realm: server error not tied to a call: %s", error)
@@ -419,8 +445,7 @@ class RealmClient:
                 raise RealmConnectionError(f"connection lost: {exc}", call_id=call.id) from exc
             while True:
                 try:
-                    async with asyncio.timeout(limit):
-                        item = await call.queue.get()
+                    item = await call.next(limit)
                 except TimeoutError:
                     raise RealmTimeoutError(
                         f"{function}: no answer within {limit} s", call_id=call.id
@@ -525,7 +550,7 @@ class RealmClient:
         async with contextlib.aclosing(self._answers("generate", body, call_timeout)) as answers:
             async for answer in answers:
                 if answer.status == "streaming":
-                    parts.append(TokenRecord.from_data(answer.data).text)
+                    parts.append(token_text(answer.data))
                 else:
                     return GenerateResult.from_data(answer.data, streamed=parts, model=model)
         raise RealmProtocolError("generate ended without a result")  # pragma: no cover
@@ -550,7 +575,7 @@ class RealmClient:
         async with contextlib.aclosing(self._answers("generate", body, call_timeout)) as answers:
             async for answer in answers:
                 if answer.status == "streaming":
-                    yield TokenRecord.from_data(answer.data).text
+                    yield token_text(answer.data)
 
     async def generate_events(
         self,

@@ -59,7 +59,10 @@ __all__ = [
     "encode",
     "parse_client_frame",
     "parse_server_frame",
+    "stream_frame",
+    "stream_frame_prefix",
     "token_record",
+    "token_text",
 ]
 
 DEFAULT_URL = "ws://localhost:8080"
@@ -344,6 +347,30 @@ def token_record(
     if logprob is not None:
         record["logprob"] = logprob
     return record
+
+
+def token_text(data: object) -> str:
+    """A streaming record's text: ``text``, else ``token`` (the hot path of ``TokenRecord``).
+
+    Raises:
+        RealmProtocolError: neither key holds a string.
+    """
+    if type(data) is dict:
+        text = data.get("text")
+        if type(text) is str:
+            return text
+    return TokenRecord.from_data(data).text
+
+
+def stream_frame_prefix(call_id: CallId) -> str:
+    """The start of every streaming answer to ``call_id``: ``stream_frame()`` completes it."""
+    return '{"id":' + _dumps(call_id) + ',"status":"streaming","data":'
+
+
+def stream_frame(prefix: str, text: str, index: int) -> str:
+    """``encode(Answer(id, "streaming", token_record(text, index)))``, faster (server hot path)."""
+    quoted = _dumps(text)
+    return f'{prefix}{{"text":{quoted},"token":{quoted},"index":{index},"is_final":false}}}}'
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,8 @@ from modelriver.realm.protocol import (
     ServerMessage,
     encode,
     parse_client_frame,
-    token_record,
+    stream_frame,
+    stream_frame_prefix,
 )
 from modelriver.realm.ratelimit import RateLimiter
 
@@ -514,12 +515,13 @@ class RealmSession:
         started = clock()
         parts: list[str] = []
         chunks = self.server.generate(request)
+        prefix = stream_frame_prefix(call_id) if request.stream else None
         try:
             async for chunk in chunks:
-                if not isinstance(chunk, str):
+                if type(chunk) is not str:
                     raise TypeError(f"the generator yielded {type(chunk).__name__}, not str")
-                if request.stream:
-                    await self._send(Answer(call_id, "streaming", token_record(chunk, len(parts))))
+                if prefix is not None:
+                    await self._send_text(stream_frame(prefix, chunk, len(parts)))
                     await asyncio.sleep(0)  # let other calls and cancels interleave
                 parts.append(chunk)
         finally:
@@ -544,6 +546,9 @@ class RealmSession:
             logger.exception("realm: an answer could not be encoded")
             frame = encode(Answer(message.id, "error", error=ErrorInfo(
                 INTERNAL_ERROR, "the answer could not be encoded as JSON")))
+        await self._send_text(frame)
+
+    async def _send_text(self, frame: str) -> None:
         try:
             await self._send_frame(frame)
         except Exception as exc:
