@@ -234,9 +234,14 @@ class PhoenixClient:
 
     # -- intents -----------------------------------------------------------------------------
 
-    def join(self, topic: str, params: dict[str, Any] | None, now: float) -> None:
-        """Join ``topic`` with ``params`` (sent now if open, else on ``connection_opened``)."""
-        channel = _Channel(topic, dict(params or {}))
+    def join(
+        self, topic: str, params: dict[str, Any] | None, now: float, *, last_seq: int | None = None
+    ) -> None:
+        """Join ``topic`` with ``params`` (sent now if open, else on ``connection_opened``).
+
+        ``last_seq`` resumes after that seq: it is sent in the join and older events are dropped.
+        """
+        channel = _Channel(topic, dict(params or {}), last_seq=last_seq)
         self._channels[topic] = channel
         if self.is_open:
             self._send_join(channel, now)
