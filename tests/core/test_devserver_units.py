@@ -349,3 +349,119 @@ def test_generated_ids_are_uuids() -> None:
     gateway = Gateway(GatewayConfig(api_key=KEY))
     assert uuid.UUID(gateway.project_id)
     assert gateway.topic(CHANNEL) == f"ai_response:{gateway.project_id}:{CHANNEL}"
+
+
+# -- the OpenAI-compatible provider (over httpx.MockTransport) -----------------------------------
+
+
+def _sse(*chunks: Any) -> bytes:
+    lines = [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
+    return "".join(lines).encode()
+
+
+async def test_openai_provider_streams_text_tool_calls_and_usage() -> None:
+    import httpx
+
+    from modelriver.devserver.providers import OpenAIProvider
+
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        assert request.url.path == "/v1/chat/completions"
+        body = _sse(
+            {"choices": [{"delta": {"content": "Hel"}}]},
+            {"choices": [{"delta": {"content": "lo"}}]},
+            {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"name": "f",
+                                                                              "arguments": '{"a":'}}]}}]},
+            {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": " 1}"}}]}}]},
+            {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}},
+        )
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    config = OpenAIProviderConfig("llm", base_url="http://llm.test/v1", model="m",
+                                  options={"temperature": 0})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        provider = OpenAIProvider(config, client)
+        chunks = [c async for c in provider.stream(GenerationRequest([{"role": "user", "content": "hi"}]))]
+    assert chunks == [TextDelta("Hel"), TextDelta("lo"), Usage(3, 2), ToolCallChunk("f", {"a": 1})]
+    assert seen[0]["stream"] is True and seen[0]["model"] == "m" and seen[0]["temperature"] == 0
+
+
+async def test_openai_provider_errors_become_provider_errors() -> None:
+    import httpx
+
+    from modelriver.devserver.providers import OpenAIProvider
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, text="overloaded")
+
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    config = OpenAIProviderConfig("llm", base_url="http://llm.test/v1", model="m")
+    for handler, message in ((refuse, "HTTP 503"), (unreachable, "ConnectError")):
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            provider = OpenAIProvider(config, client)
+            with pytest.raises(ProviderError, match=message):
+                await _drain_any(provider)
+
+
+async def _drain_any(provider: Any) -> list[Any]:
+    return [c async for c in provider.stream(GenerationRequest([{"role": "user", "content": "x"}]))]
+
+
+# -- one request, in process ---------------------------------------------------------------------
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.entries: list[Any] = []
+        self.dropped: list[str] = []
+
+    def push(self, entry: Any) -> None:
+        self.entries.append(entry)
+
+    def drop(self, reason: str) -> None:
+        self.dropped.append(reason)
+
+
+async def _run_workflow(workflow: str, scripted: dict[str, Any] | None = None) -> tuple[Any, _Recorder]:
+    from modelriver.devserver.gateway import Gateway
+
+    gateway = Gateway(GatewayConfig(api_key=KEY))
+    overrides = parse_overrides({"tokens_per_second": 0, "first_token_ms": 0, **(scripted or {})})
+    run = gateway.start_request(gateway.config.workflows[workflow], [{"role": "user", "content": "hi"}],
+                                events=[], webhook_url=None, overrides=overrides,
+                                public_base="http://gw.test")
+    recorder = _Recorder()
+    assert run.subscribe(recorder, None) == []
+    async with asyncio.timeout(5):
+        await run.done.wait()
+    await gateway.shutdown()
+    return run, recorder
+
+
+async def test_run_failover_resets_and_content_matches_tokens() -> None:
+    run, recorder = await _run_workflow("demo-failover", {"drop_socket_after": 3})
+    events = [(e.event, e.payload) for e in recorder.entries]
+    assert [p["seq"] for _, p in events] == list(range(1, len(events) + 1))
+    statuses = [p["status"] for e, p in events if e == "status"]
+    assert statuses == ["queued", "started", "streaming", "failover", "started", "streaming"]
+    after = [p["data"] for e, p in events[events.index(next(x for x in events if x[1].get("reset"))):]
+             if e == "tokens"]
+    final = events[-1][1]
+    assert final["status"] == "success" and final["content"] == "".join(after)
+    assert run.failovers == [{"from": "demo-flaky", "to": "demo-backup",
+                              "reason": "scripted provider failure after 5 tokens", "at_token": 5}]
+    assert recorder.dropped == ["drop_socket_after (scripted fault)"]
+    assert run.to_log()["status"] == "success" and KEY not in json.dumps(run.to_log())
+
+
+async def test_run_schema_failure_and_cancel() -> None:
+    run, recorder = await _run_workflow("demo-structured", {"invalid_output": True})
+    last = recorder.entries[-1]
+    assert last.event == "error" and last.payload["details"]["errors"]
+    assert run.status == "error"
+    assert run.cancel() is False  # already ended otherwise
+

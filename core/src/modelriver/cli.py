@@ -92,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dev(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every webhook request URL
     try:
         from modelriver.devserver import ConfigError, GatewayConfig, load_config, run
     except ImportError as exc:

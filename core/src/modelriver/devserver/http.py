@@ -42,6 +42,10 @@ class ApiError(Exception):
                             headers=self.headers)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _is_http_url(value: Any) -> bool:
     if not isinstance(value, str):
         return False
@@ -202,7 +206,7 @@ class HttpApi:
         if not raw.strip():
             raise _bad("body is empty; expected a JSON object")
         try:
-            return json.loads(raw)
+            return json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:
             raise _bad(f"body is not valid JSON: {exc}") from exc
 

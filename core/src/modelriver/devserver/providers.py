@@ -300,15 +300,20 @@ class OpenAIProvider:
             raise ProviderError(f"{type(exc).__name__} talking to {cfg.base_url}: {exc}") from exc
         for call in tools.values():
             try:
-                arguments: Any = json.loads(call["arguments"]) if call["arguments"] else {}
+                arguments: Any = (json.loads(call["arguments"], parse_constant=_no_constant)
+                                  if call["arguments"] else {})
             except ValueError:
                 arguments = call["arguments"]
             yield ToolCallChunk(call["name"], arguments)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _parse_sse_chunk(data: str, tools: dict[int, dict[str, str]]) -> list[Chunk]:
     try:
-        payload = json.loads(data)
+        payload = json.loads(data, parse_constant=_no_constant)
     except ValueError as exc:
         raise ProviderError(f"malformed stream chunk: {data[:100]!r}") from exc
     if not isinstance(payload, dict):
