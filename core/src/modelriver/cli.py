@@ -178,10 +178,13 @@ class _TextPrinter:
             self._open_line = False
 
     def _status(self, text: str) -> None:
+        if self._open_line:  # keep the streamed text on its own line when both go to a terminal
+            _write(sys.stdout, "\n")
+            self._open_line = False
         _write(sys.stderr, f"[{text}]\n")
 
     def event(self, event: Any) -> None:
-        from modelriver.events import Error, Response, Status, Token, ToolCall
+        from modelriver.events import Error, Response, Status, Step, Token, ToolCall
 
         if isinstance(event, Token):
             _write(sys.stdout, event.data)
@@ -195,6 +198,12 @@ class _TextPrinter:
             else:
                 where = "/".join(x for x in (event.provider, event.model) if x)
                 self._status(f"{event.status}{' ' + where if where else ''}")
+        elif isinstance(event, Step):
+            step = event.step
+            if step.status != "pending":
+                self._end_line()
+                took = f" in {step.duration} ms" if step.duration is not None else ""
+                self._status(f"step {step.id}: {step.status}{took}")
         elif isinstance(event, ToolCall):
             self._end_line()
             self._status(f"tool_call {event.name}({json.dumps(event.arguments, ensure_ascii=False)})")
