@@ -589,6 +589,32 @@ async def test_calls_wait_for_a_reconnect_under_way(server: RealmServer) -> None
         await c.disconnect()
 
 
+async def test_outage_then_server_restart(model: Model) -> None:
+    """While the server is down, attempts fail (``error`` events) and calls time out; once it is
+    back on the same port, the client reconnects by itself."""
+    port = free_port()
+    srv = await serve(model, "127.0.0.1", port, api_keys={KEY})
+    failed_attempt = asyncio.Event()
+    connected = asyncio.Event()
+    errors: list[Any] = []
+    c = RealmClient(srv.url, api_key=KEY, reconnect_interval=0.01)
+    await c.connect()
+    c.on("error", lambda exc: (errors.append(exc), failed_attempt.set()))
+    c.on("connected", lambda _tenant: connected.set())
+    try:
+        await srv.close()
+        await failed_attempt.wait()
+        assert isinstance(errors[0], RealmConnectionError)
+        with pytest.raises(RealmTimeoutError, match="not reconnected"):
+            await c.health(call_timeout=0.05)
+        srv = await serve(model, "127.0.0.1", port, api_keys={KEY})
+        await connected.wait()
+        assert (await c.health())["status"] == "ok"
+    finally:
+        await c.disconnect()
+        await srv.close()
+
+
 async def test_no_reconnect_when_disabled(server: RealmServer) -> None:
     c = RealmClient(server.url, api_key=KEY, reconnect=False)
     await c.connect()
