@@ -1,12 +1,11 @@
 """tests/django: Django configured in-process from ``djmr_settings`` (no DJANGO_SETTINGS_MODULE).
 
-Helpers for the in-process tests: ``mr_settings`` points the app at the session's real gateway,
-``phx`` builds Phoenix frames, ``Socket`` wraps ``WebsocketCommunicator``.
+Fixtures: ``mr_settings`` points the in-process app at the session's real gateway; ``demo`` runs
+demo_projects/django_chat on Daphne; ``browser`` is Debian's Chromium through Playwright.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,8 +25,9 @@ if not settings.configured:
     django.setup()
 
 from django.test import override_settings
+from djmr_demo import Demo, demo_env, migrate, scripted_env, start_demo
 
-from support import Gateway
+from support import CHROMIUM_ARGS, Gateway, chromium_path
 
 
 @pytest.fixture
@@ -48,5 +48,25 @@ async def hub_cleanup() -> AsyncIterator[None]:
     await get_hub().close()
 
 
-def phx(join_ref: str | None, ref: str | None, topic: str, event: str, payload: Any) -> str:
-    return json.dumps([join_ref, ref, topic, event, payload])
+@pytest.fixture(scope="session")
+def demo(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """demo_projects/django_chat on Daphne (runserver), migrated first as its README says."""
+    db = tmp_path_factory.mktemp("django_chat") / "db.sqlite3"
+    env = demo_env(gateway, db, **scripted_env(tokens_per_second=30))
+    migrate(env)
+    assert db.exists()
+    server = start_demo(env)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright, per module: Playwright's sync API holds an event loop
+    while it runs, which the async tests of other modules need free."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -579,6 +579,7 @@
     this.current = this._assistantBubble(channelId);
     this.current.setAttribute("data-state", "streaming");
     if (resumed) this.current.setAttribute("data-resumed", "true");
+    if (resumed && this.client.lastSeq !== null) this.current.setAttribute("data-resume-seq", this.client.lastSeq);
     this.current.querySelector(".mr-text").textContent = this.client.text;
     this.stop.hidden = false;
     this.send.disabled = true;
