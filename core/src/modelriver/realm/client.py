@@ -532,7 +532,8 @@ class RealmClient:
         Args:
             prompt: the prompt.
             model: the model (default: the client's ``model``).
-            max_tokens, temperature, top_p: sampling (None leaves one out).
+            max_tokens, temperature, top_p: sampling (None leaves one out; the defaults 100
+                and 0.7 are what Realm's Python client sends).
             params: further params sent as they are.
             call_timeout: seconds to wait for the answer (default: the client's ``timeout``).
 

@@ -346,7 +346,7 @@ class RealmSession:
                 timer = asyncio.create_task(self._auth_deadline())
             async for frame in frames:
                 try:
-                    await self.feed(frame)
+                    await self._feed(frame)
                 except _SendFailed:
                     break
                 except Exception:  # the connection must survive any bug in one frame's handling
@@ -368,12 +368,8 @@ class RealmSession:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def feed(self, frame: str | bytes) -> None:
-        """Handle one incoming frame.
-
-        Raises:
-            _SendFailed: the connection is gone.
-        """
+    async def _feed(self, frame: str | bytes) -> None:
+        """Handle one incoming frame (raises ``_SendFailed`` when the connection is gone)."""
         message = parse_client_frame(frame, max_size=self.server.max_frame_size)
         if isinstance(message, Call):
             await self._start_call(message)
