@@ -23,6 +23,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeAlias
 
 import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from modelriver._emitter import Callback, Emitter
 from modelriver._portal import Portal
 from modelriver.events import Error, Response, Status, Step, StreamEvent, Token, event_from_message
 from modelriver.exceptions import JoinError, ProtocolError, RequestTimeoutError, StreamError
@@ -39,8 +43,6 @@ from modelriver.phoenix import (
 from modelriver.phoenix.frames import DEFAULT_MAX_FRAME
 from modelriver.steps import StepTracker
 from modelriver.types import AIResponse, AsyncRequest, WorkflowStep
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 __all__ = ["Refresh", "Stream", "SyncStream", "connect", "connect_sync"]
 
@@ -48,8 +50,6 @@ logger = logging.getLogger("modelriver.stream")
 
 Refresh: TypeAlias = Callable[[], "Awaitable[AsyncRequest] | AsyncRequest"]
 """Returns a fresh ``AsyncRequest`` (the reconnect API) when the socket token is refused."""
-
-Callback: TypeAlias = Callable[[Any], Any]
 
 LIFECYCLE = ("connecting", "connected", "disconnected", "channel_joined", "channel_error")
 EVENTS = ("token", "status", "tool_call", "step", "response", "error", "message", *LIFECYCLE)
@@ -89,7 +89,7 @@ class Stream:
         self._start_seq = last_seq
         self._tracker = StepTracker()
         self._queue: asyncio.Queue[object] = asyncio.Queue()
-        self._callbacks: dict[str, list[Callback]] = {}
+        self._emitter = Emitter(EVENTS, logger)
         self._parts: list[str] = []
         self._joined_once = False
         self._done = False
@@ -128,25 +128,11 @@ class Stream:
         ``message`` gets every channel message as received (a ``phoenix.ChannelMessage``, unknown
         events included, before typing), for relays that forward the raw payload.
         """
-        if event not in EVENTS:
-            raise ValueError(f"unknown event {event!r}; expected one of {', '.join(EVENTS)}")
-        self._callbacks.setdefault(event, []).append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._callbacks.get(event, []).remove(callback)
-
-        return unsubscribe
+        return self._emitter.on(event, callback)
 
     def off(self, event: str | None = None, callback: Callback | None = None) -> None:
         """Remove one callback, every callback of ``event``, or all of them."""
-        if event is None:
-            self._callbacks.clear()
-        elif callback is None:
-            self._callbacks.pop(event, None)
-        else:
-            with contextlib.suppress(ValueError):
-                self._callbacks.get(event, []).remove(callback)
+        self._emitter.off(event, callback)
 
     def start(self) -> None:
         """Start the background task (``connect()`` does this)."""
@@ -329,7 +315,7 @@ class Stream:
     def _on_message(self, name: str, payload: Any) -> None:
         if self._done:
             return
-        if "message" in self._callbacks:
+        if self._emitter.has("message"):
             self._fire("message", ChannelMessage(self.request.topic, name, payload))
         event = event_from_message(name, payload)
         if event is None:
@@ -363,11 +349,7 @@ class Stream:
         self._fire(event.type, event)
 
     def _fire(self, name: str, arg: Any) -> None:
-        for callback in self._callbacks.get(name, ()):
-            try:
-                callback(arg)
-            except Exception:
-                logger.exception("%s callback failed", name)
+        self._emitter.fire(name, arg)
 
 
 async def connect(request: AsyncRequest, **options: Any) -> Stream:

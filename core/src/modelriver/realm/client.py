@@ -23,13 +23,14 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import Any, TypeAlias
+from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.protocol import State
 
+from modelriver._emitter import Callback, Emitter
 from modelriver.events import Error, Response, StreamEvent, Token
 from modelriver.realm.exceptions import (
     RealmAuthenticationError,
@@ -61,7 +62,7 @@ __all__ = ["EVENTS", "Callback", "RealmClient"]
 
 logger = logging.getLogger("modelriver.realm")
 
-Callback: TypeAlias = Callable[[Any], Any]
+
 EVENTS = ("connected", "disconnected", "error")
 """``connected`` (tenant id), ``disconnected`` (reason), ``error`` (a ``RealmError``)."""
 
@@ -145,7 +146,7 @@ class RealmClient:
         self._tenant_id = tenant_id or str(uuid.uuid4())
         self._ids = itertools.count(1)
         self._calls: dict[str, _Call] = {}
-        self._callbacks: dict[str, list[Callback]] = {}
+        self._emitter = Emitter(EVENTS, logger)
         self._ws: ClientConnection | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._changed: asyncio.Event | None = None
@@ -179,25 +180,11 @@ class RealmClient:
         Raises:
             ValueError: ``event`` is not one of ``EVENTS``.
         """
-        if event not in EVENTS:
-            raise ValueError(f"unknown event {event!r}; expected one of {', '.join(EVENTS)}")
-        self._callbacks.setdefault(event, []).append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._callbacks.get(event, []).remove(callback)
-
-        return unsubscribe
+        return self._emitter.on(event, callback)
 
     def off(self, event: str | None = None, callback: Callback | None = None) -> None:
         """Remove one callback, every callback of ``event``, or all of them."""
-        if event is None:
-            self._callbacks.clear()
-        elif callback is None:
-            self._callbacks.pop(event, None)
-        else:
-            with contextlib.suppress(ValueError):
-                self._callbacks.get(event, []).remove(callback)
+        self._emitter.off(event, callback)
 
     # -- connection -------------------------------------------------------------------------------
 
@@ -647,11 +634,7 @@ class RealmClient:
         return _object(await self.call("metadata", call_timeout=call_timeout), "metadata")
 
     def _fire(self, name: str, arg: Any) -> None:
-        for callback in list(self._callbacks.get(name, ())):
-            try:
-                callback(arg)
-            except Exception:
-                logger.exception("realm: %s callback failed", name)
+        self._emitter.fire(name, arg)
 
 
 def _object(data: Any, function: str) -> dict[str, Any]:
