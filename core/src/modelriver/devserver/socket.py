@@ -209,8 +209,8 @@ class SocketSession:
         frames = (coalesce_tokens(batch, topic) if sub.coalesce and len(batch) > 1
                   else [e.frame for e in batch])
         prefix = sub.prefix
-        if prefix is not None:  # every frame starts '[null,' (no join_ref): stamp it, no re-encoding
-            frames = [prefix + frame[6:] for frame in frames]
+        if prefix is not None:  # frames start '[null,' (no join_ref): stamp it, no re-encoding
+            frames = [prefix + frame[6:] if frame.startswith("[null,") else frame for frame in frames]
         self.conn.deliver(topic, frames)
 
 
