@@ -1,0 +1,285 @@
+"""The command line: `modelriver dev` (start, key, flags, clean stop) and `modelriver stream`.
+
+Everything runs as real subprocesses (``python -m modelriver``). ``modelriver stream`` is run
+through a pseudo-terminal to see that tokens reach the screen as they come, not at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
+
+from modelriver.api import ModelRiver
+from modelriver.stream import connect_sync
+from support import Gateway, Process, free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+MODELRIVER = [sys.executable, "-m", "modelriver"]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
+FAST = {"scripted": {"tokens_per_second": 5000, "first_token_ms": 0}}
+WORKFLOWS = ("demo-chat", "demo-structured", "demo-events", "demo-failover", "demo-error", "demo-tools")
+
+
+@pytest.fixture
+def client(gateway: Gateway) -> Iterator[ModelRiver]:
+    with ModelRiver(api_key=gateway.api_key, api_base=gateway.url, max_retries=0) as c:
+        yield c
+
+
+def cli_env(gateway: Gateway) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELRIVER_")}
+    return {**env, **gateway.env, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
+
+
+def run_in_pty(
+    args: list[str], env: dict[str, str], *, within: float = 30
+) -> tuple[int, list[tuple[float, bytes]], str]:
+    """Run ``args`` with stdout on a pseudo-terminal; returns the exit code, the stdout chunks
+    with the time each was read, and stderr."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(args, stdout=follower, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env=env, close_fds=True)
+    os.close(follower)
+    chunks: list[tuple[float, bytes]] = []
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            try:
+                data = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append((time.monotonic(), data))
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(leader)
+    assert proc.stderr is not None
+    return code, chunks, proc.stderr.read().decode(errors="replace")
+
+
+def screen_text(chunks: list[tuple[float, bytes]]) -> str:
+    return ANSI.sub("", b"".join(c for _, c in chunks).decode(errors="replace")).replace("\r\n", "\n")
+
+
+def expected_content(client: ModelRiver, workflow: str, prompt: str) -> str:
+    """The gateway's final content for this prompt (scripted answers are deterministic)."""
+    with connect_sync(client.create_request(workflow, prompt, metadata=FAST)) as stream:
+        response = stream.wait()
+    assert response.content
+    return response.content
+
+
+# -- modelriver stream ---------------------------------------------------------------------------
+
+
+def test_stream_prints_tokens_progressively(gateway: Gateway, client: ModelRiver) -> None:
+    content = expected_content(client, "demo-chat", "hello")
+    code, chunks, stderr = run_in_pty([*MODELRIVER, "stream", "hello", "--workflow", "demo-chat"],
+                                      cli_env(gateway))
+    assert code == 0, stderr
+    text = screen_text(chunks)
+    assert content in text.replace("\n", " ") or content in text, (content, text)
+    # demo-chat streams ~50 tokens/s: the answer must reach the terminal in many pieces, over time.
+    first = next(t for t, c in chunks if c.strip())
+    spread = [t for t, c in chunks if c.strip()]
+    assert len(spread) >= 5, f"only {len(spread)} chunks: the output was not streamed"
+    assert spread[-1] - first >= 0.3, "every chunk arrived at once"
+
+
+def test_stream_json_gives_one_object_per_line(gateway: Gateway, client: ModelRiver) -> None:
+    content = expected_content(client, "demo-chat", "json please")
+    done = subprocess.run([*MODELRIVER, "stream", "json please", "--workflow", "demo-chat", "--json"],
+                          env=cli_env(gateway), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert len(lines) >= 5
+    objects = [json.loads(line) for line in lines]
+    assert all(isinstance(o, dict) and isinstance(o.get("type"), str) for o in objects), objects
+    tokens = [o["data"] for o in objects if o["type"] == "token"]
+    responses = [o["response"] for o in objects if o["type"] == "response"]
+    assert len(tokens) >= 3
+    assert len(responses) == 1
+    assert responses[0]["status"] == "success"
+    assert "".join(tokens) == responses[0]["content"] == content
+
+
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_stream_of_an_error_workflow_exits_non_zero(gateway: Gateway, json_mode: bool) -> None:
+    args = [*MODELRIVER, "stream", "hello", "--workflow", "demo-error"] + (["--json"] if json_mode else [])
+    done = subprocess.run(args, env=cli_env(gateway), capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    if json_mode:
+        objects = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+        assert all(isinstance(o, dict) for o in objects)
+        assert any(o.get("type") == "error" and o.get("message") for o in objects), objects
+    else:
+        assert "error" in done.stderr.lower()
+    assert "Traceback" not in done.stderr
+
+
+def test_stream_without_a_gateway_fails_cleanly() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELRIVER_")}
+    env.update({"MODELRIVER_API_BASE": f"http://127.0.0.1:{free_port()}", "MODELRIVER_API_KEY": "mr_x"})
+    done = subprocess.run([*MODELRIVER, "stream", "hello"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+
+
+# -- modelriver dev --------------------------------------------------------------------------------
+
+
+def start_dev(*args: str, env: dict[str, str] | None = None) -> tuple[Process, str]:
+    port = free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MODELRIVER_")}
+    proc = Process.start([*MODELRIVER, "dev", "--port", str(port), *args], env={**base, **(env or {})})
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop_with(proc: Process, sig: int) -> int:
+    """Send ``sig`` to the gateway alone and wait for its exit code."""
+    proc.popen.send_signal(sig)
+    return proc.popen.wait(timeout=15)
+
+
+def create(url: str, key: str) -> httpx.Response:
+    return httpx.post(f"{url}/v1/ai/async", headers={"Authorization": f"Bearer {key}"}, timeout=10,
+                      json={"workflow": "demo-chat", "messages": [{"role": "user", "content": "hi"}]})
+
+
+def test_dev_generates_a_key_prints_one_ready_line_and_stops_on_sigint() -> None:
+    proc, url = start_dev()
+    try:
+        ready = proc.wait_for("modelriver dev ready on")
+        assert ready.strip() == f"modelriver dev ready on {url}"
+        keys = set(re.findall(r"mr_dev_[A-Za-z0-9_-]{8,}", proc.output))
+        assert len(keys) == 1, proc.output
+        key = keys.pop()
+        assert create(url, key).status_code == 200
+        assert create(url, "mr_dev_wrong").status_code == 401
+        for workflow in WORKFLOWS:
+            assert workflow in proc.output
+    finally:
+        code = stop_with(proc, signal.SIGINT)
+    assert code == 0, proc.output
+    assert sum("modelriver dev ready on" in line for line in proc.lines) == 1
+    assert "Traceback" not in proc.output
+
+
+def test_dev_masks_a_given_key_and_stops_on_sigterm() -> None:
+    key = "mr_test_VERYSECRET_0123456789"
+    proc, url = start_dev("--api-key", key)
+    try:
+        proc.wait_for("modelriver dev ready on")
+        assert create(url, key).status_code == 200
+    finally:
+        code = stop_with(proc, signal.SIGTERM)
+    assert code == 0, proc.output
+    assert key not in proc.output
+    assert "VERYSECRET" not in proc.output
+
+
+def test_dev_reads_the_key_and_webhook_secret_from_the_environment() -> None:
+    key = "mr_env_key_abcdef012345"
+    proc, url = start_dev(env={"MODELRIVER_API_KEY": key})
+    try:
+        proc.wait_for("modelriver dev ready on")
+        assert create(url, key).status_code == 200
+    finally:
+        assert stop_with(proc, signal.SIGTERM) == 0
+    assert key not in proc.output
+
+
+def test_dev_help_lists_every_flag() -> None:
+    done = subprocess.run([*MODELRIVER, "dev", "--help"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0
+    for flag in ("--host", "--port", "--api-key", "--config", "--webhook-secret", "--public-url",
+                 "--rate-limit"):
+        assert flag in done.stdout
+
+
+def test_dev_public_url_and_forwarded_headers_shape_the_websocket_url(
+    gateway_factory: Callable[..., Gateway], gateway: Gateway
+) -> None:
+    public = gateway_factory("--public-url", "https://gw.example.test")
+    answer = create(public.url, public.api_key).json()
+    assert answer["websocket_url"] == "wss://gw.example.test/socket"
+    assert answer["websocket_channel"] == f"ai_response:{answer['project_id']}:{answer['channel_id']}"
+
+    plain = create(gateway.url, gateway.api_key).json()
+    assert plain["websocket_url"] == f"ws://{gateway.url.removeprefix('http://')}/socket"
+    forwarded = httpx.post(
+        f"{gateway.url}/v1/ai/async", timeout=10,
+        headers={"Authorization": f"Bearer {gateway.api_key}", "X-Forwarded-Proto": "https",
+                 "X-Forwarded-Host": "app.example.org"},
+        json={"workflow": "demo-chat", "messages": [{"role": "user", "content": "hi"}]},
+    ).json()
+    assert forwarded["websocket_url"] == "wss://app.example.org/socket"
+    assert forwarded["test_mode"] is True
+    assert forwarded["status"] == "pending"
+    assert forwarded["message"] == "success"
+
+
+def test_dev_refuses_a_bad_config_with_a_clear_message(tmp_path: Any) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[server]\nrate_limit = 'lots'\n")
+    done = subprocess.run([*MODELRIVER, "dev", "--port", str(free_port()), "--config", str(config)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "rate_limit" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def drain(ws: Any) -> None:
+    """Read until the socket closes (raises ``ConnectionClosed``)."""
+    while True:
+        ws.recv(timeout=10)
+
+
+def test_dev_on_port_0_shows_the_port_and_closes_sockets_with_1012_on_sigterm() -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MODELRIVER_")}
+    proc = Process.start([*MODELRIVER, "dev", "--port", "0", "--api-key", "mr_port0_key_0123456789"],
+                         env=base)
+    try:
+        ready = proc.wait_for("modelriver dev ready on")
+        match = re.fullmatch(r"modelriver dev ready on (http://127\.0\.0\.1:(\d+))", ready.strip())
+        assert match, ready
+        url = match.group(1)
+        assert int(match.group(2)) > 0
+        answer = create(url, "mr_port0_key_0123456789")
+        assert answer.status_code == 200
+        request = answer.json()
+        socket_url = f"{request['websocket_url']}/websocket?token={request['ws_token']}&vsn=2.0.0"
+        with ws_connect(socket_url, open_timeout=5) as ws:
+            ws.send(json.dumps(["1", "1", request["websocket_channel"], "phx_join", {}]))
+            assert json.loads(ws.recv(timeout=5))[3] == "phx_reply"
+            proc.popen.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as info:
+                drain(ws)
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1012
+        assert proc.popen.wait(timeout=15) == 0
+    finally:
+        proc.stop()
