@@ -1,0 +1,52 @@
+"""tests/e2e: the whole stack under stress, on loopback (issue 8).
+
+Each test records its figures (cuts made, tokens checked, lost, duplicated, cases tried...) with
+the ``figures`` fixture; they are printed in pytest's terminal summary, whatever ``-s`` says, and
+travel with the test report (``user_properties``), so they show under pytest-xdist too.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+for extra in (HERE, HERE.parent / "django"):  # e2e helpers; the Django tests' process helpers
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+_FIGURES: list[tuple[str, dict[str, Any]]] = []
+_KEY = "e2e-figures"
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """``figures(title="...", cuts=100, lost=0, ...)``: record a line for the terminal summary."""
+
+    def record(**values: Any) -> None:
+        request.node.user_properties.append((_KEY, values))
+        line = ", ".join(f"{k}={v}" for k, v in values.items())
+        print(f"[figures] {request.node.nodeid}: {line}")
+
+    return record
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "call":
+        return
+    for key, values in report.user_properties:
+        if key == _KEY:
+            _FIGURES.append((report.nodeid, values))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if not _FIGURES:
+        return
+    terminalreporter.section("e2e figures")
+    for nodeid, values in _FIGURES:
+        name = nodeid.split("::", 1)[-1]
+        terminalreporter.write_line(f"{name}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
