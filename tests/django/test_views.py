@@ -232,3 +232,13 @@ async def test_event_driven_webhook_calls_back_or_defers(gateway: Gateway,
     assert info.value.status in (401, 404, 409)
     stored = await get_hub().backend.get_callback(channel_id)
     assert stored is not None and stored["callback_url"] == callback_url
+
+
+async def test_a_replayed_webhook_is_refused_with_401_and_no_signal(
+        gateway: Gateway, received: list[dict[str, Any]]) -> None:
+    """The very same signed delivery twice inside the tolerance window: the second is a replay."""
+    raw, headers = signed(notification(), gateway.webhook_secret)
+    assert (await post_webhook(raw, headers)).json() == {"status": "ok"}
+    replay = await post_webhook(raw, headers)
+    assert replay.status_code == 401
+    assert len(received) == 1

@@ -9,8 +9,9 @@
   ``channel_id`` *(ours)*: the owner's latest request in flight, 204 when none. It changes nothing,
   so it is CSRF-exempt like the SDK expects.
 * ``POST <mount>cancel`` (CSRF-protected) JSON ``{channel_id}``: cancels upstream.
-* ``POST <mount>webhook``: verifies the gateway's signature (401 and nothing kept on failure),
-  answers redeliveries idempotently, sends ``webhook_received``, then calls back.
+* ``POST <mount>webhook``: verifies the gateway's signature (401 and nothing kept on failure,
+  401 too for a replay of a delivery already received), answers redeliveries idempotently,
+  sends ``webhook_received``, then calls back.
 """
 
 from __future__ import annotations
@@ -257,10 +258,17 @@ async def webhook(request: HttpRequest) -> HttpResponse:
     except WebhookVerificationError as exc:
         logger.info("webhook refused: %s", exc)
         return _error(401, "webhook not verified")
+    hub = get_hub()
+    # A replay (the very same signed delivery again) is refused like a forgery; the gateway's own
+    # redeliveries are signed afresh and reach the idempotency check below.
+    signature = (request.headers.get("X-ModelRiver-Signature") or "").lower().removeprefix("sha256=")
+    if await hub.backend.webhook_begin(f"sig:{signature}") != "new":
+        logger.info("webhook refused: a replay of a delivery already received")
+        return _error(401, "webhook not verified")
+    await hub.backend.webhook_end(f"sig:{signature}", ok=True)
     kind = event.type or event.event or event.status or ""
     key = f"{event.channel_id}:{kind}" if event.channel_id else \
         "body:" + hashlib.sha256(request.body).hexdigest()
-    hub = get_hub()
     state = await hub.backend.webhook_begin(key)
     if state == "done":
         return JsonResponse({"status": "duplicate"})
