@@ -1,7 +1,8 @@
 """``WebhookReceiver``: the backend half of event-driven workflows, as a route on Gradio's app.
 
 The gateway posts a signed webhook once the AI is done; the receiver verifies it with
-``modelriver.webhooks.verify_signature``, answers 200 at once, enriches the AI's data with your
+``modelriver.webhooks.verify_signature`` (a replay of a delivery already received is refused
+with 401 like a forgery), answers 200 at once, enriches the AI's data with your
 ``enrich`` function and calls back; the gateway then sends ``completed`` with that data, which
 the chat shows::
 
@@ -16,6 +17,7 @@ import asyncio
 import inspect
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeAlias
 
@@ -75,6 +77,7 @@ class WebhookReceiver:
         self.tolerance = tolerance
         self._client = client
         self._tasks: set[asyncio.Task[None]] = set()
+        self._seen: dict[str, float] = {}  # signatures received inside the window -> signed_at
         self.received = 0
         self.refused = 0
 
@@ -102,6 +105,10 @@ class WebhookReceiver:
             self.refused += 1
             logger.warning("webhook refused: %s", exc)
             return JSONResponse({"error": "invalid signature", "message": str(exc)}, status_code=401)
+        if self._replayed(request.headers.get(SIGNATURE_HEADER) or "", event.signed_at):
+            self.refused += 1
+            logger.warning("webhook refused: a replay of a delivery already received")
+            return JSONResponse({"error": "invalid signature", "message": "replayed delivery"}, status_code=401)
         self.received += 1
         if event.is_event_driven and event.channel_id:
             task = asyncio.get_running_loop().create_task(self._call_back(event))
@@ -110,6 +117,19 @@ class WebhookReceiver:
         else:
             logger.debug("webhook notification for %s", event.channel_id)
         return JSONResponse({"status": "received"})
+
+    def _replayed(self, signature: str, signed_at: float) -> bool:
+        """True when this exact signed delivery was already received (the gateway signs each
+        redelivery afresh). Signatures are kept while their timestamp is inside the window."""
+        now = time.time()
+        for key, at in list(self._seen.items()):
+            if abs(now - at) > self.tolerance:
+                del self._seen[key]
+        key = signature.lower().removeprefix("sha256=")
+        if key in self._seen:
+            return True
+        self._seen[key] = signed_at
+        return False
 
     async def _call_back(self, event: WebhookEvent) -> None:
         assert event.channel_id is not None
