@@ -122,7 +122,7 @@ def render_history(history: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="ModelRiver + Streamlit", page_icon=":material/water:")
+    st.set_page_config(page_title="ModelRiver + Streamlit", page_icon="🌊")
     state = st.session_state
     history: list[dict[str, Any]] = state.setdefault("history", [])
     state.setdefault("pings", 0)

@@ -60,8 +60,12 @@ def peek(key: str, channel_id: str) -> ComponentResult:
     return value if isinstance(value, Mapping) else {}
 
 
-def mount(key: str, request: AsyncRequest, *, show_steps: bool) -> ComponentResult:
-    """Mount the component for ``request``; the browser connects with ``request.ws_token``."""
+def mount(key: str, request: AsyncRequest, *, show_steps: bool, url_param: str | None = None) -> ComponentResult:
+    """Mount the component for ``request``; the browser connects with ``request.ws_token``.
+
+    With ``url_param``, the browser keeps ``?<url_param>=<channel_id>`` in the page URL while the
+    request is in flight (so a reload finds it) and removes it at the end.
+    """
     data = {
         "channel_id": request.channel_id,
         "ws_token": request.ws_token,
@@ -69,6 +73,7 @@ def mount(key: str, request: AsyncRequest, *, show_steps: bool) -> ComponentResu
         "topic": request.topic,
         "show_steps": show_steps,
         "storage_prefix": "modelriver_",
+        "url_param": url_param,
     }
     result = component()(
         key=component_key(key, request.channel_id),

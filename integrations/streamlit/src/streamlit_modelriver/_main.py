@@ -54,6 +54,7 @@ class _Entry:
     steps: list[WorkflowStep] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     handled: set[str] = field(default_factory=set)
+    in_url: bool = False
 
     @property
     def channel_id(self) -> str | None:
@@ -206,8 +207,19 @@ def _start(api: ModelRiver, key: str, fingerprint: str | None, workflow: str | N
         logger.warning("could not start a %r request: %s", workflow, exc)
         return _Entry(key, fingerprint, None, response=_error(None, str(exc)))
     logger.info("started request %s (workflow %r, key %r)", request.channel_id, workflow, key)
-    st.query_params[QUERY_PREFIX + key] = request.channel_id
     return _Entry(key, fingerprint, request)
+
+
+def _remember_in_url(entry: _Entry) -> None:
+    """Put the request in the URL (``mr_<key>``) so a reload finds it; once per request.
+
+    Called right *after* the first thing is drawn: the browser handles a URL change slowly
+    (tens of ms), so doing it first would delay the first token on screen.
+    """
+    if entry.in_url or entry.request is None or entry.response is not None:
+        return
+    entry.in_url = True
+    st.query_params[QUERY_PREFIX + entry.key] = entry.request.channel_id
 
 
 def _resume(api: ModelRiver, key: str, mode: Mode, fingerprint: str | None) -> _Entry | None:
@@ -218,7 +230,7 @@ def _resume(api: ModelRiver, key: str, mode: Mode, fingerprint: str | None) -> _
         pump = pump_registry().get(channel_id)
         if pump is not None:
             logger.info("re-following request %s (key %r)", channel_id, key)
-            return _Entry(key, fingerprint, pump.request)
+            return _Entry(key, fingerprint, pump.request, in_url=True)
     try:
         request = api.reconnect(channel_id)
     except ModelRiverError as exc:
@@ -227,7 +239,7 @@ def _resume(api: ModelRiver, key: str, mode: Mode, fingerprint: str | None) -> _
         return _Entry(key, fingerprint, None,
                       response=_error(channel_id, f"could not resume the request: {exc}"))
     logger.info("resumed request %s with a fresh socket token (key %r)", channel_id, key)
-    return _Entry(key, fingerprint, request)
+    return _Entry(key, fingerprint, request, in_url=True)
 
 
 def _forget_query(key: str) -> None:
@@ -280,6 +292,7 @@ def _follow(api: ModelRiver, entry: _Entry, *, show_steps: bool,
             snap = pump.wait(version=cursor["version"], attempt=cursor["attempt"],
                              index=cursor["index"], timeout=_IDLE_CHECK)
             if snap.version == cursor["version"]:
+                _remember_in_url(entry)  # nothing to draw for a while: a good moment
                 _checkpoint()
                 continue
             cursor["snap"] = snap
@@ -294,6 +307,7 @@ def _follow(api: ModelRiver, entry: _Entry, *, show_steps: bool,
                 if on_token is not None:
                     on_token(snap.delta)
                 yield snap.delta
+                _remember_in_url(entry)
             if snap.done:
                 return
 
@@ -332,7 +346,10 @@ def _run_component(api: ModelRiver, entry: _Entry, *, show_steps: bool) -> AIRes
     finished = _component.result_of(state, channel_id)
     if finished is None:
         _handle_triggers(api, entry, state)
-        state = _component.mount(entry.key, entry.request, show_steps=show_steps)
+        # The component puts ``mr_<key>`` in the URL itself (history.replaceState): a URL change
+        # made from Python costs the browser a re-render before the component can connect.
+        state = _component.mount(entry.key, entry.request, show_steps=show_steps,
+                                 url_param=QUERY_PREFIX + entry.key)
         finished = _component.result_of(state, channel_id)
         if finished is None:
             return None

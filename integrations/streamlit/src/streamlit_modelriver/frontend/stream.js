@@ -258,6 +258,7 @@ class Controller {
     this.websocketUrl = data.websocket_url;
     this.topic = data.topic || `ai_response:${data.channel_id}`;
     this.prefix = data.storage_prefix || "modelriver_";
+    this.urlParam = data.url_param || null;
     this.parts = [];
     this.lastSeq = null;
     this.steps = new Map(INITIAL_STEPS.map(([id, name]) => [id, { id, name, status: "pending" }]));
@@ -285,6 +286,7 @@ class Controller {
   start() {
     this.restore();
     this.persistActive();
+    this.markUrl(true);
     this.link = new PhoenixLink({
       url: () => socketEndpoint(this.websocketUrl, this.token),
       topic: this.topic,
@@ -312,6 +314,22 @@ class Controller {
       }));
     } catch {
       /* quota or privacy mode: nothing to remember */
+    }
+  }
+
+  // ?mr_<key>=<channel_id> in the page URL while in flight, so a reload (a new Streamlit
+  // session) finds the request. replaceState: no history entry, no Streamlit rerun.
+  markUrl(inFlight) {
+    if (!this.urlParam) return;
+    try {
+      const url = new URL(window.location.href);
+      const has = url.searchParams.get(this.urlParam) === this.channelId;
+      if (inFlight === has) return;
+      if (inFlight) url.searchParams.set(this.urlParam, this.channelId);
+      else url.searchParams.delete(this.urlParam);
+      window.history.replaceState(window.history.state, "", url);
+    } catch {
+      /* a sandboxed page: reloads then start over */
     }
   }
 
@@ -489,6 +507,7 @@ class Controller {
     this.result = response;
     if (this.link) this.link.close(); // after a terminal response: close, never reconnect
     this.clearPersisted();
+    this.markUrl(false);
     this.render();
     this.deliver();
   }

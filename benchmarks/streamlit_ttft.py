@@ -1,0 +1,282 @@
+"""Time to first token in a Streamlit page, both modes, next to the bare core client, one run.
+
+    .venv/bin/python benchmarks/streamlit_ttft.py            # 20 samples per path
+    .venv/bin/python benchmarks/streamlit_ttft.py --quick    # 5 samples per path (~1 min)
+
+Processes: `modelriver dev` and the Streamlit demo (`demo_projects/streamlit_chat/app.py` under
+`streamlit run`), each a subprocess; Debian's Chromium driven by Playwright.
+
+* **core**: this process, ``ModelRiver.stream("demo-chat", prompt)``: from before the HTTP
+  request that creates the request to the first ``Token`` event (Python's monotonic clock).
+* **component** / **server**: the demo in that mode. A page script stamps ``performance.now()``
+  when Enter is pressed in the chat input, then checks the page every animation frame and stamps
+  the first frame in which answer text is shown (the component's text in its shadow root, or the
+  server mode's streamed Markdown). TTFT is the difference, on the browser's clock. It includes
+  everything a user waits for: the Streamlit rerun, the request creation, the component mount and
+  its socket join (component) or the pump and the element deltas (server).
+
+Every path uses the same workflow and scripted provider settings (``first_token_ms`` 0 by
+default, so no provider delay hides the overhead; set ``--first-token-ms`` for a realistic one).
+One warm-up request per path is not counted. Goal: component mode's p50 within 50 ms of core's.
+``--json`` prints one JSON object as the last line (``summary`` rows for ``run_all.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "demo_projects" / "streamlit_chat" / "app.py"
+API_KEY = "mr_bench_0123456789abcdef"
+GOAL_MS = 50.0
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+PROBE = r"""
+(() => {
+  window.__ttft = {submitted: null, shown: null};
+  let before = new Set();
+  // Elements that hold an answer's text: the component's text node, server mode's keyed container.
+  const holders = () => {
+    const out = [];
+    for (const host of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
+      const el = host.shadowRoot && host.shadowRoot.querySelector('[data-testid="modelriver-text"]');
+      if (el) out.push([el, el.textContent.length]);
+    }
+    for (const el of document.querySelectorAll('[class*="st-key-modelriver-text-"]')) {
+      const md = el.querySelector('[data-testid="stMarkdownContainer"]');
+      out.push([el, md ? md.innerText.replace(/\s*▌$/, "").length : 0]);
+    }
+    return out;
+  };
+  const tick = () => {
+    const t = window.__ttft;
+    if (t.submitted !== null && t.shown === null
+        && holders().some(([el, length]) => length > 0 && !before.has(el))) {
+      t.shown = performance.now();
+    }
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && e.target && e.target.tagName === "TEXTAREA") {
+      before = new Set(holders().map(([el]) => el));  // the answers already on the page
+      window.__ttft = {submitted: performance.now(), shown: null};
+    }
+  }, true);
+})();
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    """A subprocess whose output is read on a thread; ``wait_for`` a line."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.popen = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      start_new_session=True)
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not any(text in line for line in self.lines):
+                if self.popen.poll() is not None:
+                    raise RuntimeError(f"exited before {text!r}:\n{''.join(self.lines)[-2000:]}")
+                if not self._cond.wait(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError(f"no {text!r} within {timeout}s:\n{''.join(self.lines)[-2000:]}")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+
+
+def created_at(api_base: str, channel_id: str) -> float:
+    """When the gateway created the request (its request log), Unix seconds."""
+    request = urllib.request.Request(f"{api_base}/v1/requests/{channel_id}",
+                                     headers={"Authorization": f"Bearer {API_KEY}"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        stamp = json.loads(resp.read())["created_at"]
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def core_samples(api_base: str, n: int, scripted: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """(call → first token, request created → first token) in ms, per sample."""
+    from modelriver import ModelRiver, Token
+
+    total, from_created = [], []
+    with ModelRiver(API_KEY, api_base=api_base) as client:
+        for i in range(n + 1):
+            started = time.time()
+            with client.stream("demo-chat", f"core sample {i}", metadata={"scripted": scripted}) as stream:
+                first = None
+                for event in stream:
+                    if first is None and isinstance(event, Token):
+                        first = time.time()
+                assert first is not None, "no token"
+                channel_id = stream.request.channel_id
+            if i:  # the first one warms up
+                total.append((first - started) * 1000)
+                from_created.append((first - created_at(api_base, channel_id)) * 1000)
+    return total, from_created
+
+
+def page_samples(browser: Any, url: str, api_base: str, mode: str, n: int) -> tuple[list[float], list[float]]:
+    """(Enter → first token shown, request created → first token shown) in ms, per sample."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.add_init_script(PROBE)
+    page.goto(f"{url}/?mode={mode}&workflow=demo-chat")
+    box = page.get_by_test_id("stChatInputTextArea")
+    total, from_created = [], []
+    try:
+        for i in range(n + 1):
+            box.wait_for()
+            box.fill(f"{mode} sample {i}")
+            page.keyboard.press("Enter")
+            page.wait_for_function("() => window.__ttft.shown !== null")
+            ttft, shown_at = page.evaluate(
+                "() => [window.__ttft.shown - window.__ttft.submitted,"
+                " (performance.timeOrigin + window.__ttft.shown) / 1000]")
+            caption = page.wait_for_function(
+                "(i) => { const all = document.querySelectorAll('[class*=\"st-key-returned-\"]');"
+                " return all.length > i && all[all.length - 1].innerText; }", arg=i).json_value()
+            channel_id = str(caption).rsplit("channel ", 1)[1].strip()
+            if i:
+                total.append(float(ttft))
+                from_created.append((shown_at - created_at(api_base, channel_id)) * 1000)
+    finally:
+        context.close()
+    return total, from_created
+
+
+def stats(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"p50": round(statistics.median(ordered), 1),
+            "p90": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 1),
+            "min": round(ordered[0], 1), "n": len(ordered)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="5 samples per path")
+    parser.add_argument("--samples", type=int, help="samples per path (default 20; quick 5)")
+    parser.add_argument("--first-token-ms", type=float, default=0.0, help="scripted provider delay")
+    parser.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
+    args = parser.parse_args(argv)
+    n = args.samples or (5 if args.quick else 20)
+    scripted = {"first_token_ms": args.first_token_ms, "tokens_per_second": 200}
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    gw_port, st_port = free_port(), free_port()
+    api_base = f"http://127.0.0.1:{gw_port}"
+    gateway = Proc([sys.executable, "-m", "modelriver", "dev", "--port", str(gw_port), "--api-key", API_KEY],
+                   {})
+    app: Proc | None = None
+    started = time.perf_counter()
+    try:
+        gateway.wait_for("modelriver dev ready on")
+        app = Proc([sys.executable, "-m", "streamlit", "run", str(DEMO), "--server.port", str(st_port),
+                    "--server.address", "127.0.0.1", "--server.headless", "true",
+                    "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                   {"MODELRIVER_API_BASE": api_base, "MODELRIVER_API_KEY": API_KEY,
+                    "MODELRIVER_DEMO_METADATA": json.dumps({"scripted": scripted}),
+                    "MODELRIVER_DEMO_LOG_LEVEL": "WARNING"})
+        app.wait_for(f"127.0.0.1:{st_port}")
+        total: dict[str, list[float]] = {}
+        created: dict[str, list[float]] = {}
+        total["core"], created["core"] = core_samples(api_base, n, scripted)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            try:
+                for mode in ("component", "server"):
+                    total[mode], created[mode] = page_samples(
+                        browser, f"http://127.0.0.1:{st_port}", api_base, mode, n)
+            finally:
+                browser.close()
+    finally:
+        if app is not None:
+            app.stop()
+        gateway.stop()
+    elapsed = time.perf_counter() - started
+
+    by_created = {name: stats(samples) for name, samples in created.items()}
+    by_total = {name: stats(samples) for name, samples in total.items()}
+    core = by_created["core"]["p50"]
+    over = {mode: round(by_created[mode]["p50"] - core, 1) for mode in ("component", "server")}
+    summary = [
+        {"metric": "TTFT p50, core client (request created → first token)", "measured": f"{core} ms",
+         "goal": None, "met": None},
+        {"metric": "component mode: request created → first token shown, p50 minus core",
+         "measured": f"{over['component']:+} ms", "goal": f"<= {GOAL_MS:.0f} ms",
+         "met": over["component"] <= GOAL_MS},
+        {"metric": "server mode: request created → first token shown, p50 minus core",
+         "measured": f"{over['server']:+} ms", "goal": None, "met": None},
+        {"metric": "component mode: Enter → first token shown, p50 (includes the Streamlit rerun)",
+         "measured": f"{by_total['component']['p50']} ms", "goal": None, "met": None},
+        {"metric": "server mode: Enter → first token shown, p50 (includes the Streamlit rerun)",
+         "measured": f"{by_total['server']['p50']} ms", "goal": None, "met": None},
+    ]
+    if args.json:
+        print(json.dumps({"name": "streamlit_ttft", "seconds": round(elapsed, 1), "samples": n,
+                          "first_token_ms": args.first_token_ms, "from_created": by_created,
+                          "from_enter": by_total, "raw": {"from_created": created, "from_enter": total},
+                          "summary": summary,
+                          "notes": f"p50 of {n} samples per path, first_token_ms={args.first_token_ms:g}; "
+                                   "page times on the browser's clock, to the first frame showing text; "
+                                   "'request created' is the gateway's created_at"}))
+    else:
+        print(f"streamlit_ttft: {n} samples per path, first_token_ms={args.first_token_ms:g} "
+              f"({elapsed:.0f} s)\n")
+        print("| path | created → shown p50 ms | p90 ms | over core p50 | Enter → shown p50 ms | p90 ms |")
+        print("|---|---|---|---|---|---|")
+        for name, row in by_created.items():
+            extra = "—" if name == "core" else f"{row['p50'] - core:+.1f} ms"
+            tot = by_total[name]
+            print(f"| {name} | {row['p50']} | {row['p90']} | {extra} | {tot['p50']} | {tot['p90']} |")
+        verdict = "met" if over["component"] <= GOAL_MS else "MISSED"
+        print(f"\ncomponent mode within {GOAL_MS:.0f} ms of core (from request creation): {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""`st_modelriver` itself under AppTest (server mode) against a real gateway: keys, errors, settings."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from support import Gateway
+
+RUN_TIMEOUT = 30
+
+
+def keyed_app(api_base: str, api_key: str) -> None:
+    import streamlit as st
+
+    from modelriver import ModelRiver
+    from streamlit_modelriver import st_modelriver
+
+    prompt = st.text_input("prompt", value="first question", key="prompt")
+    st.button("unrelated", key="unrelated")
+    client = ModelRiver(api_key, api_base=api_base)
+    response = st_modelriver(prompt, workflow="demo-chat", key="fixed", mode="server", client=client,
+                             metadata={"scripted": {"tokens_per_second": 0}})
+    st.write(f"channel={response.channel_id if response else None}")
+
+
+def test_reruns_reuse_the_request_and_a_new_prompt_starts_one(gateway: Gateway) -> None:
+    at = AppTest.from_function(keyed_app, args=(gateway.url, gateway.api_key), default_timeout=RUN_TIMEOUT)
+    before = {r["channel_id"] for r in gateway.requests()}
+    at.run()
+    first = next(m.value for m in at.markdown if m.value.startswith("channel="))
+    at.button(key="unrelated").click().run()  # a rerun: same key, same prompt
+    assert next(m.value for m in at.markdown if m.value.startswith("channel=")) == first
+    assert at.status[-1].label == "Answer ready"  # the finished answer is drawn again
+    at.text_input(key="prompt").set_value("second question").run()
+    second = next(m.value for m in at.markdown if m.value.startswith("channel="))
+    assert second != first
+    new = [r["channel_id"] for r in gateway.requests() if r["channel_id"] not in before]
+    assert sorted(new) == sorted([first.removeprefix("channel="), second.removeprefix("channel=")])
+
+
+def refused_app(api_base: str) -> None:
+    import streamlit as st
+
+    from modelriver import ModelRiver
+    from streamlit_modelriver import st_modelriver
+
+    st.button("again", key="again")
+    response = st_modelriver("hello", workflow="demo-chat", key="k", mode="server",
+                             client=ModelRiver("mr_wrong_key_0000000000", api_base=api_base, max_retries=0))
+    assert response is not None
+    st.write(f"is_error={response.is_error} message={response.error_message}")
+
+
+def test_an_api_error_is_shown_and_returned_and_not_retried_on_rerun(gateway: Gateway) -> None:
+    at = AppTest.from_function(refused_app, args=(gateway.url,), default_timeout=RUN_TIMEOUT)
+    at.run()
+    assert not at.exception
+    assert at.error and "401" in at.error[0].value
+    assert any(m.value.startswith("is_error=True") for m in at.markdown)
+    at.button(key="again").click().run()
+    assert at.error and "401" in at.error[0].value
+
+
+def settings_app() -> None:
+    import streamlit as st
+
+    from streamlit_modelriver import modelriver_client, resolve_settings
+
+    key, base = resolve_settings()
+    client = modelriver_client()
+    st.write(f"key={key} base={base} same={client is modelriver_client()} client_base={client.api_base}")
+
+
+@pytest.mark.parametrize(
+    ("secrets", "expected"),
+    [
+        ({"MODELRIVER_API_KEY": "mr_from_secrets", "MODELRIVER_API_BASE": "http://secrets.invalid"},
+         "key=mr_from_secrets base=http://secrets.invalid"),
+        ({"modelriver": {"api_key": "mr_from_table", "api_base": "http://table.invalid"}},
+         "key=mr_from_table base=http://table.invalid"),
+        ({}, "key=mr_from_env base=http://env.invalid"),
+    ],
+)
+def test_settings_come_from_st_secrets_then_the_environment(
+        secrets: dict[str, object], expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELRIVER_API_KEY", "mr_from_env")
+    monkeypatch.setenv("MODELRIVER_API_BASE", "http://env.invalid")
+    at = AppTest.from_function(settings_app)
+    for name, value in secrets.items():
+        at.secrets[name] = value
+    at.run()
+    assert not at.exception
+    line = at.markdown[0].value
+    assert line.startswith(expected)
+    assert "same=True" in line
+    assert line.endswith(f"client_base={expected.split('base=')[1]}")
