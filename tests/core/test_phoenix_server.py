@@ -153,7 +153,7 @@ def test_join_ok_literal() -> None:
     conn = ServerConnection(authorize)
     conn.receive('["1","1","ai_response:abc","phx_join",{}]')
     assert conn.data_to_send() == ['["1","1","ai_response:abc","phx_reply",{"status":"ok","response":{}}]']
-    assert conn.events_received() == [ChannelJoined("ai_response:abc", {}, None, False)]
+    assert conn.events_received() == [ChannelJoined("ai_response:abc", {}, None, False, "1")]
     assert seen == [("ai_response:abc", {})]
     assert conn.topics == ["ai_response:abc"]
 
@@ -161,13 +161,13 @@ def test_join_ok_literal() -> None:
 def test_join_with_last_seq_and_coalesce() -> None:
     conn = server()
     conn.receive(f'["3","3","{TOPIC}","phx_join",{{"last_seq":41,"coalesce":true}}]')
-    assert conn.events_received() == [ChannelJoined(TOPIC, {"last_seq": 41, "coalesce": True}, 41, True)]
+    assert conn.events_received() == [ChannelJoined(TOPIC, {"last_seq": 41, "coalesce": True}, 41, True, "3")]
 
 
 def test_join_with_non_object_payload_is_an_empty_join() -> None:
     conn = server()
     conn.receive(f'["1","1","{TOPIC}","phx_join",null]')
-    assert conn.events_received() == [ChannelJoined(TOPIC, {}, None, False)]
+    assert conn.events_received() == [ChannelJoined(TOPIC, {}, None, False, "1")]
 
 
 @pytest.mark.parametrize(
@@ -324,6 +324,26 @@ def test_deliver_only_to_joined_topics() -> None:
     assert conn.deliver(TOPIC, ["b", "c"]) is True
     assert conn.data_to_send() == ["b", "c"]
     assert conn.data_to_send() == []
+
+
+def test_deliver_stamps_broadcast_frames_with_the_join_ref() -> None:
+    """Like Phoenix's channel pushes: after leave + join, a client drops the old join's frames."""
+    conn = server()
+    log = ChannelLog(TOPIC)
+    entry = log.append("tokens", {"data": "hi"})
+    assert entry.frame.startswith("[null,null,")
+    conn.receive(f'["7","7","{TOPIC}","phx_join",{{}}]')
+    conn.data_to_send()
+    assert conn.deliver(TOPIC, [entry.frame, "[\"x\",null]"])
+    stamped, other = conn.data_to_send()
+    assert stamped == '["7"' + entry.frame[5:]
+    assert decode(stamped).join_ref == "7" and decode(stamped).payload == {"data": "hi", "seq": 1}
+    assert other == "[\"x\",null]"  # frames that carry a ref already are left alone
+    conn.receive(f'["7","8","{TOPIC}","phx_leave",{{}}]')
+    conn.receive(f'["9","9","{TOPIC}","phx_join",{{}}]')
+    conn.data_to_send()
+    conn.deliver(TOPIC, [entry.frame])
+    assert decode(conn.data_to_send()[0]).join_ref == "9"
 
 
 # -- malformed input -----------------------------------------------------------------------------------

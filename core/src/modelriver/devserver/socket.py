@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -47,18 +46,14 @@ CLOSE_DROPPED = 1012  # "service restart": clients reconnect
 class ChannelSubscription:
     """One socket's join of one channel topic (the ``Subscriber`` a ``RequestRun`` pushes to)."""
 
-    __slots__ = ("active", "alias", "coalesce", "prefix", "run", "session", "topic")
+    __slots__ = ("active", "alias", "coalesce", "run", "session", "topic")
 
-    def __init__(self, session: SocketSession, run: RequestRun, topic: str, *,
-                 join_ref: str | None, coalesce: bool) -> None:
+    def __init__(self, session: SocketSession, run: RequestRun, topic: str, *, coalesce: bool) -> None:
         self.session = session
         self.run = run
         self.topic = topic
         self.coalesce = coalesce
         self.alias = topic != run.topic  # joined as ai_response:<channel>: frames re-encoded
-        # Frames carry the join's ref, as Phoenix's own channel pushes do: a client that left and
-        # joined again drops what was still in flight for the old join (phoenix.js isMember).
-        self.prefix = None if join_ref is None else f"[{json.dumps(join_ref)},"
         self.active = True
 
     def push(self, entry: Entry) -> None:
@@ -148,9 +143,9 @@ class SocketSession:
                 if run is None:
                     continue
                 self._unsubscribe(event.topic)
-                join_ref = getattr(event, "join_ref", None) or self.conn._joins.get(event.topic)
-                sub = ChannelSubscription(self, run, event.topic, join_ref=join_ref,
-                                          coalesce=event.coalesce)
+                # ServerConnection.deliver stamps frames with this join's ref, so a client that
+                # left and joined again drops what was in flight for the old join.
+                sub = ChannelSubscription(self, run, event.topic, coalesce=event.coalesce)
                 self._subs[event.topic] = sub
                 if run.channel_id not in self._counted:
                     self._counted.add(run.channel_id)
@@ -208,9 +203,6 @@ class SocketSession:
                      for e in batch]
         frames = (coalesce_tokens(batch, topic) if sub.coalesce and len(batch) > 1
                   else [e.frame for e in batch])
-        prefix = sub.prefix
-        if prefix is not None:  # frames start '[null,' (no join_ref): stamp it, no re-encoding
-            frames = [prefix + frame[6:] if frame.startswith("[null,") else frame for frame in frames]
         self.conn.deliver(topic, frames)
 
 

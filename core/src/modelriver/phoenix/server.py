@@ -18,6 +18,7 @@ queued ``tokens`` (``coalesce_tokens``).
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -147,6 +148,7 @@ class Joined:
     payload: dict[str, Any]
     last_seq: int | None
     coalesce: bool
+    join_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,7 @@ class ServerConnection:
         self._authorize = authorize
         self.max_frame_size = max_frame_size
         self._joins: dict[str, str | None] = {}  # topic -> join_ref
+        self._prefixes: dict[str, str] = {}  # topic -> '["<join_ref>",' for stamping broadcasts
         self._out: list[str] = []
         self._events: list[ServerEvent] = []
 
@@ -220,6 +223,7 @@ class ServerConnection:
             self._reply(msg.join_ref, ref, topic, "ok", {})
             if msg.join_ref is None or msg.join_ref == self._joins[topic]:
                 del self._joins[topic]
+                self._prefixes.pop(topic, None)
                 self._out.append(encode_parts(msg.join_ref, ref, topic, "phx_close", {}))
                 self._events.append(Left(topic))
         elif event == "heartbeat":
@@ -228,10 +232,19 @@ class ServerConnection:
             self._events.append(Pushed(topic, event, msg.payload, ref))
 
     def deliver(self, topic: str, frames: Iterable[str]) -> bool:
-        """Queue broadcast frames for ``topic`` if this socket joined it; returns whether."""
+        """Queue broadcast frames for ``topic`` if this socket joined it; returns whether.
+
+        Frames encoded once with a null ``join_ref`` (``ChannelLog``'s) are stamped with this
+        socket's join ref, as Phoenix stamps channel pushes, by rewriting their prefix: after a
+        leave and a new join, a client drops what was still in flight for the old join.
+        """
         if topic not in self._joins:
             return False
-        self._out.extend(frames)
+        prefix = self._prefixes.get(topic)
+        if prefix is None:
+            self._out.extend(frames)
+        else:
+            self._out.extend(prefix + f[6:] if f.startswith("[null,") else f for f in frames)
         return True
 
     def reply(self, topic: str, ref: str | None, status: str, response: Any) -> None:
@@ -241,6 +254,7 @@ class ServerConnection:
     def close_channel(self, topic: str) -> None:
         """Close ``topic`` from the server side (``phx_close``)."""
         join_ref = self._joins.pop(topic, None)
+        self._prefixes.pop(topic, None)
         self._out.append(encode_parts(join_ref, join_ref, topic, "phx_close", {}))
 
     def _join(self, topic: str, payload: Any, join_ref: str | None, ref: str | None) -> None:
@@ -258,8 +272,12 @@ class ServerConnection:
             self._reply(join_ref, ref, topic, "error", {"reason": reason})
             return
         self._joins[topic] = join_ref
+        if join_ref is None:
+            self._prefixes.pop(topic, None)
+        else:
+            self._prefixes[topic] = f"[{json.dumps(join_ref, ensure_ascii=False)},"
         self._reply(join_ref, ref, topic, "ok", {})
-        self._events.append(Joined(topic, payload, last_seq, payload.get("coalesce") is True))
+        self._events.append(Joined(topic, payload, last_seq, payload.get("coalesce") is True, join_ref))
 
     def _reply(
         self, join_ref: str | None, ref: str | None, topic: str, status: str, response: Any
