@@ -8,7 +8,7 @@ travel with the test report (``user_properties``), so they show under pytest-xdi
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ HERE = Path(__file__).resolve().parent
 for extra in (HERE, HERE.parent / "django"):  # e2e helpers; the Django tests' process helpers
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
+
+from relaylib import RELAY_TPS, relay_text  # noqa: E402  (after the sys.path lines)
 
 _FIGURES: list[tuple[str, dict[str, Any]]] = []
 _KEY = "e2e-figures"
@@ -50,3 +52,20 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for nodeid, values in _FIGURES:
         name = nodeid.split("::", 1)[-1]
         terminalreporter.write_line(f"{name}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+
+
+@pytest.fixture(scope="session")
+def relay(gateway: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """demo_projects/django_chat on Daphne (one process, in-memory layer) on the session gateway.
+
+    Its requests are scripted long and paced (``relaylib.RELAY_WORDS`` tokens at ``RELAY_TPS``/s,
+    one text for every request: ``relaylib.relay_text()``), so the fault tests meet live streams.
+    """
+    from djmr_demo import demo_env, migrate, scripted_env, start_demo
+
+    db = tmp_path_factory.mktemp("e2e_relay") / "db.sqlite3"
+    env = demo_env(gateway, db, **scripted_env(tokens_per_second=RELAY_TPS, first_token_ms=0, text=relay_text()))
+    migrate(env)
+    server = start_demo(env)
+    yield server
+    server.stop()

@@ -17,19 +17,13 @@ final response's ``content`` and to the text the gateway was scripted to produce
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Iterator
-from dataclasses import replace
-from pathlib import Path
-from types import SimpleNamespace
+from collections.abc import Callable
 
-import httpx
 import pytest
-import websockets
 from cutlib import StreamResult, run_cuts, unique_text
-from djmr_demo import Demo, demo_env, migrate, scripted_env, start_demo
+from djmr_demo import Demo
+from relaylib import RELAY_TPS, RELAY_WORDS, DjangoSession, origin_for, port_of, relay_text, via
 
-import modelriver.stream
 from modelriver.api import AsyncModelRiver
 from modelriver.devserver.providers import split_tokens
 from modelriver.events import Token
@@ -41,18 +35,10 @@ from support.faultproxy import FaultProxy
 pytestmark = pytest.mark.timeout(110)
 
 CUTS = 100
-WORDS = 240            # tokens per stream
-TOKENS_PER_SECOND = 60  # ~4 s a stream: each meets many cuts
+WORDS = RELAY_WORDS              # tokens per stream
+TOKENS_PER_SECOND = RELAY_TPS    # ~4 s a stream: each meets many cuts
 SLOTS = 6
 GAP = (0.04, 0.30)     # seconds between two cuts: ~17 s of cutting for 100
-
-
-def via(proxy: FaultProxy, request: AsyncRequest) -> AsyncRequest:
-    return replace(request, websocket_url=proxy.rewrite(request.websocket_url))
-
-
-def port_of(url: str) -> int:
-    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
 
 
 async def test_100_cuts_core_client_to_gateway(gateway: Gateway, figures: Callable[..., None]) -> None:
@@ -92,58 +78,15 @@ async def test_100_cuts_core_client_to_gateway(gateway: Gateway, figures: Callab
 # -- the Django relay ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def relay(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """demo_projects/django_chat on Daphne, one process, its requests paced for the cut run."""
-    db: Path = tmp_path_factory.mktemp("cuts") / "db.sqlite3"
-    env = demo_env(gateway, db, **scripted_env(tokens_per_second=TOKENS_PER_SECOND, first_token_ms=0,
-                                                text=unique_text(0, WORDS)))
-    migrate(env)
-    server = start_demo(env)
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def browser_origin(monkeypatch: pytest.MonkeyPatch, relay: Demo) -> None:
-    """core's stream client sends the page's ``Origin`` header, as a browser does (the relay's
-    ``AllowedHostsOriginValidator`` refuses sockets without one)."""
-    monkeypatch.setattr(modelriver.stream, "websockets",
-                        SimpleNamespace(connect=functools.partial(websockets.connect, origin=relay.url)))
-
-
-class DjangoSession:
-    """One browser session (its own cookies) on the relay: CSRF cookie from the page, then start and reconnect."""
-
-    def __init__(self, base: str) -> None:
-        self.http = httpx.AsyncClient(base_url=base, timeout=10)
-
-    async def __aenter__(self) -> DjangoSession:
-        page = await self.http.get("/")
-        assert page.status_code == 200
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.http.aclose()
-
-    def _headers(self) -> dict[str, str]:
-        return {"X-CSRFToken": self.http.cookies.get("csrftoken") or "", "Referer": str(self.http.base_url)}
-
-    async def start(self, message: str) -> AsyncRequest:
-        answer = await self.http.post("/modelriver/start", json={"message": message}, headers=self._headers())
-        assert answer.status_code == 200, answer.text
-        return AsyncRequest.from_payload(answer.json())
-
-    async def reconnect(self, channel_id: str) -> AsyncRequest:
-        answer = await self.http.post("/modelriver/api/v1/ai/reconnect", json={"channel_id": channel_id})
-        assert answer.status_code == 200, answer.text
-        return AsyncRequest.from_payload(answer.json())
+    origin_for(monkeypatch, relay.url)
 
 
 async def test_100_cuts_core_client_to_django_relay(
     gateway: Gateway, relay: Demo, browser_origin: None, figures: Callable[..., None],
 ) -> None:
-    text = unique_text(0, WORDS)  # the demo scripts one text for every request
+    text = relay_text()  # the demo scripts one text for every request
     expected = split_tokens(text)
     async with FaultProxy("127.0.0.1", relay.port) as proxy:
 
