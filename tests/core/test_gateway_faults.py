@@ -9,6 +9,7 @@ mid-stream, hanging, timing out upstream; cancel; leave and close never cancelli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -390,3 +391,48 @@ async def test_cancel_twice_after_the_end_and_unknown(gateway: Gateway, client: 
     with pytest.raises(APIError) as info:
         await client.cancel("00000000-0000-4000-8000-000000000000")
     assert info.value.status == 404
+
+
+# -- the fault proxy itself ------------------------------------------------------------------------
+
+
+async def test_the_fault_proxy_forwards_cuts_and_refuses() -> None:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(1024):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with FaultProxy("127.0.0.1", port) as proxy:
+            assert proxy.rewrite("ws://127.0.0.1:1/socket?x=1") == f"ws://127.0.0.1:{proxy.port}/socket?x=1"
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(b"ping")
+            assert await reader.readexactly(4) == b"ping"
+            await proxy.wait_for_connections(1)
+            assert await proxy.cut_all() == 1
+            with pytest.raises(ConnectionResetError):
+                await reader.read(10)
+            writer.close()
+
+            proxy.refusing = True
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            await proxy.wait_for_refused(1)
+            with pytest.raises(ConnectionResetError):
+                await reader.read(10)
+            writer.close()
+
+            proxy.refusing = False
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(b"again")
+            assert await reader.readexactly(5) == b"again"
+            writer.write_eof()  # a clean half-close travels through
+            assert await reader.read(10) == b""
+            writer.close()
+            assert proxy.accepted == 2
+            assert proxy.cuts == 1
+    finally:
+        server.close()

@@ -227,7 +227,7 @@ def test_odd_but_valid_frames_keep_the_socket(
     own = sock.request.topic
     closes: list[tuple[int, str]] = []
 
-    @settings(FUZZ, max_examples=1000)
+    @settings(FUZZ, max_examples=800)
     @given(frame=odd_frames(own))
     def check(frame: str) -> None:
         result = sock.roundtrip(frame)
@@ -250,7 +250,7 @@ def test_odd_but_valid_frames_keep_the_socket(
 def test_malformed_frames_close_with_1007_and_a_reason(
     fuzz_gateway: Gateway, api: httpx.Client, sock: Sock
 ) -> None:
-    @settings(FUZZ, max_examples=300)
+    @settings(FUZZ, max_examples=250)
     @given(frame=malformed_frames)
     def check(frame: str) -> None:
         result = sock.roundtrip(frame)
@@ -336,7 +336,7 @@ def test_bad_json_bodies_are_400(fuzz_gateway: Gateway, api: httpx.Client) -> No
         cid = created.json()["channel_id"]
         receiver.get()  # the webhook went out: the request now waits for its callback
 
-    @settings(FUZZ, max_examples=400)
+    @settings(FUZZ, max_examples=300)
     @given(route=st.sampled_from([*ROUTES, f"/v1/callback/{cid}"]),
            body=st.binary(max_size=80).filter(_not_json))
     def check(route: str, body: bytes) -> None:
@@ -351,7 +351,7 @@ def test_bad_json_bodies_are_400(fuzz_gateway: Gateway, api: httpx.Client) -> No
 
 
 def test_wrong_shapes_are_4xx_never_5xx(fuzz_gateway: Gateway, api: httpx.Client) -> None:
-    @settings(FUZZ, max_examples=500)
+    @settings(FUZZ, max_examples=400)
     @given(route=st.sampled_from(ROUTES), body=json_values | async_bodies)
     def check(route: str, body: Any) -> None:
         answer = api.post(route, json=body)
@@ -370,7 +370,7 @@ def test_wrong_shapes_are_4xx_never_5xx(fuzz_gateway: Gateway, api: httpx.Client
 def test_callback_bodies_never_5xx(fuzz_gateway: Gateway, api: httpx.Client) -> None:
     waiting = str(uuid.uuid4())
 
-    @settings(FUZZ, max_examples=300)
+    @settings(FUZZ, max_examples=200)
     @given(body=json_values, token=st.none() | st.text(max_size=20))
     def check(body: Any, token: str | None) -> None:
         params = {"token": token} if token is not None else None

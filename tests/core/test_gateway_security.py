@@ -336,8 +336,8 @@ async def test_expired_tokens_are_refused_and_tokens_outlive_their_request_by_th
     gateway_factory: Callable[..., Gateway], tmp_path: Path
 ) -> None:
     config = tmp_path / "short.toml"
-    # exp = int(now) + 2: every token is valid for 1 s at least, 2 s at most.
-    config.write_text("[server]\ntoken_ttl = 2\ntoken_grace = 0.3\n")
+    # exp = int(now) + 3: every token is valid for 2 s at least, 3 s at most; the grace is shorter.
+    config.write_text("[server]\ntoken_ttl = 3\ntoken_grace = 1\n")
     gw = gateway_factory("--config", str(config))
     async with AsyncModelRiver(api_key=gw.api_key, api_base=gw.url, max_retries=0) as client:
         request = await client.create_request("demo-chat", "hi", metadata=scripted(hang=True))
