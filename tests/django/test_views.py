@@ -242,3 +242,15 @@ async def test_a_replayed_webhook_is_refused_with_401_and_no_signal(
     replay = await post_webhook(raw, headers)
     assert replay.status_code == 401
     assert len(received) == 1
+
+
+async def test_a_failed_delivery_may_be_retried_with_the_same_signature(
+        gateway: Gateway, received: list[dict[str, Any]]) -> None:
+    """The gateway retries within the same second (identical signature): not a replay if it failed."""
+    channel_id = "33333333-3333-4333-8333-333333333333"
+    body = {**notification(channel_id), "type": "task.ai_generated", "status": "ai_generated",
+            "callback_url": f"{gateway.url}/v1/callback/{channel_id}?token=not-a-real-token"}
+    raw, headers = signed(body, gateway.webhook_secret)
+    assert (await post_webhook(raw, headers)).status_code == 502  # the callback failed
+    assert (await post_webhook(raw, headers)).status_code == 502  # retried, processed again
+    assert len(received) == 2

@@ -93,7 +93,8 @@ class Subscription:
         """Send the replay, then what arrived meanwhile; live from now on."""
         self.ready = True
         pending, self.pending = self.pending, []
-        return self._deliver([*replay, *pending], coalesce=self.coalesce)
+        # The replay and the live events that arrived meanwhile overlap: merge them by seq.
+        return self._deliver(_merge(list(replay), pending), coalesce=self.coalesce)
 
     def _deliver(self, entries: list[Entry], *, coalesce: bool) -> bool:
         sent = self.sent_seq
@@ -101,9 +102,14 @@ class Subscription:
             if entries[0].seq <= sent:
                 return False
         else:
-            entries = [e for e in entries if e.seq > sent]
-            if not entries:
+            fresh = []
+            for entry in entries:  # strictly increasing: a seq is never delivered twice
+                if entry.seq > sent:
+                    fresh.append(entry)
+                    sent = entry.seq
+            if not fresh:
                 return False
+            entries = fresh
         self.sent_seq = entries[-1].seq
         if coalesce and len(entries) > 1:
             entries = [e if e.payload else Entry(e.seq, e.event, payload_of(e), e.frame) for e in entries]
@@ -404,6 +410,15 @@ class Hub:
             await lease.release()
             return False
         logger.info("taking over the pump of %s after seq %d", channel_id, last_seq)
+        # The dead pump may have stored events whose batch never reached us: hand our sockets
+        # what the replay stream holds beyond what they got, before the new pump's first event.
+        subs = self._subs.get(channel_id)
+        if subs:
+            low = min(sub.sent_seq for sub in subs)
+            missing = await self.backend.replay(channel_id, record.topic, low or None)
+            if missing:
+                self._push_local(channel_id, missing)
+                await self.flush_dirty()
         self.start_pump(record, upstream, lease, last_seq=last_seq or None)
         return True
 

@@ -260,12 +260,23 @@ async def webhook(request: HttpRequest) -> HttpResponse:
         return _error(401, "webhook not verified")
     hub = get_hub()
     # A replay (the very same signed delivery again) is refused like a forgery; the gateway's own
-    # redeliveries are signed afresh and reach the idempotency check below.
+    # redeliveries are signed afresh and reach the idempotency check below. A delivery that
+    # failed here is forgotten, so a retry signed within the same second is not taken for a replay.
     signature = (request.headers.get("X-ModelRiver-Signature") or "").lower().removeprefix("sha256=")
-    if await hub.backend.webhook_begin(f"sig:{signature}") != "new":
+    sig_key = f"sig:{signature}"
+    if await hub.backend.webhook_begin(sig_key) != "new":
         logger.info("webhook refused: a replay of a delivery already received")
         return _error(401, "webhook not verified")
-    await hub.backend.webhook_end(f"sig:{signature}", ok=True)
+    response: HttpResponse | None = None
+    try:
+        response = await _dedupe_and_handle(request, event)
+        return response
+    finally:
+        await hub.backend.webhook_end(sig_key, ok=response is not None and response.status_code < 300)
+
+
+async def _dedupe_and_handle(request: HttpRequest, event: Any) -> HttpResponse:
+    hub = get_hub()
     kind = event.type or event.event or event.status or ""
     key = f"{event.channel_id}:{kind}" if event.channel_id else \
         "body:" + hashlib.sha256(request.body).hexdigest()
