@@ -7,6 +7,7 @@ travel with the test report (``user_properties``), so they show under pytest-xdi
 
 from __future__ import annotations
 
+import secrets
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,7 +65,8 @@ def relay(gateway: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[An
     from djmr_demo import demo_env, migrate, scripted_env, start_demo
 
     db = tmp_path_factory.mktemp("e2e_relay") / "db.sqlite3"
-    env = demo_env(gateway, db, **scripted_env(tokens_per_second=RELAY_TPS, first_token_ms=0, text=relay_text()))
+    script = scripted_env(tokens_per_second=RELAY_TPS, first_token_ms=0, text=relay_text())
+    env = demo_env(gateway, db, DJANGO_SECRET_KEY="e2e-" + secrets.token_hex(16), **script)
     migrate(env)
     server = start_demo(env)
     yield server
