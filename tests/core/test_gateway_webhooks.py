@@ -28,7 +28,7 @@ from modelriver.stream import Stream, connect
 from modelriver.types import AIResponse, AsyncRequest
 from modelriver.webhooks import sign, verify_signature
 from support import Gateway
-from support.gatewaytest import Received, WebhookReceiver, scripted, wait_until
+from support.gatewaytest import RawSocket, Received, WebhookReceiver, scripted, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -350,3 +350,29 @@ async def test_an_event_driven_request_without_a_webhook_url_is_400(
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"] == "bad_request"
     assert "webhook_url" in answer.json()["message"]
+
+
+async def test_the_callback_token_never_reaches_the_browser_side(
+    gateway: Gateway, client: AsyncModelRiver, http: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    """Only the backend gets the callback_url: not the channel, not the async answer (handed to
+    browsers), not the unauthenticated HTML view; the socket token does not open it either."""
+    request = await client.create_request("demo-events", "hi", events=["webhook_received"],
+                                          webhook_url=receiver.url, metadata=scripted())
+    async with await RawSocket.for_request(request) as sock:
+        await sock.join(request.topic)
+        await sock.until(lambda f: f[3] == "response" and f[4]["status"] == "ai_generated")
+        callback_url = (await hook_for(receiver, request.channel_id)).json()["callback_url"]
+        token = parse_qs(urlsplit(callback_url).query)["token"][0]
+        assert len(token) >= 16
+        assert not any(token in text for text in sock.texts)
+        assert token not in json.dumps(request.raw)
+        assert token not in (await http.get("/")).text
+        assert token not in json.dumps(gateway.request_log(request.channel_id))
+        bare = callback_url.split("?", 1)[0]
+        forged = await http.post(bare, params={"token": request.ws_token}, json={"data": {"x": 1}})
+        assert forged.status_code == 401
+        answer = await http.post(callback_url, json={"data": {"x": 1}})
+        assert answer.status_code == 200
+        final = await sock.until_final(request.topic)
+        assert final[4]["status"] == "completed"

@@ -455,3 +455,29 @@ async def test_events_come_in_the_documented_order(
         assert final["meta"]["provider"] == "demo-backup"
     if final_name == "response":
         assert final["meta"]["workflow"] == workflow
+
+
+@pytest.mark.parametrize("workflow", ["demo-structured", "demo-events"])
+async def test_structured_output_breaking_its_schema_is_an_error_with_details(
+    gateway: Gateway, client: AsyncModelRiver, workflow: str
+) -> None:
+    with WebhookReceiver(gateway.webhook_secret) as receiver:
+        driven = workflow == "demo-events"
+        request = await client.create_request(
+            workflow, "hello", events=["webhook_received"] if driven else None,
+            webhook_url=receiver.url if driven else None, metadata=scripted(invalid_output=True),
+        )
+        async with await RawSocket.for_request(request) as sock:
+            await sock.join(request.topic)
+            name, payload = (await sock.until_final(request.topic))[3:]
+        assert receiver.received.empty(), "no webhook for an answer that failed its schema"
+    assert name == "error"
+    assert payload["message"]
+    errors = payload["details"]["errors"]
+    assert errors
+    assert all({"path", "message"} <= set(e) for e in errors)
+    paths = {str(e["path"]) for e in errors}
+    assert any("sentiment" in p for p in paths)
+    assert any("confidence" in p for p in paths)
+    log = await finished_log(gateway, request.channel_id, "error")
+    assert log["error"]
