@@ -224,9 +224,6 @@ class Hub:
             del self._pumps[pump.channel_id]
         self._tails.pop(pump.channel_id, None)
 
-    def has_pump(self, channel_id: str) -> bool:
-        return channel_id in self._pumps
-
     # -- fan-out -----------------------------------------------------------------------------
 
     def publish(self, channel_id: str, entries: list[Entry]) -> None:
@@ -248,9 +245,6 @@ class Hub:
             for sub in subs:
                 if sub.push(entries):
                     self._dirty[sub.sink] = None
-
-    def mark_dirty(self, sink: Sink) -> None:
-        self._dirty[sink] = None
 
     async def flush_dirty(self) -> None:
         """Write out every socket that has queued frames."""
