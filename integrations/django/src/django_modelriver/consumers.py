@@ -19,6 +19,7 @@ JS SDK does":
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -81,6 +82,7 @@ class ModelRiverConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.holder = secrets.token_hex(8)
         self.subscriptions: dict[str, Subscription] = {}
+        self._send_lock = asyncio.Lock()
         params = {k: v for k, v in parse_qsl(self.scope.get("query_string", b"").decode("latin-1"))}
         subprotocols = list(self.scope.get("subprotocols") or [])
         settings = modelriver_settings()
@@ -160,12 +162,17 @@ class ModelRiverConsumer(AsyncWebsocketConsumer):
         await self.hub.subscribe(sub)
 
     async def flush(self) -> None:
-        """Write what the connection queued. Never raises (a dead socket just drops frames)."""
-        try:
-            for frame in self.connection.data_to_send():
-                await self.send(text_data=frame)
-        except Exception:
-            logger.debug("socket write failed", exc_info=True)
+        """Write what the connection queued, in order. Never raises (a dead socket drops frames).
+
+        The pump's task and this socket's own task both flush; a server whose ``send`` awaits
+        (uvicorn) must not interleave them, hence the lock (uncontended under Daphne).
+        """
+        async with self._send_lock:
+            try:
+                for frame in self.connection.data_to_send():
+                    await self.send(text_data=frame)
+            except Exception:
+                logger.debug("socket write failed", exc_info=True)
 
     async def disconnect(self, code: int) -> None:
         await self._release()
