@@ -2,6 +2,7 @@
 
     modelriver dev [--host 127.0.0.1] [--port 8787] [--api-key KEY] [--config FILE]
                    [--webhook-secret S] [--public-url URL] [--rate-limit N]
+                   [--realm-port PORT] [--realm-api-key KEY]
     modelriver stream "prompt" [--workflow demo-chat] [--api-base URL] [--api-key K] [--json]
 
 Environment: ``MODELRIVER_API_KEY``, ``MODELRIVER_API_BASE`` (``stream``),
@@ -29,6 +30,7 @@ __all__ = ["main"]
 logger = logging.getLogger("modelriver.cli")
 
 ENV_WEBHOOK_SECRET = "MODELRIVER_WEBHOOK_SECRET"
+ENV_REALM_API_KEY = "REALM_API_KEY"
 
 
 def _write(stream: TextIO, text: str) -> None:
@@ -53,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="public base URL for websocket_url and callback_url")
     dev.add_argument("--rate-limit", type=int, metavar="N",
                      help="async requests per minute per key (0 = off, the default)")
+    dev.add_argument("--realm-port", type=int, default=0, metavar="PORT",
+                     help="also serve Realm's WebSocket protocol on PORT (0 = off, the default)")
+    dev.add_argument("--realm-api-key", metavar="KEY",
+                     help="API key Realm clients must send (default REALM_API_KEY; none: no auth)")
     dev.add_argument("--log-level", default="info",
                      choices=["debug", "info", "warning", "error"], help="log level (default info)")
 
@@ -93,8 +99,15 @@ def _dev(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every webhook request URL
+    logging.getLogger("websockets.server").setLevel(logging.WARNING)  # every Realm connection
     try:
-        from modelriver.devserver import ConfigError, GatewayConfig, load_config, run
+        from modelriver.devserver import (
+            ConfigError,
+            GatewayConfig,
+            RealmEndpointConfig,
+            load_config,
+            run,
+        )
     except ImportError as exc:
         _write(sys.stderr, f"error: {exc}\n")
         return 2
@@ -107,8 +120,12 @@ def _dev(args: argparse.Namespace) -> int:
     try:
         config = (load_config(args.config, api_key=api_key) if args.config
                   else GatewayConfig(api_key=api_key))
+        realm = None
+        if args.realm_port:
+            realm_key = args.realm_api_key or os.environ.get(ENV_REALM_API_KEY) or None
+            realm = RealmEndpointConfig(args.realm_port, host=args.host, api_key=realm_key)
         config = config.with_options(webhook_secret=secret, public_url=args.public_url,
-                                     rate_limit=args.rate_limit)
+                                     rate_limit=args.rate_limit, realm=realm)
     except ConfigError as exc:
         _write(sys.stderr, f"error: {exc}\n")
         return 2

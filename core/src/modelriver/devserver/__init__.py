@@ -8,6 +8,7 @@
 Modules: ``config`` (settings, TOML, built-in workflows), ``providers`` (scripted and
 OpenAI-compatible), ``tokens`` (socket JWTs, topic rules), ``requests`` (one request's run and
 the replay store), ``socket`` (the Phoenix endpoint), ``http`` (routes), ``webhook_delivery``,
+``realm_endpoint`` (Realm's protocol over the workflows, ``--realm-port``),
 ``gateway`` (the state), ``app`` (``create_app``), ``server`` (uvicorn).
 Needs the ``dev`` extra: ``pip install 'modelriver[dev]'``.
 """
@@ -29,6 +30,7 @@ from modelriver.devserver.config import (  # noqa: E402
     ConfigError,
     GatewayConfig,
     OpenAIProviderConfig,
+    RealmEndpointConfig,
     ScriptedProviderConfig,
     ServerConfig,
     WorkflowConfig,
@@ -40,6 +42,7 @@ __all__ = [
     "ConfigError",
     "GatewayConfig",
     "OpenAIProviderConfig",
+    "RealmEndpointConfig",
     "ScriptedProviderConfig",
     "ServerConfig",
     "WorkflowConfig",

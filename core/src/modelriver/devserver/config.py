@@ -25,6 +25,7 @@ __all__ = [
     "GatewayConfig",
     "OpenAIProviderConfig",
     "ProviderConfig",
+    "RealmEndpointConfig",
     "ScriptedOverrides",
     "ScriptedProviderConfig",
     "ServerConfig",
@@ -166,6 +167,27 @@ class ServerConfig:
     max_events: int = 50_000
 
 
+@dataclass(frozen=True, slots=True)
+class RealmEndpointConfig:
+    """The gateway's Realm-protocol endpoint (``modelriver dev --realm-port``).
+
+    Attributes:
+        port: the port it listens on (0: any free port, logged at start).
+        host: the interface it binds.
+        api_key: the key Realm clients must send in ``{type: "auth"}``; None: no auth.
+    """
+
+    port: int = 8080
+    host: str = "127.0.0.1"
+    api_key: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"the Realm port must be from 0 to 65535, not {self.port}")
+        if self.api_key is not None and not self.api_key:
+            raise ConfigError("the Realm API key is empty")
+
+
 CHATBOT_RESPONSE_SCHEMA: Mapping[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "chatbot_response",
@@ -245,6 +267,7 @@ class GatewayConfig:
         server: server-wide settings.
         workflows: workflows by name (the built-ins unless replaced).
         providers: providers by name.
+        realm: the Realm-protocol endpoint, or None for none (the default).
 
     Raises:
         ConfigError: a workflow names an unknown provider, or a setting is out of range.
@@ -256,6 +279,7 @@ class GatewayConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     workflows: Mapping[str, WorkflowConfig] = field(default_factory=lambda: dict(BUILTIN_WORKFLOWS))
     providers: Mapping[str, ProviderConfig] = field(default_factory=lambda: dict(BUILTIN_PROVIDERS))
+    realm: RealmEndpointConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -286,6 +310,7 @@ class GatewayConfig:
         webhook_secret: str | None = None,
         public_url: str | None = None,
         rate_limit: int | None = None,
+        realm: RealmEndpointConfig | None = None,
     ) -> GatewayConfig:
         """This configuration with the given command-line options taking precedence."""
         server = self.server if rate_limit is None else replace(self.server, rate_limit=rate_limit)
@@ -295,6 +320,7 @@ class GatewayConfig:
             webhook_secret=webhook_secret if webhook_secret is not None else self.webhook_secret,
             public_url=public_url if public_url is not None else self.public_url,
             server=server,
+            realm=realm if realm is not None else self.realm,
         )
 
 

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import httpx
     from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
 
+    from modelriver.devserver.realm_endpoint import GatewayRealmServer
+
 __all__ = ["Gateway"]
 
 logger = logging.getLogger("modelriver.devserver")
@@ -48,6 +50,7 @@ class Gateway:
         self._http: httpx.AsyncClient | None = None
         self._validators: dict[str, Draft202012Validator] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self.realm: GatewayRealmServer | None = None
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -111,11 +114,22 @@ class Gateway:
         return validator
 
     async def startup(self) -> None:
-        """Start background housekeeping (expiring finished requests)."""
+        """Start background housekeeping (expiring finished requests) and the Realm endpoint.
+
+        Raises:
+            OSError: the Realm endpoint's port could not be bound.
+        """
+        if self.config.realm is not None:
+            from modelriver.devserver.realm_endpoint import start_realm_endpoint
+
+            self.realm = await start_realm_endpoint(self)
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="modelriver-dev-sweeper")
 
     async def shutdown(self) -> None:
-        """Stop every request and the housekeeping; close the HTTP client."""
+        """Stop the Realm endpoint, every request and the housekeeping; close the HTTP client."""
+        if self.realm is not None:
+            await self.realm.close()
+            self.realm = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,179 @@
+"""The gateway's Realm endpoint: Realm's WebSocket protocol (PROTOCOL §7) over the gateway's workflows.
+
+``modelriver dev --realm-port 8080`` starts it with the gateway (in its lifespan) and stops it
+with the gateway. A ``generate`` call runs as an ordinary gateway request (same workflows,
+providers, failover, upstream timeout, request log): ``params.model`` names the workflow
+(default ``demo-chat``), ``params.prompt`` is the one user message, and each ``tokens`` event
+of the request becomes a Realm token record. The ``complete`` answer's ``text`` is the
+request's answer. ``pipeline``, ``health`` and ``metadata`` are ``RealmServer``'s (``metadata``
+also lists the workflows it serves as ``models``). The per-tenant rate limit is the gateway's
+``rate_limit`` (calls a minute); auth is on when the endpoint has an API key.
+
+What Realm cannot express is refused or mapped:
+
+* event-driven workflows (they need a webhook and a callback) → ``INVALID_PARAMS``;
+* a failover after tokens were already streamed (ModelRiver restarts the answer; a Realm stream
+  cannot take tokens back) → ``INTERNAL_ERROR`` naming the failed provider; a failover before
+  the first token, or any failover in a non-streaming call, is invisible to the client;
+* the request failing (``error``) → ``INTERNAL_ERROR`` with the gateway's message and details;
+* ``max_tokens`` stops the answer (and the request) after that many tokens.
+
+Cancelling the Realm call (or closing its socket) cancels the gateway request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from modelriver.devserver.config import ScriptedOverrides, WorkflowConfig
+from modelriver.phoenix import Entry
+from modelriver.realm.exceptions import RealmCancelledError, RealmInternalError, RealmInvalidParamsError
+from modelriver.realm.server import GenerateRequest, RealmServer
+
+if TYPE_CHECKING:
+    from modelriver.devserver.gateway import Gateway
+
+__all__ = ["DEFAULT_MODEL", "GatewayRealmServer", "start_realm_endpoint"]
+
+logger = logging.getLogger("modelriver.devserver")
+
+DEFAULT_MODEL = "demo-chat"
+"""The workflow a ``generate`` call runs when its params name no model."""
+
+
+class _Feed:
+    """A request subscriber that queues the request's events for one Realm call."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Entry] = asyncio.Queue()
+
+    def push(self, entry: Entry) -> None:
+        self.queue.put_nowait(entry)
+
+    def drop(self, reason: str) -> None:
+        """``drop_socket_after`` closes channel sockets; a Realm call has none to drop."""
+
+
+class GatewayRealmServer(RealmServer):
+    """A ``RealmServer`` whose model is the gateway's workflows.
+
+    Args:
+        gateway: the running gateway (its workflows, providers, request store).
+        api_key: the key clients must send; None for no auth.
+    """
+
+    def __init__(self, gateway: Gateway, *, api_key: str | None = None) -> None:
+        super().__init__(
+            self._generate,
+            api_keys=None if api_key is None else {api_key},
+            rate_limit_per_minute=gateway.config.server.rate_limit,
+            max_frame_size=gateway.config.server.max_frame,
+        )
+        self.gateway = gateway
+
+    @property
+    def models(self) -> list[str]:
+        """The workflows a ``generate`` call may name (the event-driven ones excluded)."""
+        return sorted(w.name for w in self.gateway.config.workflows.values() if not w.events)
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "models": self.models, "default_model": DEFAULT_MODEL}
+
+    def _workflow(self, name: str | None) -> WorkflowConfig:
+        name = name or DEFAULT_MODEL
+        workflow = self.gateway.config.workflows.get(name)
+        if workflow is None:
+            raise RealmInvalidParamsError(
+                f"unknown model {name[:60]!r}: name one of the gateway's workflows",
+                details={"param": "model", "models": self.models},
+            )
+        if workflow.events:
+            raise RealmInvalidParamsError(
+                f"workflow {name!r} is event-driven (webhook and callback): Realm cannot run it",
+                details={"param": "model", "models": self.models},
+            )
+        return workflow
+
+    async def _generate(self, request: GenerateRequest) -> AsyncIterator[str]:
+        """Run the workflow as a gateway request and yield its tokens (see the module docstring)."""
+        workflow = self._workflow(request.model)
+        gateway = self.gateway
+        run = gateway.start_request(
+            workflow, [{"role": "user", "content": request.prompt}], events=(), webhook_url=None,
+            overrides=ScriptedOverrides(),
+            public_base=(gateway.config.public_url or "http://127.0.0.1").rstrip("/"),
+        )
+        logger.info("realm: request %s (workflow %s, tenant %s)", run.channel_id, workflow.name,
+                    request.tenant_id)
+        feed = _Feed()
+        for entry in run.subscribe(feed, None):
+            feed.push(entry)
+        limit = request.max_tokens
+        parts: list[str] = []  # the current provider's tokens
+        streamed = 0  # tokens already sent to the client
+        try:
+            while True:
+                entry = await feed.queue.get()
+                event, payload = entry.event, entry.payload
+                if event == "tokens":
+                    text = payload.get("data")
+                    if not isinstance(text, str):
+                        continue
+                    parts.append(text)
+                    if request.stream:
+                        streamed += 1
+                        yield text
+                    if limit is not None and len(parts) >= limit:
+                        break
+                elif event == "status" and payload.get("status") == "failover":
+                    if streamed:
+                        raise RealmInternalError(
+                            f"provider {payload.get('from')!r} failed after {streamed} streamed "
+                            f"tokens ({payload.get('reason')}); the failover to "
+                            f"{payload.get('to')!r} restarts the answer, which a Realm stream "
+                            "cannot express",
+                            details={"workflow": workflow.name, "failover": {
+                                k: payload.get(k) for k in ("from", "to", "reason")}},
+                        )
+                    parts.clear()
+                elif event == "error":
+                    details = payload.get("details")
+                    raise RealmInternalError(
+                        str(payload.get("message") or "the request failed"),
+                        details={"workflow": workflow.name,
+                                 **(details if isinstance(details, dict) else {})},
+                    )
+                elif event == "response":
+                    status = payload.get("status")
+                    if status == "cancelled":
+                        raise RealmCancelledError("the request was cancelled at the gateway")
+                    if status in ("success", "completed"):
+                        break
+            if not request.stream:
+                for text in parts:
+                    yield text
+        finally:
+            run.unsubscribe(feed)
+            if not run.ended:
+                run.cancel()
+
+
+async def start_realm_endpoint(gateway: Gateway) -> GatewayRealmServer:
+    """Start the endpoint ``gateway.config.realm`` describes and log its URL.
+
+    Raises:
+        OSError: the port could not be bound.
+    """
+    settings = gateway.config.realm
+    assert settings is not None
+    server = GatewayRealmServer(gateway, api_key=settings.api_key)
+    await server.start(settings.host, settings.port)
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    rate = gateway.config.server.rate_limit
+    logger.info("Realm:       ws://%s:%d (auth %s, rate limit %s, default model %s)", host,
+                server.port, "on" if server.auth_enabled else "off",
+                f"{rate} calls/minute per tenant" if rate else "off", DEFAULT_MODEL)
+    return server
