@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import resource
@@ -193,13 +194,19 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-async def consume(request: Any, ttfts: list[float], counts: list[int]) -> None:
-    """Stream ``request`` to its end with the core client, counting channel frames."""
+async def consume(job: tuple[Any, Any], ttfts: list[float], counts: list[int]) -> None:
+    """Stream a ``(request, refresh)`` job to its end with the core client, counting frames.
+
+    ``refresh`` (the reconnect API, or None) renews a token the gateway no longer accepts: a
+    request that ended more than a minute before its client joined (creating 1000 requests on a
+    loaded machine can take that long) needs a fresh one, as in any real app.
+    """
     from modelriver.events import Step, Token
     from modelriver.stream import connect
 
+    request, refresh = job
     started = time.perf_counter()
-    stream = await connect(request, request_timeout=300)
+    stream = await connect(request, request_timeout=300, refresh=refresh)
     frames = 0
     first = None
     async for event in stream:
@@ -223,10 +230,10 @@ async def run_streams(
     counts: list[int] = []
     errors = 0
 
-    async def one(i: int, request: Any) -> None:
+    async def one(i: int, job: tuple[Any, Any]) -> None:
         nonlocal errors
         try:
-            await consume(request, ttfts, counts)
+            await consume(job, ttfts, counts)
         except Exception as exc:  # a benchmark reports failures, it does not stop at the first
             errors += 1
             if errors <= 3:
@@ -341,6 +348,7 @@ async def servers(tokens: int, workdir: Path) -> AsyncIterator[tuple[Server, Ser
     """A gateway and a plain server pushing the gateway's frames, with their request makers."""
     import httpx
 
+    from modelriver.api import AsyncModelRiver
     from modelriver.types import AsyncRequest
 
     text = scripted_text(tokens)
@@ -362,22 +370,34 @@ async def servers(tokens: int, workdir: Path) -> AsyncIterator[tuple[Server, Ser
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         plain_url = plain.url + "/socket"
 
-        async def gateway_requests(n: int) -> list[AsyncRequest]:
+        api = AsyncModelRiver(api_key=API_KEY, api_base=gateway.url, timeout=120)
+
+        async def gateway_requests(n: int) -> list[tuple[AsyncRequest, Any]]:
             # A fresh HTTP client per round: uvicorn closes idle keep-alive connections meanwhile.
             async with httpx.AsyncClient(base_url=gateway.url, limits=limits, timeout=120,
                                          headers={"Authorization": f"Bearer {API_KEY}"}) as http:
-                async def one() -> AsyncRequest:
-                    answer = await http.post("/v1/ai/async", json=body(text))
+                async def one() -> tuple[AsyncRequest, Any]:
+                    for attempt in range(3):
+                        try:
+                            answer = await http.post("/v1/ai/async", json=body(text))
+                            break
+                        except httpx.TransportError:  # a keep-alive connection closed under us
+                            if attempt == 2:
+                                raise
                     answer.raise_for_status()
-                    return AsyncRequest.from_payload(answer.json())
+                    request = AsyncRequest.from_payload(answer.json())
+                    return request, functools.partial(api.reconnect, request.channel_id)
                 return list(await asyncio.gather(*(one() for _ in range(n))))
 
-        async def plain_requests(n: int) -> list[AsyncRequest]:
+        async def plain_requests(n: int) -> list[tuple[AsyncRequest, Any]]:
             project = "00000000-0000-4000-8000-000000000000"
             channels = [f"00000000-0000-4000-8000-{i:012d}" for i in range(n)]
-            return [AsyncRequest(c, "x", plain_url, f"ai_response:{project}:{c}") for c in channels]
+            return [(AsyncRequest(c, "x", plain_url, f"ai_response:{project}:{c}"), None) for c in channels]
 
-        yield gateway, plain, {"gateway": gateway_requests, "plain": plain_requests}
+        try:
+            yield gateway, plain, {"gateway": gateway_requests, "plain": plain_requests}
+        finally:
+            await api.aclose()
     finally:
         gateway.stop()
         if plain is not None:
