@@ -28,7 +28,9 @@ What the chat function does, per message:
   half (a route on Gradio's own app: verify, enrich, call back);
 - errors (gateway down, bad key, provider failure, empty or oversized message) raise
   ``gr.Error`` with a clear message; the app keeps serving;
-- Gradio's stop button cancels the generator, and the request is cancelled at the gateway too.
+- Gradio's stop button cancels the generator, and the request is cancelled at the gateway too
+  (``settle_chat_interface(interface)``, which ``chat_interface`` calls, stops the spinners
+  and, after an error, gives the textbox back: Gradio 6 would leave it disabled).
 
 One API client per returned function (created on first use, or pass ``client=``) serves every
 user; each message is its own request, so concurrent users never share state. Log messages go
@@ -36,7 +38,7 @@ to the ``gradio_modelriver`` logger.
 """
 
 from gradio_modelriver._chat import DEFAULT_MAX_MESSAGE_BYTES, modelriver_chat
-from gradio_modelriver._interface import DEFAULT_WORKFLOWS, chat_interface
+from gradio_modelriver._interface import DEFAULT_WORKFLOWS, chat_interface, settle_chat_interface
 from gradio_modelriver._version import __version__
 from gradio_modelriver._view import ChatView, markdown_card, partial_json_string
 from gradio_modelriver._webhooks import WebhookReceiver
@@ -51,4 +53,5 @@ __all__ = [
     "markdown_card",
     "modelriver_chat",
     "partial_json_string",
+    "settle_chat_interface",
 ]

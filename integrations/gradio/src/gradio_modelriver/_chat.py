@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeAlias
@@ -53,6 +54,7 @@ def modelriver_chat(
     events: Sequence[str] | None = None,
     webhook_url: WebhookURL = None,
     request_timeout: float | None = 300.0,
+    extra_inputs: Sequence[str] | None = None,
 ) -> ChatFn:
     """Build the chat function for ``gr.ChatInterface(fn=...)``.
 
@@ -79,17 +81,26 @@ def modelriver_chat(
         events: event names for event-driven workflows, e.g. ``["webhook_received"]``.
         webhook_url: where the gateway posts webhooks: a URL, or a callable giving one.
         request_timeout: seconds to wait for the final answer (None: forever).
+        extra_inputs: what the arguments after ``history`` are, in order (the values of
+            ``additional_inputs``): ``"workflow"`` (a name) and ``"metadata"`` (a mapping or a
+            JSON string, merged over ``metadata``). Default: ``("workflow",)`` when
+            ``workflow`` is None, else nothing.
 
     Returns:
-        An async generator function ``fn(message, history[, workflow])``.
+        An async generator function ``fn(message, history, *extra_inputs)``.
 
     Raises:
-        ValueError: a bad option (``structured``, ``max_message_bytes``).
+        ValueError: a bad option (``structured``, ``max_message_bytes``, ``extra_inputs``).
     """
     if structured not in ("json", "markdown", None):
         raise ValueError(f"structured must be 'json', 'markdown' or None, not {structured!r}")
     if max_message_bytes <= 0:
         raise ValueError("max_message_bytes must be positive")
+    names = tuple(extra_inputs) if extra_inputs is not None else (
+        ("workflow",) if workflow is None else ())
+    unknown = set(names) - {"workflow", "metadata"}
+    if unknown:
+        raise ValueError(f"extra_inputs may name 'workflow' and 'metadata', not {sorted(unknown)}")
     holder: list[AsyncModelRiver] = [client] if client is not None else []
     cancels: set[asyncio.Task[Any]] = set()
 
@@ -99,14 +110,15 @@ def modelriver_chat(
             holder.append(AsyncModelRiver())
         return holder[0]
 
-    async def chat(message: Any, history_: list[Any] | None,
-                   workflow_: str | None = None) -> AsyncIterator[Any]:
+    async def chat(message: Any, history_: list[Any] | None, *args: Any) -> AsyncIterator[Any]:
         """Stream a ModelRiver answer (gradio-modelriver)."""
-        name = workflow if workflow is not None else workflow_
+        extra = dict(zip(names, args, strict=False))
+        name = workflow if workflow is not None else extra.get("workflow")
         if not name:
             raise gr.Error("No workflow selected.", title=_ERROR_TITLE)
         text = _message_text(message)
         _validate(text, max_message_bytes)
+        request_metadata = _merge(_resolve(metadata), _parse_metadata(extra.get("metadata")))
         messages = [*(_history_messages(history_ or []) if history else []),
                     {"role": "user", "content": text}]
         view = ChatView(name, show_steps=show_steps, structured=structured)
@@ -117,7 +129,7 @@ def modelriver_chat(
 
         yield out()
         api = get_client()
-        request = await _create(api, name, messages, metadata=_resolve(metadata), events=events,
+        request = await _create(api, name, messages, metadata=request_metadata, events=events,
                                 webhook_url=_resolve(webhook_url))
         logger.debug("request %s started on %s", request.channel_id, name)
         view.channel_id = request.channel_id
@@ -202,6 +214,34 @@ def _stream_error(exc: ModelRiverError) -> str:
 
 def _resolve(value: Any) -> Any:
     return value() if callable(value) else value
+
+
+def _parse_metadata(value: Any) -> Mapping[str, Any] | None:
+    """Per-message metadata from an input: a mapping, a JSON object string, or empty."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise gr.Error(f"The request metadata is not valid JSON: {exc}",
+                           title="Bad metadata") from exc
+    if not isinstance(value, Mapping):
+        raise gr.Error("The request metadata must be a JSON object.", title="Bad metadata")
+    return value
+
+
+def _merge(base: Mapping[str, Any] | None, override: Mapping[str, Any] | None) -> Any:
+    """``override`` over ``base``, one level deep (``scripted`` settings merge key by key)."""
+    if not override:
+        return base
+    merged = dict(base or {})
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 def _validate(text: str, limit: int) -> None:
