@@ -10,8 +10,6 @@ from collections.abc import Iterator
 import pytest
 import websockets
 
-from modelriver.devserver.config import BUILTIN_PROVIDERS, ScriptedProviderConfig
-from modelriver.devserver.providers import GenerationRequest, ScriptedProvider
 from modelriver.events import Response, Token
 from modelriver.exceptions import RateLimitError
 from modelriver.realm import (
@@ -22,39 +20,24 @@ from modelriver.realm import (
     RealmInvalidParamsError,
     RealmRateLimitError,
 )
-from tests.support import Gateway, free_port, start_gateway
+from tests.core.realm_support import REALM_KEY, RealmGateway, acquire, release, scripted
 from tests.support.faultproxy import FaultProxy
 
-REALM_KEY = "sk_realm_test_0123456789"
 
-
-def scripted(prompt: str, provider: str = "demo-chat") -> str:
-    """The text the built-in scripted provider answers for ``prompt``."""
-    config = BUILTIN_PROVIDERS[provider]
-    assert isinstance(config, ScriptedProviderConfig)
-    return ScriptedProvider(config).answer(GenerationRequest([{"role": "user", "content": prompt}]))
-
-
-class RealmGateway:
-    def __init__(self, gateway: Gateway, port: int) -> None:
-        self.gateway = gateway
-        self.url = f"ws://127.0.0.1:{port}"
-
-    def log_for(self, prompt: str) -> dict[str, object]:
-        found = [r for r in self.gateway.requests() if r["prompt"] == prompt]
-        assert len(found) == 1, found
-        return found[0]
-
-
-@pytest.fixture(scope="module")
-def realm_gw() -> Iterator[RealmGateway]:
-    """A gateway with its Realm endpoint, auth on."""
-    port = free_port()
-    gw = start_gateway("--realm-port", str(port), "--realm-api-key", REALM_KEY)
+@pytest.fixture(scope="session")
+def realm_gateways() -> Iterator[tuple[RealmGateway, RealmGateway]]:
+    """Two gateways with a Realm endpoint, started (and stopped) side by side: auth on, and
+    auth off with a rate limit of 2 a minute (shared with test_upstream.py)."""
     try:
-        yield RealmGateway(gw, port)
+        yield acquire()
     finally:
-        gw.process.stop()
+        release()
+
+
+@pytest.fixture(scope="session")
+def realm_gw(realm_gateways: tuple[RealmGateway, RealmGateway]) -> RealmGateway:
+    """The gateway with auth on."""
+    return realm_gateways[0]
 
 
 async def test_the_endpoint_is_logged_at_start(realm_gw: RealmGateway) -> None:
@@ -193,17 +176,15 @@ async def test_reconnects_after_the_socket_is_cut(realm_gw: RealmGateway) -> Non
             await client.disconnect()
 
 
-async def test_rate_limit_is_typed_with_retry_after_and_auth_can_be_off() -> None:
-    port = free_port()
-    gw = start_gateway("--realm-port", str(port), "--rate-limit", "2")
-    try:
-        assert "(auth off, rate limit 2 calls/minute per tenant" in gw.process.output
-        async with RealmClient(f"ws://127.0.0.1:{port}") as client:  # no key: auth off
-            for _ in range(2):
-                assert (await client.generate("quick", max_tokens=2)).tokens_generated == 2
-            with pytest.raises(RealmRateLimitError) as info:
-                await client.generate("one too many", max_tokens=2)
-        assert isinstance(info.value, RateLimitError)
-        assert info.value.retry_after is not None and 0 < info.value.retry_after <= 30
-    finally:
-        gw.process.stop()
+async def test_rate_limit_is_typed_with_retry_after_and_auth_can_be_off(
+    realm_gateways: tuple[RealmGateway, RealmGateway],
+) -> None:
+    limited = realm_gateways[1]
+    assert "(auth off, rate limit 2 calls/minute per tenant" in limited.gateway.process.output
+    async with RealmClient(limited.url) as client:  # no key: auth off
+        for _ in range(2):
+            assert (await client.generate("quick", max_tokens=2)).tokens_generated == 2
+        with pytest.raises(RealmRateLimitError) as info:
+            await client.generate("one too many", max_tokens=2)
+    assert isinstance(info.value, RateLimitError)
+    assert info.value.retry_after is not None and 0 < info.value.retry_after <= 30

@@ -4,10 +4,12 @@
                    [--webhook-secret S] [--public-url URL] [--rate-limit N]
                    [--realm-port PORT] [--realm-api-key KEY]
     modelriver stream "prompt" [--workflow demo-chat] [--api-base URL] [--api-key K] [--json]
+                      [--realm ws://HOST:PORT] [--realm-api-key K]
 
 Environment: ``MODELRIVER_API_KEY``, ``MODELRIVER_API_BASE`` (``stream``),
-``MODELRIVER_WEBHOOK_SECRET`` (``dev``). This module writes to the terminal (it is the CLI);
-the library modules only log.
+``MODELRIVER_WEBHOOK_SECRET`` (``dev``), ``REALM_API_KEY`` (``--realm``, ``--realm-port``),
+``MODELRIVER_UPSTREAM=realm`` + ``REALM_URL`` (``stream`` through Realm without ``--realm``).
+This module writes to the terminal (it is the CLI); the library modules only log.
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument("--workflow", default="demo-chat", help="workflow name (default demo-chat)")
     stream.add_argument("--api-base", help="API base URL (default MODELRIVER_API_BASE)")
     stream.add_argument("--api-key", help="API key (default MODELRIVER_API_KEY)")
+    stream.add_argument("--realm", metavar="URL",
+                        help="stream through a Realm server (ws://...) instead of ModelRiver; "
+                             "the workflow is Realm's model")
+    stream.add_argument("--realm-api-key", metavar="KEY",
+                        help="Realm API key (default REALM_API_KEY)")
     stream.add_argument("--json", action="store_true",
                         help="print one JSON object per event per line")
     return parser
@@ -155,29 +162,35 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 async def _stream(args: argparse.Namespace) -> int:
-    from modelriver.api import AsyncModelRiver
     from modelriver.exceptions import ModelRiverError
-    from modelriver.stream import connect
+    from modelriver.upstream import AsyncUpstream, RealmUpstream, upstream_from_env
 
-    settings = Settings.from_env().merged(api_key=args.api_key, api_base=args.api_base)
     printer = _JsonPrinter() if args.json else _TextPrinter()
+    upstream: AsyncUpstream
+    if args.realm:
+        realm_key = args.realm_api_key or os.environ.get(ENV_REALM_API_KEY) or None
+        upstream = RealmUpstream(args.realm, api_key=realm_key)
+    elif args.api_key is None and args.api_base is None:
+        upstream = upstream_from_env()  # MODELRIVER_UPSTREAM=realm selects Realm
+    else:
+        from modelriver.api import AsyncModelRiver
+
+        settings = Settings.from_env().merged(api_key=args.api_key, api_base=args.api_base)
+        upstream = AsyncModelRiver(api_key=settings.api_key, api_base=settings.api_base)
     try:
-        async with AsyncModelRiver(api_key=settings.api_key, api_base=settings.api_base) as client:
-            request = await client.create_request(args.workflow, args.prompt)
-
-            async def refresh() -> Any:
-                return await client.reconnect(request.channel_id)
-
-            stream = await connect(request, refresh=refresh)
-            try:
-                async for event in stream:
-                    printer.event(event)
-            finally:
-                await stream.close()
-                printer.close()
+        request = await upstream.create_request(args.workflow, args.prompt)
+        stream = await upstream.connect(request)  # ModelRiver: token refresh through reconnect
+        try:
+            async for event in stream:
+                printer.event(event)
+        finally:
+            await stream.close()
+            printer.close()
     except ModelRiverError as exc:
         printer.failure(str(exc))
         return 1
+    finally:
+        await upstream.aclose()
     return 1 if printer.failed else 0
 
 
