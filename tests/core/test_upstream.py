@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ from modelriver.upstream import (
 from tests.core.realm_support import REALM_KEY, acquire, release, scripted
 from tests.support import Gateway
 
-MESSAGES = [
+MESSAGES: list[dict[str, Any]] = [
     {"role": "user", "content": "an earlier question"},
     {"role": "assistant", "content": "an earlier answer"},
 ]
@@ -97,8 +98,12 @@ async def test_the_same_consumer_gets_the_same_text_from_both(both: Both) -> Non
     assert mr_resp.content == realm_resp.content == scripted(prompt)
     assert realm_resp.meta["upstream"] == "realm" and realm_resp.meta["workflow"] == "demo-chat"
     # The same kinds of events, in the same order (steps and statuses included).
-    squeeze = lambda kinds: [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]  # noqa: E731
     assert squeeze(mr_kinds) == squeeze(realm_kinds)
+
+
+def squeeze(kinds: list[str]) -> list[str]:
+    """``kinds`` with repeats in a row collapsed (token counts may differ with pacing)."""
+    return [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
 
 
 async def test_cancel_ends_the_request_cancelled_upstream(upstream: AsyncUpstream, both: Both) -> None:
@@ -202,7 +207,8 @@ async def test_upstream_from_env_selects_realm_or_modelriver() -> None:
 
 
 def test_realm_prompt_is_the_last_user_message_or_a_transcript() -> None:
-    messages = [*MESSAGES, {"role": "user", "content": [{"type": "text", "text": "now"}]}]
+    messages: list[dict[str, Any]] = [
+        *MESSAGES, {"role": "user", "content": [{"type": "text", "text": "now"}]}]
     assert realm_prompt(messages) == "now"
     assert realm_prompt("plain") == "plain"
     assert realm_prompt(messages, "transcript") == (
