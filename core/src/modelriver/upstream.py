@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from modelriver._emitter import Callback, Emitter
 from modelriver._portal import Portal
 from modelriver.events import Error, Response, Status, Step, StreamEvent, Token, event_from_message
-from modelriver.exceptions import APIError, ModelRiverError, RequestTimeoutError
+from modelriver.exceptions import APIError, RequestTimeoutError
 from modelriver.phoenix import ChannelMessage
 from modelriver.realm.client import RealmClient
 from modelriver.realm.exceptions import RealmConnectionError, RealmProtocolError
@@ -91,8 +91,14 @@ PromptMode = Literal["last_user", "transcript"]
 STREAM_EVENTS = ("token", "status", "tool_call", "step", "response", "error", "message")
 
 
-class UpstreamError(ModelRiverError):
-    """The upstream cannot do what was asked (e.g. an event-driven request on Realm)."""
+class UpstreamError(APIError):
+    """The upstream cannot do what was asked (e.g. an event-driven request on Realm).
+
+    An ``APIError`` with status 400, so code that handles a ModelRiver refusal handles it too.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=400, body={"error": "bad_request", "message": message})
 
 
 # -- the seam ---------------------------------------------------------------------------------------
@@ -118,6 +124,11 @@ class AsyncUpstreamStream(Protocol):
 
 class AsyncUpstream(Protocol):
     """Where requests go, asyncio (``AsyncModelRiver`` is one, ``RealmUpstream`` another)."""
+
+    @property
+    def api_base(self) -> str:
+        """Where requests go (an HTTP API base, or a Realm URL): for messages and logs."""
+        ...
 
     async def create_request(
         self,
@@ -175,6 +186,11 @@ class SyncUpstreamStream(Protocol):
 
 class Upstream(Protocol):
     """Where requests go, sync (``ModelRiver`` is one, ``SyncRealmUpstream`` another)."""
+
+    @property
+    def api_base(self) -> str:
+        """Where requests go (an HTTP API base, or a Realm URL): for messages and logs."""
+        ...
 
     def create_request(
         self,
