@@ -355,10 +355,15 @@ class Hub:
         entries = [Entry(seq, event, {}, frame) for seq, event, frame in message["e"]]
         if not entries:
             return
+        # Fill a gap before this batch from the replay stream: one this process missed, or one a
+        # socket missed (a second socket whose replay was read before the process had joined the
+        # request's group, and so before the batches it could not receive yet).
         seen = self._seen.get(channel_id, 0)
-        if seen and entries[0].seq > seen + 1:
+        ready = [sub.sent_seq for sub in subs if sub.ready]
+        floor = min(ready) if ready else seen
+        if (ready or seen) and entries[0].seq > floor + 1:
             canonical = next(iter(subs)).canonical
-            missing = await self.backend.replay(channel_id, canonical, seen)
+            missing = await self.backend.replay(channel_id, canonical, floor or None)
             entries = _merge(missing, entries)
         self._seen[channel_id] = max(seen, entries[-1].seq)
         self._push_local(channel_id, entries)
