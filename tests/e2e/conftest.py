@@ -71,3 +71,19 @@ def relay(gateway: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[An
     server = start_demo(env)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A private redis-server on loopback (no persistence)."""
+    import shutil
+
+    from support import Process, free_port
+
+    server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    assert Path(server).exists(), "redis-server is missing: run `make setup`"
+    port = free_port()
+    proc = Process.start([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+    proc.wait_for("Ready to accept connections", timeout=20)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.stop()
