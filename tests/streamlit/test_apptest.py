@@ -8,7 +8,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from modelriver import ModelRiver
+from streamlit_modelriver._render import STEP_ICONS
 from support import ROOT, Gateway
+
+DONE = STEP_ICONS["success"]
 
 DEMO = ROOT / "demo_projects" / "streamlit_chat" / "app.py"
 
@@ -60,8 +63,8 @@ def test_chat_streams_the_gateways_content_with_steps_done(demo: AppTest, gatewa
     assert status.state == "complete"
     steps = status.markdown[0].value
     for name in ("Queueing request", "Processing AI request", "Waiting for response", "Response received"):
-        assert f"✅ {name}" in steps
-    assert "⏳" not in steps and "❌" not in steps
+        assert f"{DONE} {name}" in steps
+    assert STEP_ICONS["pending"] not in steps and STEP_ICONS["error"] not in steps
     caption = demo.get("caption")
     assert any("status success" in c.value for c in caption)
     assert not demo.error
@@ -87,7 +90,7 @@ def test_error_workflow_shows_st_error_and_returns_it(demo: AppTest) -> None:
     status = demo.status[-1]
     assert status.state == "error"
     assert status.label.startswith("Failed: ")
-    assert "❌" in status.markdown[0].value
+    assert STEP_ICONS["error"] in status.markdown[0].value
     assert any("status error" in c.value for c in demo.get("caption"))
 
 
@@ -104,7 +107,7 @@ def test_event_driven_completes_after_the_demo_backend_calls_back(demo: AppTest,
     status = demo.status[-1]
     assert status.state == "complete", status.label
     steps = status.markdown[0].value
-    assert "✅ Backend processed" in steps
+    assert f"{DONE} Backend processed" in steps
     caption = next(c.value for c in demo.get("caption") if "channel " in c.value)
     assert "status completed" in caption
     channel_id = caption.rsplit("channel ", 1)[1].strip()

@@ -48,12 +48,13 @@ window.mr = {
     const last = messages[messages.length - 1];
     const status = last && last.querySelector('[data-testid="stExpander"]');
     if (!status) return out;
-    const icons = {"✅": "success", "⏳": "pending", "❌": "error"};
+    const icons = {check_circle: "success", radio_button_unchecked: "pending", progress_activity: "loading",
+                   cancel: "error"};
     const ids = {"Queueing request": "queue", "Processing AI request": "process",
                  "Waiting for response": "receive", "Response received": "complete",
                  "Waiting for backend callback...": "backend", "Backend processed": "backend"};
     for (const line of status.innerText.split("\n")) {
-      const m = line.trim().match(/^(✅|⏳|❌) (.+?)( · .*)?$/);
+      const m = line.trim().match(/^(check_circle|radio_button_unchecked|progress_activity|cancel)\s*(.+?)( · .*)?$/);
       if (m && ids[m[2]]) out[ids[m[2]]] = icons[m[1]];
     }
     return out;
@@ -210,7 +211,7 @@ def test_clicking_an_unrelated_widget_while_streaming_does_not_restart(
         watch: GatewayWatch) -> None:
     browser_page, _ = page
     prompt = f"Rerun me in {mode} mode"
-    open_demo(browser_page, demo_app, mode=mode, tps=15)
+    open_demo(browser_page, demo_app, mode=mode, tps=8)
     ask(browser_page, prompt)
     wait_text(browser_page, 20)
     browser_page.get_by_role("button", name="Ping (an unrelated widget)").click()

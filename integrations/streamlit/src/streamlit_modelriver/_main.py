@@ -182,6 +182,7 @@ def st_modelriver(
                      show_steps=show_steps)
         return entry.response
     assert entry.request is not None
+    response: AIResponse | None
     if mode == "server":
         response = _follow(api, entry, show_steps=show_steps, on_token=on_token)
     else:

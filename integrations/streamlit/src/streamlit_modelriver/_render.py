@@ -11,23 +11,30 @@ from streamlit.delta_generator import DeltaGenerator
 from modelriver import AIResponse, WorkflowStep
 
 __all__ = [
+    "STEP_ICONS",
     "display_text", "final_label", "render_final", "render_outcome", "steps_markdown", "text_container",
 ]
 
-STEP_ICONS = {"pending": "⏳", "loading": "⏳", "success": "✅", "error": "❌"}
+STEP_ICONS = {
+    "pending": ":gray[:material/radio_button_unchecked:]",
+    "loading": ":blue[:material/progress_activity:]",
+    "success": ":green[:material/check_circle:]",
+    "error": ":red[:material/cancel:]",
+}
+"""Markdown icon of each step status (Streamlit's bundled Material Symbols: no emoji font needed)."""
 
 
 def steps_markdown(steps: Sequence[WorkflowStep], notes: Sequence[str] = ()) -> str:
-    """The steps (and notes) as Markdown lines, one a line: ``✅ Queueing request``."""
+    """The steps (and notes) as Markdown, one a line: ``:green[:material/check_circle:] Queueing request``."""
     lines = []
     for step in steps:
-        line = f"{STEP_ICONS.get(step.status, '•')} {step.name}"
+        line = f"{STEP_ICONS.get(step.status, STEP_ICONS['pending'])} {step.name}"
         if step.duration is not None:
             line += f" · {step.duration} ms"
         if step.status == "error" and step.error_message:
             line += f" · {step.error_message}"
         lines.append(line)
-    lines.extend(f"↪ {note}" for note in notes)
+    lines.extend(f":gray[:material/subdirectory_arrow_right:] {note}" for note in notes)
     return "  \n".join(lines)
 
 
@@ -77,8 +84,8 @@ def render_final(response: AIResponse, *, key: str, text: str, steps: Sequence[W
                  notes: Sequence[str], show_steps: bool) -> None:
     """A finished request, drawn from scratch (a rerun after the end, or component mode's end)."""
     if show_steps and steps:
-        state = "error" if response.is_error else "complete"
-        with st.status(final_label(response), state=state, expanded=False):
+        with st.status(final_label(response), state="error" if response.is_error else "complete",
+                       expanded=False):
             st.markdown(steps_markdown(steps, notes))
     shown = display_text(response, text)
     if shown:
