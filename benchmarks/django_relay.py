@@ -12,13 +12,16 @@ For each N:
 
 * **throughput** (answers generated flat out, T tokens each): *direct*: N requests created over
   the API, then N clients join the gateway's channels; *relay*: N ``POST /modelriver/start`` (one
-  upstream pump each), then N clients join Django's socket. Frames/s = channel frames received by
+  upstream pump each), Daphne left to go idle (its pumps hold the whole answers, as the gateway
+  does), then N clients join Django's socket. Frames/s = channel frames received by
   all clients / (first connect .. last final). Goal: relay >= 0.5 of direct.
 * **latency** (paced at ``--rate`` tokens/s): N relay clients, plus a direct "shadow" client on
   the same channel for a sample of them; the added latency of a token is its arrival time at the
   relay client minus at the shadow (same process, same clock). p50/p99; goal p99 <= 2 ms at
   N = 100. RSS per stream: Daphne's (peak - idle) / N while the N streams run, next to the
-  gateway's for the direct run.
+  gateway's for the direct run. Daphne's CPU per relayed token (everything it did in the run,
+  starts included, over the tokens) shows how close to saturation the one process was: at
+  N x rate tokens/s, beyond ~1 s of CPU per second the added latency is queueing.
 
 ``--json`` prints one JSON object as the last line (``summary``: rows ``{metric, measured,
 goal, met}``) for ``benchmarks/run_all.py``; ``--check`` exits 1 when a goal is missed.
@@ -240,6 +243,19 @@ async def reconnect_direct(api: str, channel_ids: Sequence[str]) -> list[dict[st
         return await gather_limited([one(c) for c in channel_ids])
 
 
+async def quiescent(pid: int, *, below: float = 0.1, window: float = 0.25, limit: float = 60.0) -> None:
+    """Wait until the process uses less than ``below`` of a core over ``window`` seconds."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = sum(proc.cpu_times()[:2])
+        await asyncio.sleep(window)
+        if sum(proc.cpu_times()[:2]) - before < below * window:
+            return
+
+
 async def warm_up(site: str) -> None:
     """One request through a fresh Daphne first: imports and caches are not per-stream memory."""
     answers = await create_relay(site, 2)
@@ -302,6 +318,8 @@ async def throughput(n: int, tokens: int, gateway: Server, gw_url: str) -> dict[
         await warm_up(site)
         with RssSampler(daphne.popen.pid) as rss:
             answers = await create_relay(site, n)
+            # Like the gateway's answers, the pumps' copies are complete before the clients join.
+            await quiescent(daphne.popen.pid)
             streams = [Stream(socket_url(a), a["websocket_channel"], origin=site) for a in answers]
             await asyncio.gather(*(listen(s, record=False) for s in streams))
         results["relay"] = summarize("relay", streams, rss)
@@ -312,7 +330,8 @@ async def throughput(n: int, tokens: int, gateway: Server, gw_url: str) -> dict[
 
 async def latency(n: int, tokens: int, rate: float, sample: int, gw_url: str) -> dict[str, Any]:
     text = " ".join(f"w{i}" for i in range(tokens))
-    script = {"tokens_per_second": rate, "first_token_ms": 1000 + 5 * n, "text": text}
+    # The first token waits until the clients have had time to join (slower with more of them).
+    script = {"tokens_per_second": rate, "first_token_ms": 2000 + 30 * n, "text": text}
     port = free_port()
     daphne = start_daphne(port, gw_url, script)
     try:
@@ -342,6 +361,7 @@ async def latency(n: int, tokens: int, rate: float, sample: int, gw_url: str) ->
         "rss_idle_mb": round(rss.idle / mb, 1), "rss_peak_mb": round(rss.peak / mb, 1),
         "rss_per_stream_kb": round((rss.peak - rss.idle) / n / 1024, 1),
         "daphne_cpu_s": round(rss.cpu, 2),
+        "daphne_cpu_us_per_token": round(rss.cpu / max(1, n * tokens) * 1e6, 1),
     }
 
 
@@ -388,10 +408,11 @@ def print_table(result: dict[str, Any]) -> None:
         print(f"{'':>5} {'ratio':>7} relay/direct frames/s = {tp['ratio']}")
     print()
     print(f"{'N':>5} {'sampled':>8} {'tokens':>7} {'added p50 ms':>13} {'added p99 ms':>13} {'err':>4} "
-          f"{'Daphne RSS/stream KiB':>22}")
+          f"{'Daphne RSS/stream KiB':>22} {'Daphne CPU us/token':>20}")
     for lat in result["latency"]:
         print(f"{lat['n']:>5} {lat['sampled_streams']:>8} {lat['tokens_compared']:>7} {lat['added_ms_p50']:>13} "
-              f"{lat['added_ms_p99']:>13} {lat['errors']:>4} {lat['rss_per_stream_kb']:>22}")
+              f"{lat['added_ms_p99']:>13} {lat['errors']:>4} {lat['rss_per_stream_kb']:>22} "
+              f"{lat['daphne_cpu_us_per_token']:>20}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -405,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([20] if args.quick else [100, 1000])
     tokens = args.tokens or (40 if args.quick else 200)
-    latency_tokens = 20 if args.quick else 100
+    latency_tokens = 40 if args.quick else 150
     result = asyncio.run(bench(sizes, tokens, args.rate, latency_tokens))
     rows = report(result, sizes)
     print_table(result)

@@ -1,4 +1,4 @@
-"""The app config: registers the system checks and the settings-reset receiver."""
+"""The app config: registers the system checks and the settings-reset receiver; tunes Daphne."""
 
 from __future__ import annotations
 
@@ -12,3 +12,8 @@ class DjangoModelRiverConfig(AppConfig):
 
     def ready(self) -> None:
         from django_modelriver import checks, conf  # noqa: F401  (registration side effects)
+
+        if conf.modelriver_settings().tune_daphne:
+            from django_modelriver._daphne import tune
+
+            tune()

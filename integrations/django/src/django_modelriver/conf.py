@@ -15,6 +15,7 @@
         "REDIS_URL": None,                  # default: the channels_redis layer's first host
         "PUMP_LOCK_TTL": 10.0,              # seconds before another process takes a dead pump over
         "FANOUT_INTERVAL": 0.02,            # seconds events are batched for other processes
+        "TUNE_DAPHNE": True,                # see django_modelriver._daphne
     }
 
 Core reads the environment in one place (``modelriver._config.Settings.from_env``); the key
@@ -55,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_URL": None,
     "PUMP_LOCK_TTL": 10.0,
     "FANOUT_INTERVAL": 0.02,
+    "TUNE_DAPHNE": True,
 }
 
 
@@ -84,6 +86,7 @@ class AppSettings:
     redis_url: str | None
     pump_lock_ttl: float
     fanout_interval: float
+    tune_daphne: bool
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -148,6 +151,7 @@ def _build(raw: Mapping[str, Any]) -> AppSettings:
         redis_url=_opt_str(values["REDIS_URL"]),
         pump_lock_ttl=_number(values["PUMP_LOCK_TTL"], DEFAULTS["PUMP_LOCK_TTL"], float),
         fanout_interval=max(0.0, _number(values["FANOUT_INTERVAL"], DEFAULTS["FANOUT_INTERVAL"], float)),
+        tune_daphne=bool(values["TUNE_DAPHNE"]),
         raw=dict(raw) if isinstance(raw, Mapping) else {},
     )
 

@@ -111,6 +111,8 @@ class ModelRiverConsumer(AsyncWebsocketConsumer):
         self.canonical_topic = record.topic
         self.connection = ServerConnection(self.authorize_join)
         await self.accept("phoenix" if "phoenix" in subprotocols else None)
+        # Frames go straight to the server when websocket_application() recorded its send.
+        self._frame_send = self.scope.get("django_modelriver.send") or self.base_send
 
     def authorize_join(self, topic: str, payload: dict[str, Any]) -> str | None:
         """None to accept a join of ``topic``, else the refusal reason (the gateway's)."""
@@ -169,8 +171,9 @@ class ModelRiverConsumer(AsyncWebsocketConsumer):
         """
         async with self._send_lock:
             try:
+                send = self._frame_send
                 for frame in self.connection.data_to_send():
-                    await self.send(text_data=frame)
+                    await send({"type": "websocket.send", "text": frame})
             except Exception:
                 logger.debug("socket write failed", exc_info=True)
 

@@ -24,11 +24,29 @@ from django.urls import re_path
 
 from django_modelriver.consumers import ModelRiverConsumer
 
-__all__ = ["websocket_application", "websocket_urlpatterns"]
+__all__ = ["RAW_SEND", "websocket_application", "websocket_urlpatterns"]
 
 websocket_urlpatterns = [
     re_path(r"^(?:.+/)?socket/websocket/?$", ModelRiverConsumer.as_asgi(), name="modelriver-socket"),
 ]
+
+
+RAW_SEND = "django_modelriver.send"
+"""Scope key of the server's own ``send``, for the relay's frames (see ``websocket_application``)."""
+
+
+class _ServerSend:
+    """Keeps the server's ``send`` in the scope, under the session and auth middlewares.
+
+    Their ``send`` wrappers look at ``http.response.start`` only, yet cost a few microseconds on
+    every ``websocket.send``; the consumer writes its frames with the server's own ``send``.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        return await self.app({**scope, RAW_SEND: send}, receive, send)
 
 
 def websocket_application(extra_patterns: Sequence[Any] = ()) -> Any:
@@ -42,4 +60,4 @@ def websocket_application(extra_patterns: Sequence[Any] = ()) -> Any:
         from channels.auth import AuthMiddlewareStack
 
         app = AuthMiddlewareStack(app)
-    return AllowedHostsOriginValidator(app)
+    return AllowedHostsOriginValidator(_ServerSend(app))
