@@ -12,6 +12,7 @@ import gradio as gr
 
 from gradio_modelriver._view import STRUCTURED_ID_PREFIX, ChatView, Structured
 from modelriver.api import AsyncModelRiver
+from modelriver.events import StreamEvent
 from modelriver.exceptions import (
     APIConnectionError,
     APIError,
@@ -39,6 +40,7 @@ Metadata: TypeAlias = Mapping[str, Any] | Callable[[], Mapping[str, Any] | None]
 WebhookURL: TypeAlias = str | Callable[[], str | None] | None
 
 _ERROR_TITLE = "ModelRiver"
+_STREAM_EVENTS = ("token", "status", "tool_call", "step", "response", "error")
 
 
 def modelriver_chat(
@@ -133,14 +135,33 @@ def modelriver_chat(
                                 webhook_url=_resolve(webhook_url))
         logger.debug("request %s started on %s", request.channel_id, name)
         view.channel_id = request.channel_id
-        stream: Stream | None = None
+        stream = Stream(request, refresh=lambda: api.reconnect(request.channel_id),
+                        request_timeout=request_timeout, coalesce=True)
+        # Events fold into the view as they come (callbacks); the generator yields the view's
+        # latest state whenever Gradio asks for the next one. Token by token while Gradio keeps
+        # up; when it falls behind, what arrived meanwhile goes out in one yield (and the
+        # gateway coalesces the tokens queued for our socket), so a slow UI never lags further.
+        changed = asyncio.Event()
+
+        def on_event(event: StreamEvent) -> None:
+            if view.apply(event):
+                changed.set()
+
+        for name_ in _STREAM_EVENTS:
+            stream.on(name_, on_event)
+        stream.start()
+        ended = asyncio.ensure_future(stream.wait())
+        ended.add_done_callback(lambda task: task.cancelled() or task.exception())
+        ended.add_done_callback(lambda _: changed.set())
         try:
-            # coalesce: when Gradio falls behind, queued tokens arrive as one event (one yield).
-            stream = await api.connect(request, request_timeout=request_timeout, coalesce=True)
+            while True:
+                await changed.wait()
+                changed.clear()
+                if ended.done():
+                    break
+                yield out()
             try:
-                async for event in stream:
-                    if view.apply(event):
-                        yield out()
+                ended.result()
             except ModelRiverError as exc:
                 view.fail(_stream_error(exc))
                 yield out()
@@ -155,9 +176,9 @@ def modelriver_chat(
         finally:
             # Stopped (Gradio cancelled the task or closed the generator) or failed locally:
             # the request still runs upstream, so cancel it there too.
-            if stream is not None:
-                await asyncio.shield(stream.close())
-            if not view.done or stream is None:
+            ended.cancel()
+            await asyncio.shield(stream.close())
+            if not view.done:
                 logger.info("request %s stopped: cancelling it upstream", request.channel_id)
                 task = asyncio.get_running_loop().create_task(_cancel(api, request.channel_id))
                 cancels.add(task)
