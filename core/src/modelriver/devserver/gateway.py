@@ -75,7 +75,8 @@ class Gateway:
         public_base: str,
     ) -> RequestRun:
         """Create, register and start a request; call from the event loop."""
-        self.store.sweep()
+        if len(self.store) > self.store.max_finished:  # else the periodic sweep is enough: O(1) here
+            self.store.sweep()
         server = self.config.server
         configs = overrides.apply([self.config.providers[name] for name in workflow.providers])
         drop_after = overrides.drop_socket_after
