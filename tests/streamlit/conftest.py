@@ -15,6 +15,7 @@ from playwright.sync_api import sync_playwright
 from support import CHROMIUM_ARGS, ROOT, Gateway, Process, chromium_path, free_port
 
 DEMO = ROOT / "demo_projects" / "streamlit_chat" / "app.py"
+PROBE_APP = Path(__file__).resolve().parent / "apps" / "probe_app.py"
 
 
 @dataclass
@@ -45,6 +46,14 @@ def start_streamlit(app: Path, gateway: Gateway, **env: str) -> StreamlitApp:
 def demo_app(gateway: Gateway) -> Iterator[StreamlitApp]:
     """The demo app served by `streamlit run`, against the session's gateway."""
     app = start_streamlit(DEMO, gateway)
+    yield app
+    app.process.stop()
+
+
+@pytest.fixture(scope="module")
+def probe_app(gateway: Gateway) -> Iterator[StreamlitApp]:
+    """A bare one-call app (tests/streamlit/apps/probe_app.py) shaped by query parameters."""
+    app = start_streamlit(PROBE_APP, gateway)
     yield app
     app.process.stop()
 

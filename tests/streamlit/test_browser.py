@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -318,3 +319,22 @@ def test_the_api_key_reaches_no_page_payload_frame_or_log(
     for frame in streamlit_frames + gateway_frames:
         data = frame if isinstance(frame, bytes) else frame.encode()
         assert key.encode() not in data
+
+
+def test_component_reconnects_after_a_dropped_socket_and_resumes_from_last_seq(
+        probe_app: Any, gateway: Gateway, page: tuple[Any, Any], watch: GatewayWatch) -> None:
+    browser_page, capture = page
+    prompt = "Drop my socket"
+    meta = json.dumps({"scripted": {"tokens_per_second": 40, "drop_socket_after": 12}})
+    browser_page.add_init_script(HELPERS)
+    browser_page.goto(f"{probe_app.url}/?mode=component&prompt={quote(prompt)}&meta={quote(meta)}")
+    caption = wait_returned(browser_page)
+    assert "status success" in caption
+    want = watch.expected_content("demo-chat", prompt)
+    assert norm(final_text(browser_page)) == norm(want)  # nothing lost, nothing twice
+    log = gateway.request_log(channel_of(caption))
+    assert log["sockets"] >= 2 and log["joins"] >= 2
+    joins = [json.loads(f) for f in capture.gateway_frames() if '"phx_join"' in f]
+    assert len(joins) >= 2
+    assert joins[-1][4].get("last_seq", 0) >= 12, joins[-1]
+    assert watch.new() == [channel_of(caption)]
