@@ -14,7 +14,7 @@ JS SDK does":
   came after n, ``{}`` everything buffered, ``{coalesce: true}`` merges replayed tokens.
 * heartbeats (socket and channel) are answered; ``phx_leave`` never cancels the request; the
   server never closes the socket after the final response; malformed frames close it with 1007
-  (1009 when too big).
+  (1009 when too big; 4007 and 4009 under Daphne, which refuses those codes from applications).
 """
 
 from __future__ import annotations
@@ -139,8 +139,8 @@ class ModelRiverConsumer(AsyncWebsocketConsumer):
         except ProtocolError as exc:
             logger.info("closing a socket after a malformed frame (%s)", exc)
             await self.flush()
-            await self.close(code=exc.close_code, reason=str(exc)[:100])
             await self._release()  # at once: its token may reconnect before the close completes
+            await self._close_with(exc.close_code, str(exc)[:100])
             return
         for event in self.connection.events_received():
             if type(event) is ChannelJoined:
@@ -152,6 +152,14 @@ class ModelRiverConsumer(AsyncWebsocketConsumer):
             elif type(event) is Pushed:
                 self.connection.reply(event.topic, event.ref, "error", {"reason": "unsupported event"})
         await self.flush()
+
+    async def _close_with(self, code: int, reason: str) -> None:
+        """Close with ``code`` (1007, 1009); Daphne (autobahn) lets an application send only 1000
+        and 3000-4999, so there the code goes out as ``4000 + code % 1000`` (4007, 4009)."""
+        try:
+            await self.close(code=code, reason=reason)
+        except Exception:
+            await self.close(code=4000 + code % 1000, reason=reason)
 
     async def _joined(self, event: ChannelJoined) -> None:
         assert self.claims is not None
