@@ -136,8 +136,9 @@ def st_modelriver(
             this process streams and writes native elements (``st.status``, ``st.write_stream``).
         show_steps: show the workflow steps.
         events: events of an event-driven workflow, e.g. ``["webhook_received"]``.
-        on_token: called with each text delta (server mode); in component mode the tokens
-            never reach Python, so it is called once with the whole answer.
+        on_token: called with each text delta as it is drawn (server mode; after a rerun, first
+            with the text so far, and a failover starts the text over); in component mode the
+            tokens never reach Python, so it is called once with the whole answer.
         webhook_url: where the gateway posts the webhook (event-driven workflows).
         metadata: request metadata passed through to the gateway.
 
