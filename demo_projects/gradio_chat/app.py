@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -64,6 +65,8 @@ def start_embedded_gateway() -> tuple[str, str]:
         stdout=subprocess.PIPE, text=True,
     )
     atexit.register(proc.terminate)
+    # SIGTERM skips atexit unless it is turned into a normal exit: stop the gateway with us.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     assert proc.stdout is not None
     deadline = time.monotonic() + 30
     for line in proc.stdout:

@@ -12,7 +12,11 @@ Or a ready UI with a workflow picker, examples, and the structured output beside
 
     from gradio_modelriver import chat_interface
 
-    chat_interface(additional_outputs=True).launch()
+    chat_interface(additional_outputs=True).launch()   # gradio_client: api_name="/chat"
+
+The function's arguments after ``history`` are your ``additional_inputs``, named by
+``extra_inputs`` (default: the workflow, when none is fixed; ``"metadata"`` takes per-message
+request metadata as a mapping or JSON text).
 
 What the chat function does, per message:
 

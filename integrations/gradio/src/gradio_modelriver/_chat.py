@@ -142,9 +142,11 @@ def modelriver_chat(
         # up; when it falls behind, what arrived meanwhile goes out in one yield (and the
         # gateway coalesces the tokens queued for our socket), so a slow UI never lags further.
         changed = asyncio.Event()
+        versions = [0, 0]  # [view changes, view changes already yielded]
 
         def on_event(event: StreamEvent) -> None:
             if view.apply(event):
+                versions[0] += 1
                 changed.set()
 
         for name_ in _STREAM_EVENTS:
@@ -159,6 +161,7 @@ def modelriver_chat(
                 changed.clear()
                 if ended.done():
                     break
+                versions[1] = versions[0]
                 yield out()
             try:
                 ended.result()
@@ -172,7 +175,8 @@ def modelriver_chat(
                 yield out()
                 logger.info("request %s failed: %s", request.channel_id, view.error)
                 raise gr.Error(view.error, title=_ERROR_TITLE)
-            yield out()
+            if versions[1] != versions[0]:  # the last events came with the end: show them
+                yield out()
         finally:
             # Stopped (Gradio cancelled the task or closed the generator) or failed locally:
             # the request still runs upstream, so cancel it there too.
@@ -184,7 +188,7 @@ def modelriver_chat(
                 cancels.add(task)
                 task.add_done_callback(cancels.discard)
 
-    chat.__name__ = "modelriver_chat"
+    chat.__name__ = "chat"  # gr.ChatInterface(fn=...) then serves it as "/chat"
     return chat
 
 
