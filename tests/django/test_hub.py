@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django_modelriver.hub import Subscription
+from django_modelriver.hub import Subscription, payload_of
 from django_modelriver.store import EntryBuffer, make_entry
 from modelriver.phoenix import Entry, ServerConnection
 
@@ -41,7 +41,10 @@ def test_make_entry_keeps_the_upstream_seq_and_drops_repeats() -> None:
     assert json.loads(entry.frame) == [None, None, TOPIC, "tokens", {"seq": 7, "data": "x"}]
     assert make_entry(TOPIC, "tokens", {"seq": 7, "data": "x"}, 7) is None
     unstamped = make_entry(TOPIC, "status", {"status": "queued"}, 3)
-    assert unstamped is not None and unstamped.seq == 4 and unstamped.payload["seq"] == 4
+    assert unstamped is not None and unstamped.seq == 4
+    assert payload_of(unstamped) == {"status": "queued", "seq": 4}
+    final = make_entry(TOPIC, "response", {"seq": 5, "status": "success"}, 4)
+    assert final is not None and final.payload == {"seq": 5, "status": "success"}
 
 
 def test_entry_buffer_replays_after_a_seq_and_stays_bounded() -> None:

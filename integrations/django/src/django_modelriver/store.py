@@ -45,6 +45,9 @@ TOKEN_LIVE_TTL = 90.0
 def make_entry(topic: str, event: str, payload: Any, last_seq: int) -> Entry | None:
     """The broadcast ``Entry`` of one upstream message, keeping its ``seq``.
 
+    ``tokens`` and ``status`` entries carry an empty ``payload`` (read it with
+    ``hub.payload_of``): their frame says it all.
+
     A payload without a usable ``seq`` gets ``last_seq + 1``; one at or below ``last_seq`` is a
     duplicate and gives None.
     """
@@ -56,7 +59,13 @@ def make_entry(topic: str, event: str, payload: Any, last_seq: int) -> Entry | N
         payload = {**payload, "seq": seq}
     elif seq <= last_seq:
         return None
-    return Entry(seq, event, payload, encode_parts(None, None, topic, event, payload))
+    frame = encode_parts(None, None, topic, event, payload)
+    # Buffers hold the frame; the payload of the many small events is re-read from it when
+    # needed (coalescing), which halves what a replay buffer weighs.
+    return Entry(seq, event, {} if event in _LEAN else payload, frame)
+
+
+_LEAN = frozenset({"tokens", "status"})
 
 
 class EntryBuffer:
@@ -376,11 +385,10 @@ class RedisBackend:
         entries = []
         for entry_id, fields in rows:
             seq = int(entry_id.split(b"-", 1)[0])
-            frame = fields[b"f"].decode()
-            payload = json.loads(frame)[4]
+            frame, event = fields[b"f"].decode(), fields[b"e"].decode()
             if topic != _topic_of(frame):
-                frame = encode_parts(None, None, topic, fields[b"e"].decode(), payload)
-            entries.append(Entry(seq, fields[b"e"].decode(), payload, frame))
+                frame = encode_parts(None, None, topic, event, json.loads(frame)[4])
+            entries.append(Entry(seq, event, {}, frame))  # payload read from the frame when needed
         return entries
 
     async def last_seq(self, channel_id: str) -> int:
