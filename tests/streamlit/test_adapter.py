@@ -95,3 +95,11 @@ def test_settings_come_from_st_secrets_then_the_environment(
     assert line.startswith(expected)
     assert "same=True" in line
     assert line.endswith(f"client_base={expected.split('base=')[1]}")
+
+
+def test_public_names_are_exported() -> None:
+    import streamlit_modelriver
+
+    public = {name for name in vars(streamlit_modelriver) if not name.startswith("_")}
+    assert public == set(streamlit_modelriver.__all__) - {"__version__"}
+    assert streamlit_modelriver.__version__
