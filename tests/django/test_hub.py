@@ -3,11 +3,13 @@ seq twice (replay and live events overlap), coalescing merges only what the sock
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
-from django_modelriver.hub import Subscription, payload_of
-from django_modelriver.store import EntryBuffer, make_entry
+from django_modelriver.conf import AppSettings
+from django_modelriver.hub import Hub, Subscription, payload_of
+from django_modelriver.store import EntryBuffer, MemoryBackend, make_entry
 from modelriver.phoenix import Entry, ServerConnection
 
 TOPIC = "ai_response:p:c"
@@ -88,3 +90,52 @@ def test_a_fallback_topic_gets_its_own_frames() -> None:
     sub = Subscription(sink, "c", "ai_response:c", TOPIC, last_seq=None, coalesce=False)  # type: ignore[arg-type]
     sub.start(tokens(1, 2))
     assert [f[2] for f in sink.events()] == ["ai_response:c", "ai_response:c"]
+
+
+class Layer:
+    """A channel layer whose group_add completes only when the test says so."""
+
+    def __init__(self) -> None:
+        self.added = asyncio.Event()
+        self.release = asyncio.Event()
+        self.calls: list[str] = []
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self.calls.append("add")
+        self.added.set()
+        await self.release.wait()
+        self.calls.append("added")
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        self.calls.append("discard")
+
+
+class Backend(MemoryBackend):
+    def __init__(self, layer: Layer) -> None:
+        super().__init__(buffer_size=100, retention=60, token_lifetime=60)
+        self.layer = layer
+
+    async def replay(self, channel_id: str, topic: str, after: int | None) -> list[Entry]:
+        self.layer.calls.append("replay")
+        return []
+
+
+async def test_every_join_reads_its_replay_only_once_the_process_is_in_the_group() -> None:
+    layer = Layer()
+    hub = Hub(AppSettings(None, "http://x", None, None, None, "django_modelriver.permissions.allow_any",
+                          100, 60, 60, None, True, None, 10, 0.02, True))
+    hub.backend, hub.distributed, hub._layer, hub._relay_channel, hub._started = \
+        Backend(layer), True, layer, "relay", True
+    first = Subscription(Sink(), "c", TOPIC, TOPIC, last_seq=None, coalesce=False)  # type: ignore[arg-type]
+    second = Subscription(Sink(), "c", TOPIC, TOPIC, last_seq=None, coalesce=False)  # type: ignore[arg-type]
+    one = asyncio.ensure_future(hub.subscribe(first))
+    await layer.added.wait()
+    two = asyncio.ensure_future(hub.subscribe(second))
+    await asyncio.sleep(0)
+    assert layer.calls == ["add"]  # the second join waits for the group, it does not replay yet
+    layer.release.set()
+    await asyncio.gather(one, two)
+    assert layer.calls == ["add", "added", "replay", "replay"]
+    await hub.unsubscribe(first)
+    await hub.unsubscribe(second)
+    assert layer.calls[-1] == "discard"

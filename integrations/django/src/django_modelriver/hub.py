@@ -143,6 +143,8 @@ class Hub:
         self._outbox_event = asyncio.Event()
         self._outbox_lock = asyncio.Lock()
         self._seen: dict[str, int] = {}
+        self._in_group: set[str] = set()
+        self._group_locks: dict[str, asyncio.Lock] = {}
         self._live: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._layer: Any = None
@@ -257,16 +259,15 @@ class Hub:
         """Register a join, then replay what it missed (live events wait behind the replay)."""
         await self.ensure_started()
         channel_id = sub.channel_id
-        subs = self._subs.setdefault(channel_id, set())
-        first = not subs
-        subs.add(sub)
+        self._subs.setdefault(channel_id, set()).add(sub)
         after = sub.sent_seq or None
         if not self.distributed:
             assert isinstance(self.backend, MemoryBackend)
             replay = self.backend.replay_now(channel_id, after)
         else:
-            if first and self._layer is not None and self._relay_channel is not None:
-                await self._layer.group_add(group_name(channel_id), self._relay_channel)
+            # Every join waits until this process is in the request's group, then reads the
+            # replay: whatever is sent from then on reaches it live, the rest is in the replay.
+            await self._join_group(channel_id)
             replay = await self.backend.replay(channel_id, sub.canonical, after)
             tail = self._tails.get(channel_id)
             if tail is not None:
@@ -282,9 +283,33 @@ class Hub:
         if not subs:
             del self._subs[sub.channel_id]
             self._seen.pop(sub.channel_id, None)
-            if self._layer is not None and self._relay_channel is not None:
+            await self._leave_group(sub.channel_id)
+
+    def _group_lock(self, channel_id: str) -> asyncio.Lock:
+        lock = self._group_locks.get(channel_id)
+        if lock is None:
+            lock = self._group_locks[channel_id] = asyncio.Lock()
+        return lock
+
+    async def _join_group(self, channel_id: str) -> None:
+        """Join the request's channel-layer group (once per process; joins and leaves in order)."""
+        if self._layer is None or self._relay_channel is None or channel_id in self._in_group:
+            return
+        async with self._group_lock(channel_id):
+            if channel_id not in self._in_group:
+                await self._layer.group_add(group_name(channel_id), self._relay_channel)
+                self._in_group.add(channel_id)
+
+    async def _leave_group(self, channel_id: str) -> None:
+        if self._layer is None or self._relay_channel is None:
+            return
+        async with self._group_lock(channel_id):
+            if channel_id in self._in_group and not self._subs.get(channel_id):
+                self._in_group.discard(channel_id)
                 with contextlib.suppress(Exception):
-                    await self._layer.group_discard(group_name(sub.channel_id), self._relay_channel)
+                    await self._layer.group_discard(group_name(channel_id), self._relay_channel)
+        if channel_id not in self._in_group and not self._subs.get(channel_id):
+            self._group_locks.pop(channel_id, None)
 
     # -- live-socket claims ------------------------------------------------------------------
 
