@@ -338,3 +338,22 @@ def test_component_reconnects_after_a_dropped_socket_and_resumes_from_last_seq(
     assert len(joins) >= 2
     assert joins[-1][4].get("last_seq", 0) >= 12, joins[-1]
     assert watch.new() == [channel_of(caption)]
+
+
+def test_switching_to_component_mid_stream_gets_a_fresh_token_from_the_backend(
+        demo_app: Any, gateway: Gateway, page: tuple[Any, Any], watch: GatewayWatch) -> None:
+    """The server-mode pump holds the socket token, so the component's opens are refused: it asks
+    Python (a trigger) for a fresh one, Python calls the reconnect API with its key, the stream goes on."""
+    browser_page, _ = page
+    prompt = "Switch modes mid-stream"
+    open_demo(browser_page, demo_app, mode="server", tps=8)
+    ask(browser_page, prompt)
+    wait_text(browser_page, 20)
+    browser_page.get_by_text("component", exact=True).click()
+    browser_page.wait_for_function("() => mr.component() !== null")
+    caption = wait_returned(browser_page)
+    assert "status success" in caption
+    want = watch.expected_content("demo-chat", prompt)
+    assert norm(final_text(browser_page)) == norm(want)
+    demo_app.process.wait_for(f"fresh socket token for request {channel_of(caption)}", timeout=5)
+    assert watch.new() == [channel_of(caption)]

@@ -270,6 +270,7 @@ class Controller {
     this.joinedOnce = false;
     this.stopping = false;
     this.refreshAsked = 0;
+    this.refreshedFrom = null;
     this.views = new Set();
     this.host = null; // the latest mount's {setStateValue, setTriggerValue}
     this.link = null;
@@ -393,7 +394,8 @@ class Controller {
   onOpenFailures(count) {
     // Browsers hide the handshake's HTTP status; two refused opens in a row most likely mean the
     // token expired. Ask Python for a fresh one (the reconnect API, with the key, server side).
-    if (count >= 2 && this.host && this.refreshAsked < 5) {
+    if (count >= 2 && this.host && this.refreshAsked < 5 && this.refreshedFrom !== this.token) {
+      this.refreshedFrom = this.token; // once per token: the fresh one comes with the next render
       this.refreshAsked += 1;
       this.host.setTriggerValue("refresh", `${this.channelId}:${this.refreshAsked}`);
     }
