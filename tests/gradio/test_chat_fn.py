@@ -78,6 +78,32 @@ async def test_cancelling_the_task_cancels_the_request(
     assert log["cancelled"] is True
 
 
+async def test_stop_while_the_request_is_being_created_cancels_it_once_created(
+    client: AsyncModelRiver, gateway: Gateway,
+) -> None:
+    before = {r["channel_id"] for r in await asyncio.to_thread(gateway.requests)}
+    chat = modelriver_chat(workflow="demo-chat", client=client, metadata=SLOW)
+    gen = chat("stop me before I start", [])
+    await anext(gen)  # the first view is yielded before the request is created
+    task = asyncio.create_task(anext(gen))
+    await asyncio.sleep(0)  # let it start creating the request, then stop it
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    async def new_request() -> dict[str, Any]:
+        async with asyncio.timeout(15):
+            while True:
+                fresh = [r for r in await asyncio.to_thread(gateway.requests)
+                         if r["channel_id"] not in before]
+                if fresh and fresh[0]["status"] == "cancelled":
+                    return fresh[0]
+                await asyncio.sleep(0.05)
+
+    log = await new_request()
+    assert log["cancelled"] is True and log["tokens"] < 20
+
+
 async def test_metadata_input_data_output_and_history(client: AsyncModelRiver) -> None:
     chat = modelriver_chat(client=client, data_output=True, extra_inputs=("workflow", "metadata"))
     history = [{"role": "user", "content": "earlier question"},

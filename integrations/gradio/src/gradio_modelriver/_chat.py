@@ -131,8 +131,26 @@ def modelriver_chat(
 
         yield out()
         api = get_client()
-        request = await _create(api, name, messages, metadata=request_metadata, events=events,
-                                webhook_url=_resolve(webhook_url))
+
+        def cancel_upstream(channel_id: str) -> None:
+            logger.info("request %s stopped: cancelling it upstream", channel_id)
+            task = asyncio.get_running_loop().create_task(_cancel(api, channel_id))
+            cancels.add(task)
+            task.add_done_callback(cancels.discard)
+
+        creating = asyncio.ensure_future(_create(
+            api, name, messages, metadata=request_metadata, events=events,
+            webhook_url=_resolve(webhook_url)))
+        try:
+            request = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            # Stopped while the request was being created: cancel it once it exists.
+            def created(task: asyncio.Future[AsyncRequest]) -> None:
+                if not task.cancelled() and task.exception() is None:
+                    cancel_upstream(task.result().channel_id)
+
+            creating.add_done_callback(created)
+            raise
         logger.debug("request %s started on %s", request.channel_id, name)
         view.channel_id = request.channel_id
         stream = Stream(request, refresh=lambda: api.reconnect(request.channel_id),
@@ -183,10 +201,7 @@ def modelriver_chat(
             ended.cancel()
             await asyncio.shield(stream.close())
             if not view.done:
-                logger.info("request %s stopped: cancelling it upstream", request.channel_id)
-                task = asyncio.get_running_loop().create_task(_cancel(api, request.channel_id))
-                cancels.add(task)
-                task.add_done_callback(cancels.discard)
+                cancel_upstream(request.channel_id)
 
     chat.__name__ = "chat"  # gr.ChatInterface(fn=...) then serves it as "/chat"
     return chat
