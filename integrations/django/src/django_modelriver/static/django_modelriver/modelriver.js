@@ -9,6 +9,8 @@
  * resumes it after a reload through the reconnect view (a fresh token) - and, ours, it keeps the
  * partial answer with its last seq under `<prefix>active_partial`, so it rejoins with
  * {last_seq} and the server replays only what the page missed.
+ * Methods (the SDK's where they exist): start, connect, resume (= reconnectWithBackend), reconnect,
+ * cancel, disconnect, reset, destroy, getState, hasPendingRequest, on (returns an unsubscribe), off.
  * Events: connecting, connected, disconnected, channel_joined, channel_error, step, status,
  * token, text, reset, tool_call, response, error, done.
  * ModelRiver.Chat(element, options) is the ready chat widget built on it.
@@ -165,16 +167,13 @@
       stored = null;
     }
     if (!stored && !opts.server) return Promise.resolve(null);
-    var partial = this._load("active_partial");
     var self = this;
     var body = stored ? { channel_id: stored.channelId } : {};
     return this._post(this.options.reconnectUrl, body, false).then(function (answer) {
       if (!answer || !answer.channel_id) return null;  // 204: nothing in flight
       self.disconnect();
       self._reset();
-      var resume = partial && partial.channelId === answer.channel_id
-        ? { lastSeq: partial.lastSeq, text: partial.text, steps: partial.steps } : {};
-      self.connect(answer, resume);
+      self.connect(answer, self._partialFor(answer.channel_id));
       return answer;
     }, function (err) {
       if (err.status === 403 || err.status === 404) self._clear();
@@ -200,6 +199,28 @@
   };
 
   Client.prototype.destroy = function () { this.disconnect(); this.off(); };
+
+  /** Forget the current request: disconnect, clear the persisted state, back to idle. */
+  Client.prototype.reset = function () {
+    this.disconnect();
+    this._clear();
+    this._reset();
+  };
+
+  /** The official SDK's names: reconnect with the stored token, or with a fresh one from the backend. */
+  Client.prototype.reconnect = function () {
+    var stored = this._load("active_request");
+    if (!stored) return false;
+    this.connect(stored, this._partialFor(stored.channelId));
+    return true;
+  };
+  Client.prototype.reconnectWithBackend = function () { return this.resume(); };
+
+  Client.prototype._partialFor = function (channelId) {
+    var partial = this._load("active_partial");
+    return partial && partial.channelId === channelId
+      ? { lastSeq: partial.lastSeq, text: partial.text, steps: partial.steps } : {};
+  };
 
   /* ---------------------------------------------------------------- Phoenix v2 */
 
