@@ -58,7 +58,7 @@ def probe_app(gateway: Gateway) -> Iterator[StreamlitApp]:
     app.process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
