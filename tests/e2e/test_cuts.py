@@ -38,7 +38,7 @@ CUTS = 100
 WORDS = RELAY_WORDS              # tokens per stream
 TOKENS_PER_SECOND = RELAY_TPS    # ~4 s a stream: each meets many cuts
 SLOTS = 6
-GAP = (0.04, 0.30)     # seconds between two cuts: ~17 s of cutting for 100
+GAP = (0.02, 0.15)     # seconds between two cuts: ~9 s of cutting for 100
 
 
 async def test_100_cuts_core_client_to_gateway(gateway: Gateway, figures: Callable[..., None]) -> None:

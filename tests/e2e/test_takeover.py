@@ -37,9 +37,9 @@ pytestmark = [pytest.mark.redis, pytest.mark.timeout(150)]
 KILLS = 10
 REQUESTS = 3
 CLIENTS_PER_REQUEST = 2
-WORDS = 1600
-TOKENS_PER_SECOND = 40  # 40 s a stream: room for ten takeovers of ~2-3 s each
-LOCK_TTL = "1.5"        # seconds before a dead pump's lease lapses (renewed every 0.5 s)
+WORDS = 1200
+TOKENS_PER_SECOND = 40  # 30 s a stream: room for ten takeovers of ~1.5-2.5 s each
+LOCK_TTL = "1"          # seconds before a dead pump's lease lapses (renewed every 1/3 s)
 
 
 @pytest.fixture(scope="module")
