@@ -98,13 +98,22 @@ async def test_bad_deliveries_get_401_at_the_django_webhook_view(
         "garbage": (b"{not json", dict(delivery.headers)),
     }
 
-    def enrichments() -> int:
-        return relay.process.output.count(f"enriched {cid} as ")
+    posted = {"n": relay.process.output.count("HTTP POST /modelriver/webhook ")}
+
+    async def enrichments() -> int:
+        """The demo's enrichment log lines for this channel, once the relay's output has caught up
+        with every webhook posted so far (Daphne logs each answered request after the answer)."""
+        for _ in range(500):
+            if relay.process.output.count("HTTP POST /modelriver/webhook ") >= posted["n"]:
+                return relay.process.output.count(f"enriched {cid} as ")
+            await asyncio.sleep(0.02)
+        raise TimeoutError("the relay's log did not catch up within 10 s")
 
     refused = 0
     async with httpx.AsyncClient(base_url=relay.url, timeout=20) as http:
 
         async def post(raw: bytes, headers: dict[str, str]) -> httpx.Response:
+            posted["n"] += 1
             return await http.post("/modelriver/webhook", content=raw,
                                    headers={**headers, "Content-Type": "application/json"})
 
@@ -112,7 +121,7 @@ async def test_bad_deliveries_get_401_at_the_django_webhook_view(
             answer = await post(raw, headers)
             assert answer.status_code == 401, (name, answer.status_code, answer.text)
             refused += 1
-            assert enrichments() == 0, f"{name}: the webhook_received signal ran"
+            assert await enrichments() == 0, f"{name}: the webhook_received signal ran"
             log = await asyncio.to_thread(gateway.request_log, cid)
             assert log["callback"] is None, f"{name}: a callback reached the gateway"
             assert log["status"] == "awaiting_callback", name
@@ -120,7 +129,7 @@ async def test_bad_deliveries_get_401_at_the_django_webhook_view(
         # Nothing was kept: the genuine delivery is processed now (not answered "duplicate").
         genuine = await post(delivery.raw, delivery.headers)
         assert genuine.status_code == 200 and genuine.json() == {"status": "ok"}, genuine.text
-        assert enrichments() == 1
+        assert await enrichments() == 1
         log = await asyncio.to_thread(gateway.request_log, cid)
         assert log["status"] == "completed" and log["callback"]["received"]
 
@@ -128,10 +137,10 @@ async def test_bad_deliveries_get_401_at_the_django_webhook_view(
         replay = await post(delivery.raw, delivery.headers)
         assert replay.status_code == 401, replay.text
         refused += 1
-        assert enrichments() == 1, "the replay ran the signal"
+        assert await enrichments() == 1, "the replay ran the signal"
 
     figures(receiver="Django webhook view", attacks=len(attacks) + 1, refused_401=refused,
-            signals_from_attacks=enrichments() - 1, genuine_accepted=1)
+            signals_from_attacks=await enrichments() - 1, genuine_accepted=1)
 
 
 def with_token(url: str, token: str | None) -> str:
