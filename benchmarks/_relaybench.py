@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ sys.path.insert(0, str(HERE))
 
 import django_relay as dr  # noqa: E402  (the clients and launchers of benchmarks/django_relay.py)
 
-__all__ = ["dr", "latency_paths", "start_daphne_probed", "start_forwarder", "throughput_paths"]
+__all__ = ["dr", "latency_paths", "profile_top", "start_daphne_probed", "start_forwarder", "throughput_paths"]
 
 FORWARDER_READY = "forwarder ready"
 
@@ -81,6 +82,19 @@ def _daphne_with_probe(argv: list[str]) -> None:
     from twisted.internet import reactor
 
     me = psutil.Process()
+    profile_path = os.environ.get("BENCH_PROFILE")
+    if profile_path:  # cProfile of the relay from SIGUSR1 (after the warm-up) to its shutdown
+        import cProfile
+        import signal
+
+        profiler = cProfile.Profile()
+        signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
+
+        def dump() -> None:
+            profiler.disable()
+            profiler.dump_stats(profile_path)
+
+        reactor.addSystemEventTrigger("before", "shutdown", dump)  # type: ignore[attr-defined]
 
     def probe() -> None:
         with contextlib.suppress(Exception):
@@ -92,9 +106,11 @@ def _daphne_with_probe(argv: list[str]) -> None:
     CommandLineInterface().run(argv)
 
 
-def start_daphne_probed(port: int, api: str, script: dict[str, Any]) -> dr.Server:
-    """``django_relay.start_daphne`` with the task probe (same env, same app)."""
-    env = {"MODELRIVER_API_BASE": api, "MODELRIVER_API_KEY": dr.API_KEY, "MODELRIVER_WEBHOOK_SECRET": dr.SECRET,
+def start_daphne_probed(port: int, api: str, script: dict[str, Any], *, profile: str | None = None) -> dr.Server:
+    """``django_relay.start_daphne`` with the task probe (same env, same app); ``profile``: a path
+    where the relay's cProfile stats are written when it stops."""
+    env = {**({"BENCH_PROFILE": profile} if profile else {}),
+           "MODELRIVER_API_BASE": api, "MODELRIVER_API_KEY": dr.API_KEY, "MODELRIVER_WEBHOOK_SECRET": dr.SECRET,
            "DJANGO_DEBUG": "0", "DJANGO_CHAT_SCRIPTED": json.dumps(script), "PYTHONPATH": str(dr.DEMO),
            "DJANGO_SETTINGS_MODULE": "chatsite.settings"}
     return dr.Server.start([sys.executable, str(Path(__file__).resolve()), "daphne", "-b", "127.0.0.1", "-p",
@@ -172,7 +188,8 @@ def _added(hops: Sequence[dr.Stream], shadows: Sequence[dr.Stream]) -> list[floa
     return added
 
 
-async def latency_paths(n: int, tokens: int, rate: float, sample: int, gw_url: str) -> dict[str, Any]:
+async def latency_paths(n: int, tokens: int, rate: float, sample: int, gw_url: str, *,
+                        profile: str | None = None) -> dict[str, Any]:
     """Paced answers to N clients through the forwarder, then through the relay; a direct shadow
     client on each of ``sample`` channels gives the latency each hop adds."""
     script = {"tokens_per_second": rate, "first_token_ms": 2000 + 30 * n, "text": text_of(tokens)}
@@ -193,10 +210,12 @@ async def latency_paths(n: int, tokens: int, rate: float, sample: int, gw_url: s
         forwarder.stop()
 
     port = dr.free_port()
-    daphne = dr.start_daphne(port, gw_url, script)
+    daphne = start_daphne_probed(port, gw_url, script, profile=profile)
     try:
         site = f"http://127.0.0.1:{port}"
         await dr.warm_up(site)
+        if profile:
+            os.kill(daphne.popen.pid, signal.SIGUSR1)  # start profiling now: not the start-up
         with dr.RssSampler(daphne.popen.pid) as rss:
             answers = await dr.create_relay(site, n)
             hops = [dr.Stream(dr.socket_url(a), a["websocket_channel"], origin=site) for a in answers]
@@ -234,3 +253,14 @@ if __name__ == "__main__":
         _daphne_with_probe(sys.argv[2:])
     else:
         sys.exit(__doc__)
+
+
+def profile_top(path: str, limit: int = 15) -> list[str]:
+    """The functions with the most own time in a cProfile dump: ``"<own s> <calls> <where>"``."""
+    import pstats
+
+    stats = pstats.Stats(path)
+    idle = ("poll' of 'select.epoll",)  # waiting for I/O is not work
+    rows = sorted(((k, v) for k, v in stats.stats.items() if not any(i in k[2] for i in idle)),  # type: ignore[attr-defined]
+                  key=lambda kv: kv[1][2], reverse=True)[:limit]
+    return [f"{tt:7.2f}s {nc:>8} {Path(fn).name}:{line}({name})" for (fn, line, name), (_, nc, tt, _, _) in rows]

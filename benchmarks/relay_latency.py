@@ -7,7 +7,8 @@ All in one run: ``modelriver dev``, the plain forwarder (``benchmarks/_relaybenc
 demo under ``daphne`` as subprocesses; N raw Phoenix clients through the hop, plus a direct
 "shadow" client on the same channel for a sample of them (same process, same clock): a token's
 added latency is its arrival through the hop minus its arrival at the shadow. Goal: <= 2 ms p99
-added per hop at 100 streams. The full run writes ``benchmarks/relay_latency.png`` (percentiles).
+added per hop at 100 streams. The full run writes ``benchmarks/relay_latency_<N>.png`` (percentiles)
+and profiles the relay process with cProfile (``relay_profile_<N>.prof``, top functions printed).
 """
 
 from __future__ import annotations
@@ -18,17 +19,21 @@ import json
 import sys
 from typing import Any
 
-from _relaybench import dr, latency_paths, percentiles, progress
+from _relaybench import HERE, dr, latency_paths, percentiles, profile_top, progress
 
 
-async def bench(sizes: list[int], tokens: int, rate: float, sample: int) -> list[dict[str, Any]]:
+async def bench(sizes: list[int], tokens: int, rate: float, sample: int, profile: bool) -> list[dict[str, Any]]:
     port = dr.free_port()
     gateway = dr.start_gateway(port)
     out = []
     try:
         with progress(len(sizes), "relay_latency") as bar:
             for n in sizes:
-                out.append(await latency_paths(n, tokens, rate, min(n, sample), f"http://127.0.0.1:{port}"))
+                prof = str(HERE / f"relay_profile_{n}.prof") if profile else None
+                out.append(await latency_paths(n, tokens, rate, min(n, sample), f"http://127.0.0.1:{port}",
+                                               profile=prof))
+                if prof:
+                    out[-1]["profile_top"] = profile_top(prof)
                 bar.update()
     finally:
         gateway.stop()
@@ -42,10 +47,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="tokens/s per stream")
     parser.add_argument("--tokens", type=int, default=None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-profile", action="store_true", help="full runs profile the relay (cProfile)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([20] if args.quick else [100, 1000])
     tokens = args.tokens or (40 if args.quick else 250)
-    result = asyncio.run(bench(sizes, tokens, args.rate, 20))
+    result = asyncio.run(bench(sizes, tokens, args.rate, 20, not args.quick and not args.no_profile))
     rows = []
     print(f"{'N':>5} {'hop':>10} {'tokens':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>6} "
           f"{'hop CPU s':>9}")
@@ -74,10 +80,16 @@ def main() -> int:
     for r in result:  # the raw samples stay out of the JSON line
         for hop in ("forwarder", "relay"):
             r[hop].pop("added_ms")
+    notes = ("added latency = arrival through the hop minus at a direct client on the same channel; plots: "
+             "benchmarks/relay_latency_<N>.png")
+    for r in result:
+        if r.get("profile_top"):
+            print(f"relay profile, {r['n']} streams (own time, calls, function):")
+            print("\n".join("  " + line for line in r["profile_top"]))
+            notes += (f"; relay cProfile at {r['n']} streams, most own time: "
+                      + "; ".join(line.strip() for line in r["profile_top"][:6]))
     if args.json:
-        print(json.dumps({"name": "relay_latency", "summary": rows, "result": result,
-                          "notes": "added latency = arrival through the hop minus at a direct client on the "
-                                   "same channel; plots: benchmarks/relay_latency_<N>.png"}))
+        print(json.dumps({"name": "relay_latency", "summary": rows, "result": result, "notes": notes}))
     return 0
 
 
