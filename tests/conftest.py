@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from e2e.figures import pytest_runtest_logreport, pytest_terminal_summary  # noqa: F401  (e2e figures, xdist too)
 
 from support import Gateway, start_gateway
 

@@ -2,7 +2,8 @@
 
 Each test records its figures (cuts made, tokens checked, lost, duplicated, cases tried...) with
 the ``figures`` fixture; they are printed in pytest's terminal summary, whatever ``-s`` says, and
-travel with the test report (``user_properties``), so they show under pytest-xdist too.
+travel with the test report (``user_properties``), so they show under pytest-xdist too (the hooks:
+``figures.py``, imported by ``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ for extra in (HERE, HERE.parent / "django"):  # e2e helpers; the Django tests' p
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from relaylib import RELAY_TPS, relay_text  # noqa: E402  (after the sys.path lines)
-
-_FIGURES: list[tuple[str, dict[str, Any]]] = []
-_KEY = "e2e-figures"
+from e2e.figures import KEY  # noqa: E402  (after the sys.path lines)
+from relaylib import RELAY_TPS, relay_text  # noqa: E402
 
 
 @pytest.fixture
@@ -31,28 +30,11 @@ def figures(request: pytest.FixtureRequest) -> Callable[..., None]:
     """``figures(title="...", cuts=100, lost=0, ...)``: record a line for the terminal summary."""
 
     def record(**values: Any) -> None:
-        request.node.user_properties.append((_KEY, values))
+        request.node.user_properties.append((KEY, values))
         line = ", ".join(f"{k}={v}" for k, v in values.items())
         print(f"[figures] {request.node.nodeid}: {line}")
 
     return record
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when != "call":
-        return
-    for key, values in report.user_properties:
-        if key == _KEY:
-            _FIGURES.append((report.nodeid, values))
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if not _FIGURES:
-        return
-    terminalreporter.section("e2e figures")
-    for nodeid, values in _FIGURES:
-        name = nodeid.split("::", 1)[-1]
-        terminalreporter.write_line(f"{name}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
 
 
 @pytest.fixture(scope="session")
