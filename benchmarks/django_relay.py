@@ -183,7 +183,9 @@ async def listen(stream: Stream, *, record: bool) -> None:
         stream.error = f"{type(exc).__name__}: {exc}"
 
 
-def socket_url(answer: dict[str, Any]) -> str:
+def socket_url(answer: dict[str, Any] | None) -> str:
+    if answer is None:  # a request that could not be started: its stream fails at once
+        return "ws://127.0.0.1:9/never"
     base = answer["websocket_url"].rstrip("/")
     return f"{base}/websocket?token={answer['ws_token']}&vsn=2.0.0"
 
@@ -213,17 +215,19 @@ async def create_direct(api: str, n: int, script: dict[str, Any]) -> list[dict[s
         return await gather_limited([create(i) for i in range(n)])
 
 
-async def create_relay(site: str, n: int) -> list[dict[str, Any]]:
+async def create_relay(site: str, n: int) -> list[dict[str, Any] | None]:
     import httpx
 
     async with httpx.AsyncClient(timeout=60) as http:
         await http.get(site + "/")
         csrf = http.cookies["csrftoken"]
 
-        async def start(i: int) -> dict[str, Any]:
+        async def start(i: int) -> dict[str, Any] | None:
             r = await http.post(f"{site}/modelriver/start", json={"message": f"bench {i}"},
                                 headers={"X-CSRFToken": csrf})
-            r.raise_for_status()
+            if r.status_code != 200:  # counted as a failed stream, not fatal
+                print(f"start {i}: HTTP {r.status_code} {r.text[:200]}", file=sys.stderr)
+                return None
             answer: dict[str, Any] = r.json()
             return answer
 
@@ -258,7 +262,7 @@ async def quiescent(pid: int, *, below: float = 0.1, window: float = 0.25, limit
 
 async def warm_up(site: str) -> None:
     """One request through a fresh Daphne first: imports and caches are not per-stream memory."""
-    answers = await create_relay(site, 2)
+    answers = [a for a in await create_relay(site, 2) if a is not None]
     await asyncio.gather(*(listen(Stream(socket_url(a), a["websocket_channel"], origin=site), record=False)
                            for a in answers))
 
@@ -279,7 +283,18 @@ class Run:
     rss_per_stream_kb: float
 
 
+def report_errors(streams: list[Stream]) -> None:
+    """Print the distinct errors of failed streams (stderr), so a failed run says why."""
+    seen: dict[str, int] = {}
+    for stream in streams:
+        if stream.error:
+            seen[stream.error] = seen.get(stream.error, 0) + 1
+    for error, count in list(seen.items())[:5]:
+        print(f"{count} stream(s) failed: {error}", file=sys.stderr)
+
+
 def summarize(name: str, streams: list[Stream], rss: RssSampler) -> Run:
+    report_errors(streams)
     ok = [s for s in streams if s.error is None and s.last]
     frames = sum(s.frames for s in ok)
     seconds = (max(s.last for s in ok) - min(s.first for s in ok)) if ok else float("nan")
@@ -320,7 +335,7 @@ async def throughput(n: int, tokens: int, gateway: Server, gw_url: str) -> dict[
             answers = await create_relay(site, n)
             # Like the gateway's answers, the pumps' copies are complete before the clients join.
             await quiescent(daphne.popen.pid)
-            streams = [Stream(socket_url(a), a["websocket_channel"], origin=site) for a in answers]
+            streams = [Stream(socket_url(a), a["websocket_channel"] if a else "", origin=site) for a in answers]
             await asyncio.gather(*(listen(s, record=False) for s in streams))
         results["relay"] = summarize("relay", streams, rss)
     finally:
@@ -339,15 +354,17 @@ async def latency(n: int, tokens: int, rate: float, sample: int, gw_url: str) ->
         await warm_up(site)
         with RssSampler(daphne.popen.pid) as rss:
             answers = await create_relay(site, n)
-            relay = [Stream(socket_url(a), a["websocket_channel"], origin=site) for a in answers]
-            picked = answers[:sample]
+            relay = [Stream(socket_url(a), a["websocket_channel"] if a else "", origin=site) for a in answers]
+            picked = [a for a in answers if a is not None][:sample]
             shadows_answers = await reconnect_direct(gw_url, [a["channel_id"] for a in picked])
             shadows = [Stream(socket_url(a), a["websocket_channel"]) for a in shadows_answers]
             await asyncio.gather(*(listen(s, record=True) for s in relay + shadows))
     finally:
         daphne.stop()
+    report_errors(relay + shadows)
     added = []
-    for via_relay, direct in zip(relay[:sample], shadows, strict=True):
+    followed = [s for s, a in zip(relay, answers, strict=True) if a is not None][:sample]
+    for via_relay, direct in zip(followed, shadows, strict=True):
         # Only tokens both clients got live: not the replay a join starts with.
         live_from = max(via_relay.joined, direct.joined) + 0.05
         for seq, at in direct.arrivals.items():

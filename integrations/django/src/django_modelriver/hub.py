@@ -215,9 +215,8 @@ class Hub:
 
         pump = Pump(self, record, upstream, lease, last_seq=last_seq)
         self._pumps[record.channel_id] = pump
-        if self.distributed:
-            tail = self._tails.setdefault(record.channel_id, EntryBuffer(self.settings.replay_buffer_size))
-            tail.add(())
+        if self.distributed:  # what this pump relays, until the replay stream has it for sure
+            self._tails.setdefault(record.channel_id, EntryBuffer(self.settings.replay_buffer_size))
         pump.task = self.spawn(pump.run(), f"pump-{record.channel_id}")
         return pump
 
