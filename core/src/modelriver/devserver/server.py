@@ -42,6 +42,9 @@ def uvicorn_config(config: GatewayConfig, *, host: str = "127.0.0.1", port: int 
         "ws_max_size": max(4 * config.server.max_frame, 1 << 20),
         "log_level": "warning", "access_log": False, "timeout_graceful_shutdown": 5,
         "server_header": False,
+        # Idle keep-alive longer than clients' own (httpx: 5 s), so the server never closes a pooled
+        # connection just as a client reuses it (a create_request on it would fail, unretryable).
+        "timeout_keep_alive": 75,
     }
     settings.update(options)
     return uvicorn.Config(create_app(config), **settings)
