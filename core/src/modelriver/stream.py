@@ -20,7 +20,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -43,6 +43,9 @@ from modelriver.phoenix import (
 from modelriver.phoenix.frames import DEFAULT_MAX_FRAME
 from modelriver.steps import StepTracker
 from modelriver.types import AIResponse, AsyncRequest, WorkflowStep
+
+if TYPE_CHECKING:
+    from modelriver.upstream import RealmStream
 
 __all__ = ["Refresh", "Stream", "SyncStream", "connect", "connect_sync"]
 
@@ -362,17 +365,31 @@ async def connect(request: AsyncRequest, **options: Any) -> Stream:
 class SyncStream:
     """``Stream`` for sync code: the same implementation, run on a private loop thread.
 
-    Callbacks registered with ``on()`` run on that thread.
+    Callbacks registered with ``on()`` run on that thread. ``SyncStream.over`` wraps any async
+    stream of this shape (a Realm upstream's too) that lives on a given portal.
     """
 
     def __init__(self, request: AsyncRequest, **options: Any) -> None:
-        self._portal = Portal(f"modelriver-stream-{request.channel_id}")
+        portal = Portal(f"modelriver-stream-{request.channel_id}")
+        try:
+            stream = portal.call(connect(request, **options))
+        except BaseException:
+            portal.close()
+            raise
+        self._bind(portal, stream, owns_portal=True)
 
-        async def make() -> Stream:
-            return await connect(request, **options)
+    @classmethod
+    def over(cls, portal: Portal, stream: Stream | RealmStream) -> SyncStream:
+        """Drive ``stream`` (created on ``portal``'s loop) from sync code; ``close`` keeps the portal."""
+        self = cls.__new__(cls)
+        self._bind(portal, stream, owns_portal=False)
+        return self
 
-        self._stream = self._portal.call(make())
-        self._events = self._stream.__aiter__()
+    def _bind(self, portal: Portal, stream: Stream | RealmStream, *, owns_portal: bool) -> None:
+        self._portal = portal
+        self._stream = stream
+        self._events = stream.__aiter__()
+        self._owns_portal = owns_portal
 
     @property
     def steps(self) -> list[WorkflowStep]:
@@ -418,10 +435,13 @@ class SyncStream:
         return self._stream.response
 
     def close(self) -> None:
-        """Stop streaming and release the thread. Idempotent."""
+        """Stop streaming (and release the thread when it is the stream's own). Idempotent."""
+        if self._portal.loop.is_closed():
+            return
         with contextlib.suppress(RuntimeError):
             self._portal.call(self._stream.close())
-        self._portal.close()
+        if self._owns_portal:
+            self._portal.close()
 
     def __enter__(self) -> SyncStream:
         return self

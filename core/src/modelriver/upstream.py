@@ -57,6 +57,7 @@ from modelriver.realm.client import RealmClient
 from modelriver.realm.exceptions import RealmConnectionError, RealmProtocolError
 from modelriver.realm.protocol import DEFAULT_URL
 from modelriver.steps import StepTracker
+from modelriver.stream import SyncStream
 from modelriver.types import AIResponse, AsyncRequest, WorkflowStep
 
 if TYPE_CHECKING:
@@ -672,64 +673,6 @@ class RealmUpstream:
         await self.aclose()
 
 
-class _SyncRealmStream:
-    """``RealmStream`` for sync code, driven on the upstream's portal."""
-
-    def __init__(self, portal: Portal, stream: RealmStream) -> None:
-        self._portal = portal
-        self._stream = stream
-        self._events = stream.__aiter__()
-
-    @property
-    def response(self) -> AIResponse | None:
-        return self._stream.response
-
-    @property
-    def text(self) -> str:
-        return self._stream.text
-
-    @property
-    def last_seq(self) -> int | None:
-        return self._stream.last_seq
-
-    @property
-    def steps(self) -> list[WorkflowStep]:
-        return self._stream.steps
-
-    @property
-    def request(self) -> AsyncRequest:
-        return self._stream.request
-
-    def on(self, event: str, callback: Callback) -> Callable[[], None]:
-        """See ``RealmStream.on``; callbacks run on the portal's thread."""
-        return self._stream.on(event, callback)
-
-    def __iter__(self) -> Iterator[StreamEvent]:
-        return self
-
-    def __next__(self) -> StreamEvent:
-        try:
-            return self._portal.call(anext(self._events))
-        except StopAsyncIteration:
-            raise StopIteration from None
-
-    def wait(self) -> AIResponse:
-        for _ in self:
-            pass
-        assert self._stream.response is not None
-        return self._stream.response
-
-    def close(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            self._portal.call(self._stream.close())
-
-    def __enter__(self) -> _SyncRealmStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 class SyncRealmUpstream:
     """``Upstream`` (sync) over a Realm server: ``RealmUpstream`` on a private loop thread.
 
@@ -780,11 +723,11 @@ class SyncRealmUpstream:
         last_seq: int | None = None,
         request_timeout: float | None = 300.0,
         coalesce: bool = False,
-    ) -> _SyncRealmStream:
+    ) -> SyncStream:
         """See ``RealmUpstream.connect``."""
         stream = self._portal.call(self._upstream.connect(
             request, last_seq=last_seq, request_timeout=request_timeout, coalesce=coalesce))
-        return _SyncRealmStream(self._portal, stream)
+        return SyncStream.over(self._portal, stream)
 
     def stream(
         self,
@@ -796,7 +739,7 @@ class SyncRealmUpstream:
         metadata: Mapping[str, Any] | None = None,
         request_timeout: float | None = 300.0,
         coalesce: bool = False,
-    ) -> _SyncRealmStream:
+    ) -> SyncStream:
         request = self.create_request(workflow, messages, events=events, webhook_url=webhook_url,
                                       metadata=metadata)
         return self.connect(request, request_timeout=request_timeout, coalesce=coalesce)
