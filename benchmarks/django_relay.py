@@ -31,20 +31,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
-import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from _procs import ROOT, RssSampler, Server, free_port, percentile
+
 DEMO = ROOT / "demo_projects" / "django_chat"
 API_KEY = "mr_bench_0123456789abcdef"
 SECRET = "whsec_bench"
@@ -56,90 +51,6 @@ try:
     loads: Any = orjson.loads
 except ImportError:  # pragma: no cover
     loads = json.loads
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    """A subprocess that printed its ready line."""
-
-    popen: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-
-    @classmethod
-    def start(cls, args: Sequence[str], ready: str, *, env: dict[str, str], cwd: Path = ROOT) -> Server:
-        popen = subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 env={**os.environ, "PYTHONUNBUFFERED": "1", **env}, cwd=cwd,
-                                 start_new_session=True)
-        server = cls(popen)
-        seen = threading.Event()
-
-        def pump() -> None:
-            assert popen.stdout is not None
-            for line in popen.stdout:
-                server.lines.append(line)
-                if ready in line:
-                    seen.set()
-            seen.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not seen.wait(90) or popen.poll() is not None:
-            server.stop()
-            raise RuntimeError(f"{args[0]} did not start:\n{''.join(server.lines)[-3000:]}")
-        return server
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-class RssSampler:
-    """Idle and peak RSS of a process, sampled on a thread."""
-
-    def __init__(self, pid: int) -> None:
-        import psutil
-
-        self._proc = psutil.Process(pid)
-        self.idle = self.peak = self._proc.memory_info().rss
-        self.cpu_start = sum(self._proc.cpu_times()[:2])
-        self.cpu = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            with contextlib.suppress(Exception):
-                self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        with contextlib.suppress(Exception):
-            self.cpu = sum(self._proc.cpu_times()[:2]) - self.cpu_start
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-# -- the clients -------------------------------------------------------------------------------------
 
 
 @dataclass

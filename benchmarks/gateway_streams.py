@@ -33,15 +33,14 @@ import functools
 import json
 import os
 import resource
-import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from _procs import RssSampler, Server, free_port, percentile
 
 try:
     import modelriver  # noqa: F401
@@ -82,90 +81,6 @@ async def serve_plain(port: int, template: dict[str, Any]) -> None:
         await asyncio.Future()
 
 
-# -- subprocesses --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    popen: subprocess.Popen[str]
-    url: str
-    lines: list[str] = field(default_factory=list)
-
-    @classmethod
-    def start(cls, args: Sequence[str], ready: str, url: str) -> Server:
-        popen = subprocess.Popen(
-            list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
-        )
-        server = cls(popen, url)
-        seen = threading.Event()
-
-        def pump() -> None:
-            assert popen.stdout is not None
-            for line in popen.stdout:
-                server.lines.append(line)
-                if ready in line:
-                    seen.set()
-            seen.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not seen.wait(60) or popen.poll() is not None:
-            server.stop()
-            raise RuntimeError(f"{args[0]} did not start:\n{''.join(server.lines)}")
-        return server
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-class RssSampler:
-    """Peak RSS of a process, sampled on a thread while a run is going."""
-
-    def __init__(self, pid: int, every: float = 0.02) -> None:
-        import psutil
-
-        self._proc = psutil.Process(pid)
-        self.idle = self._proc.memory_info().rss
-        self.peak = self.idle
-        self._every = every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.cpu_start = sum(self._proc.cpu_times()[:2])
-        self.cpu = 0.0
-
-    def mark_cpu(self) -> None:
-        """Count CPU time from now on (the streaming window, not the setup)."""
-        self.cpu_start = sum(self._proc.cpu_times()[:2])
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._every):
-            with contextlib.suppress(Exception):
-                self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        with contextlib.suppress(Exception):
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            self.cpu = sum(self._proc.cpu_times()[:2]) - self.cpu_start
-
-
 # -- one run ---------------------------------------------------------------------------------------
 
 
@@ -185,13 +100,6 @@ class RunResult:
     server_cpu_s: float
     server_cpu_us_per_frame: float
     errors: int
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 async def consume(job: tuple[Any, Any], ttfts: list[float], counts: list[int]) -> None:
@@ -241,7 +149,7 @@ async def run_streams(
         finally:
             progress.update(1)
 
-    with RssSampler(pid) as rss:
+    with RssSampler(pid, every=0.02) as rss:
         prepared = time.perf_counter()
         requests = await prepare(n)
         setup = time.perf_counter() - prepared
@@ -254,8 +162,8 @@ async def run_streams(
     return RunResult(
         server=name, streams=n, frames=frames, setup_s=round(setup, 3), seconds=round(seconds, 3),
         frames_per_s=round(frames / seconds, 1),
-        ttft_p50_ms=round(percentile(ttfts, 0.5) * 1000, 1),
-        ttft_p99_ms=round(percentile(ttfts, 0.99) * 1000, 1),
+        ttft_p50_ms=round(percentile(ttfts, 50) * 1000, 1),
+        ttft_p99_ms=round(percentile(ttfts, 99) * 1000, 1),
         rss_idle_mb=round(rss.idle / mb, 1), rss_peak_mb=round(rss.peak / mb, 1),
         rss_per_stream_kb=round((rss.peak - rss.idle) / n / 1024, 1),
         server_cpu_s=round(rss.cpu, 2), errors=errors,
@@ -355,7 +263,7 @@ async def servers(tokens: int, workdir: Path) -> AsyncIterator[tuple[Server, Ser
     port = free_port()
     gateway = Server.start(
         [sys.executable, "-m", "modelriver", "dev", "--port", str(port), "--api-key", API_KEY],
-        "modelriver dev ready on", f"http://127.0.0.1:{port}",
+        "modelriver dev ready on", url=f"http://127.0.0.1:{port}",
     )
     plain: Server | None = None
     try:
@@ -365,7 +273,7 @@ async def servers(tokens: int, workdir: Path) -> AsyncIterator[tuple[Server, Ser
         plain_port = free_port()
         plain = Server.start(
             [sys.executable, __file__, "--serve-plain", str(plain_port), "--template", str(template_path)],
-            "plain server ready", f"ws://127.0.0.1:{plain_port}",
+            "plain server ready", url=f"ws://127.0.0.1:{plain_port}",
         )
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         plain_url = plain.url + "/socket"

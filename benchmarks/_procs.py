@@ -1,0 +1,104 @@
+"""What the benchmark scripts share: free ports, server subprocesses, RSS/CPU sampling, percentiles."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A subprocess that printed its ready line (its output kept in ``lines``)."""
+
+    popen: subprocess.Popen[str]
+    url: str = ""
+    lines: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, args: Sequence[str], ready: str, *, url: str = "", env: dict[str, str] | None = None,
+              cwd: Path = ROOT, timeout: float = 90.0) -> Server:
+        popen = subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}, cwd=cwd,
+                                 start_new_session=True)
+        server = cls(popen, url)
+        seen = threading.Event()
+
+        def pump() -> None:
+            assert popen.stdout is not None
+            for line in popen.stdout:
+                server.lines.append(line)
+                if ready in line:
+                    seen.set()
+            seen.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not seen.wait(timeout) or popen.poll() is not None:
+            server.stop()
+            raise RuntimeError(f"{args[0]} did not start:\n{''.join(server.lines)[-3000:]}")
+        return server
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+class RssSampler:
+    """Idle and peak RSS of a process, sampled on a thread, and its CPU time over the ``with`` block."""
+
+    def __init__(self, pid: int, every: float = 0.05) -> None:
+        import psutil
+
+        self._proc = psutil.Process(pid)
+        self.idle = self.peak = self._proc.memory_info().rss
+        self._every = every
+        self.cpu_start = sum(self._proc.cpu_times()[:2])
+        self.cpu = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def mark_cpu(self) -> None:
+        """Count CPU time from now on (the measured window, not the setup)."""
+        self.cpu_start = sum(self._proc.cpu_times()[:2])
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            with contextlib.suppress(Exception):
+                self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        with contextlib.suppress(Exception):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            self.cpu = sum(self._proc.cpu_times()[:2]) - self.cpu_start
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) by nearest rank; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
