@@ -3,6 +3,11 @@
 Runs against the embedded gateway by default (``modelriver dev``, or ``make demo`` which starts
 both); reads ``MODELRIVER_API_BASE`` / ``MODELRIVER_API_KEY`` like every demo.
 
+Upstream: ``MODELRIVER_UPSTREAM=realm`` sends the chat to a Realm server instead (``REALM_URL``,
+default ``ws://localhost:8080``, and ``REALM_API_KEY``; e.g. ``modelriver dev --realm-port 8080``).
+Realm requests stream in server mode (the browser gets no socket token for them), and the
+event-driven workflow needs ModelRiver (Realm has no webhooks): it shows Realm's refusal.
+
 - Chat history lives in ``st.session_state``; the turn in flight is ``st.session_state.pending``.
 - Sidebar: workflow (chat, structured, event-driven, failover, tools, error), streaming mode
   (component: the browser streams from the gateway; server: this process streams), steps on/off.
@@ -34,7 +39,7 @@ import pandas as pd
 import streamlit as st
 
 from modelriver import AIResponse
-from streamlit_modelriver import modelriver_client, resumable_requests, st_modelriver
+from streamlit_modelriver import modelriver_client, resumable_requests, st_modelriver, upstream_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from demo_webhooks import WebhookReceiver
@@ -141,6 +146,7 @@ def main() -> None:
         if st.button("Ping (an unrelated widget)", key="ping"):
             state.pings += 1
         st.caption(f"Pings: {state.pings}")
+        st.caption(f"Upstream: {upstream_client().api_base}")
         if st.button("Clear chat", key="clear"):
             history.clear()
             state.pop("pending", None)

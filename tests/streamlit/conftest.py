@@ -1,4 +1,9 @@
-"""Fixtures for the Streamlit adapter: the demo under `streamlit run`, Chromium via Playwright."""
+"""Fixtures for the Streamlit adapter: the demo under `streamlit run`, Chromium via Playwright.
+
+Both upstreams: ``upstream`` (indirect parameter ``"modelriver"`` or ``"realm"``) is the session's
+gateway, or a gateway whose Realm endpoint (``--realm-port``) the adapter reaches through core's
+``SyncRealmUpstream`` (``MODELRIVER_UPSTREAM=realm``).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import sync_playwright
 
-from support import CHROMIUM_ARGS, ROOT, Gateway, Process, chromium_path, free_port
+from support import CHROMIUM_ARGS, ROOT, Gateway, Process, chromium_path, free_port, start_gateway
+from tests.core.realm_support import REALM_KEY
+
+REALM_CONFIG = Path(__file__).resolve().parent / "realm_gateway.toml"
 
 DEMO = ROOT / "demo_projects" / "streamlit_chat" / "app.py"
 PROBE_APP = Path(__file__).resolve().parent / "apps" / "probe_app.py"
@@ -24,6 +32,58 @@ class StreamlitApp:
 
     url: str
     process: Process
+
+
+@dataclass
+class UpstreamTarget:
+    """Where the adapter's requests go: ModelRiver (the gateway's HTTP API) or the gateway's Realm endpoint.
+
+    Attributes:
+        name: ``modelriver`` or ``realm``.
+        gateway: the gateway behind it (its request log, its HTTP API for reference answers).
+        env: what selects it in an app's environment (core's ``sync_upstream_from_env``).
+    """
+
+    name: str
+    gateway: Gateway
+    env: dict[str, str]
+
+    @property
+    def realm(self) -> bool:
+        return self.name == "realm"
+
+    def gateway_channel(self, channel_id: str, prompt: str) -> str:
+        """The gateway's channel of the app's request ``channel_id`` (a Realm call gets its own,
+        found by its prompt: call this before asking the gateway the same prompt for reference).
+
+        For Realm, also checks the request came through the Realm endpoint.
+        """
+        if not self.realm:
+            return channel_id
+        found = [r["channel_id"] for r in self.gateway.requests() if r["prompt"] == prompt]
+        assert len(found) == 1, found
+        self.gateway.process.wait_for(f"realm: request {found[0]}", timeout=10)
+        return found[0]
+
+
+@pytest.fixture(scope="session")
+def realm_gateway() -> Iterator[tuple[Gateway, str]]:
+    """A gateway with a Realm endpoint (auth on), its chat provider paced by realm_gateway.toml."""
+    port = free_port()
+    gw = start_gateway("--realm-port", str(port), "--realm-api-key", REALM_KEY, "--config", str(REALM_CONFIG))
+    yield gw, f"ws://127.0.0.1:{port}"
+    gw.process.stop()
+
+
+@pytest.fixture(scope="module")
+def upstream(request: pytest.FixtureRequest, gateway: Gateway) -> UpstreamTarget:
+    """The upstream named by the indirect parameter (default ``modelriver``)."""
+    name = getattr(request, "param", "modelriver")
+    if name == "modelriver":
+        return UpstreamTarget(name, gateway, {})
+    realm, url = request.getfixturevalue("realm_gateway")
+    return UpstreamTarget(name, realm, {"MODELRIVER_UPSTREAM": "realm", "REALM_URL": url,
+                                        "REALM_API_KEY": REALM_KEY})
 
 
 def start_streamlit(app: Path, gateway: Gateway, **env: str) -> StreamlitApp:
@@ -43,9 +103,9 @@ def start_streamlit(app: Path, gateway: Gateway, **env: str) -> StreamlitApp:
 
 
 @pytest.fixture(scope="module")
-def demo_app(gateway: Gateway) -> Iterator[StreamlitApp]:
-    """The demo app served by `streamlit run`, against the session's gateway."""
-    app = start_streamlit(DEMO, gateway)
+def demo_app(upstream: UpstreamTarget) -> Iterator[StreamlitApp]:
+    """The demo app served by `streamlit run`, against ``upstream``."""
+    app = start_streamlit(DEMO, upstream.gateway, **upstream.env)
     yield app
     app.process.stop()
 

@@ -97,6 +97,70 @@ def test_settings_come_from_st_secrets_then_the_environment(
     assert line.endswith(f"client_base={expected.split('base=')[1]}")
 
 
+def realm_client_app(realm_url: str, realm_key: str) -> None:
+    import streamlit as st
+
+    from modelriver.upstream import SyncRealmUpstream
+    from streamlit_modelriver import st_modelriver
+
+    @st.cache_resource
+    def realm() -> SyncRealmUpstream:
+        return SyncRealmUpstream(realm_url, api_key=realm_key)
+
+    response = st_modelriver("Realm by argument", workflow="demo-chat", key="realm", client=realm())
+    assert response is not None  # component mode fell back to server mode: the answer is in
+    st.write(f"status={response.status} content={response.content}")
+
+
+def test_a_realm_upstream_passed_as_client_streams_in_either_mode(
+        realm_gateway: tuple[Gateway, str]) -> None:
+    from tests.core.realm_support import REALM_KEY, scripted
+
+    gateway, url = realm_gateway
+    at = AppTest.from_function(realm_client_app, args=(url, REALM_KEY), default_timeout=RUN_TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    line = next(m.value for m in at.markdown if m.value.startswith("status="))
+    assert line == f"status=success content={scripted('Realm by argument')}"
+    assert at.status[-1].label == "Answer ready"
+    found = [r for r in gateway.requests() if r["prompt"] == "Realm by argument"]
+    assert len(found) == 1 and found[0]["status"] == "success"
+
+
+def upstream_settings_app() -> None:
+    import streamlit as st
+
+    from streamlit_modelriver import resolve_upstream_settings, upstream_client
+
+    upstream = upstream_client()
+    st.write(f"settings={sorted(resolve_upstream_settings().items())} "
+             f"type={type(upstream).__name__} base={upstream.api_base} same={upstream is upstream_client()}")
+
+
+@pytest.mark.parametrize(
+    ("secrets", "env", "expected"),
+    [
+        ({"modelriver": {"upstream": "realm", "realm_url": "ws://127.0.0.1:9", "realm_api_key": "rk"}}, {},
+         "type=SyncRealmUpstream base=ws://127.0.0.1:9 same=True"),
+        ({"MODELRIVER_UPSTREAM": "realm"}, {"REALM_URL": "ws://127.0.0.1:8"},
+         "type=SyncRealmUpstream base=ws://127.0.0.1:8 same=True"),
+        ({}, {"MODELRIVER_API_BASE": "http://env.invalid"}, "type=ModelRiver base=http://env.invalid same=True"),
+    ],
+)
+def test_the_default_upstream_comes_from_st_secrets_then_the_environment(
+        secrets: dict[str, object], env: dict[str, str], expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MODELRIVER_UPSTREAM", "REALM_URL", "REALM_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_function(upstream_settings_app)
+    for name, value in secrets.items():
+        at.secrets[name] = value
+    at.run()
+    assert not at.exception, at.exception
+    assert at.markdown[0].value.endswith(expected)
+
+
 def test_public_names_are_exported() -> None:
     import streamlit_modelriver
 

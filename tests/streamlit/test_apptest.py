@@ -1,8 +1,12 @@
-"""The demo in server mode under `streamlit.testing.v1.AppTest`, against a real gateway subprocess."""
+"""The demo in server mode under `streamlit.testing.v1.AppTest`, against a real gateway subprocess.
+
+Each test runs against both upstreams (ModelRiver, and the gateway's Realm endpoint through core's
+``SyncRealmUpstream``) unless what it tests is ModelRiver's alone (see ``MODELRIVER_ONLY``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -11,6 +15,9 @@ from modelriver import ModelRiver
 from streamlit_modelriver._render import STEP_ICONS
 from support import ROOT, Gateway
 
+if TYPE_CHECKING:
+    from tests.streamlit.conftest import UpstreamTarget
+
 DONE = STEP_ICONS["success"]
 
 DEMO = ROOT / "demo_projects" / "streamlit_chat" / "app.py"
@@ -18,9 +25,17 @@ DEMO = ROOT / "demo_projects" / "streamlit_chat" / "app.py"
 RUN_TIMEOUT = 30
 
 
+UPSTREAMS = pytest.mark.parametrize("upstream", ["modelriver", "realm"], indirect=True)
+MODELRIVER_ONLY = pytest.mark.parametrize("upstream", ["modelriver"], indirect=True)
+"""Failover restarts an answer after tokens were streamed, which a Realm stream cannot take back
+(the Realm endpoint refuses it); event-driven workflows need webhooks and callbacks, which Realm
+has not; structured output is a workflow's validated ``data``, and Realm answers text."""
+
+
 @pytest.fixture
-def demo(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    for name, value in gateway.env.items():
+def demo(upstream: UpstreamTarget, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    gateway = upstream.gateway
+    for name, value in {**gateway.env, **upstream.env}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("MODELRIVER_WEBHOOK_SECRET", gateway.webhook_secret)
     monkeypatch.setenv("MODELRIVER_DEMO_MODE", "server")
@@ -51,10 +66,14 @@ def assistant_markdown(at: AppTest) -> list[str]:
     return [m.value for m in at.chat_message[-1].markdown]
 
 
-def test_chat_streams_the_gateways_content_with_steps_done(demo: AppTest, gateway: Gateway) -> None:
+@UPSTREAMS
+def test_chat_streams_the_gateways_content_with_steps_done(demo: AppTest, upstream: UpstreamTarget) -> None:
     prompt = "Tell me about rivers"
     ask(demo, prompt)
-    want = expected(gateway, "demo-chat", prompt)
+    caption = next(c.value for c in demo.get("caption") if "channel " in c.value)
+    gateway_channel = upstream.gateway_channel(caption.rsplit("channel ", 1)[1].strip(), prompt)
+    assert upstream.gateway.request_log(gateway_channel)["status"] == "success"
+    want = expected(upstream.gateway, "demo-chat", prompt)
     assert want.status == "success" and len(want.content) > 20
     texts = assistant_markdown(demo)
     assert want.content in texts  # the streamed answer, replaced by the final content
@@ -70,6 +89,7 @@ def test_chat_streams_the_gateways_content_with_steps_done(demo: AppTest, gatewa
     assert not demo.error
 
 
+@MODELRIVER_ONLY
 def test_structured_output_renders_reply_and_table(demo: AppTest, gateway: Gateway) -> None:
     ask(demo, "I need help with my order", "Structured output")
     want = expected(gateway, "demo-structured", "I need help with my order")
@@ -84,6 +104,7 @@ def test_structured_output_renders_reply_and_table(demo: AppTest, gateway: Gatew
         assert list(demo.dataframe[-1].value["task"]) == [a["task"] for a in want.data["action_items"]]
 
 
+@UPSTREAMS
 def test_error_workflow_shows_st_error_and_returns_it(demo: AppTest) -> None:
     ask(demo, "this will fail", "Error")
     assert demo.error, "st.error expected"
@@ -94,6 +115,7 @@ def test_error_workflow_shows_st_error_and_returns_it(demo: AppTest) -> None:
     assert any("status error" in c.value for c in demo.get("caption"))
 
 
+@MODELRIVER_ONLY
 def test_failover_ends_with_the_second_providers_answer(demo: AppTest, gateway: Gateway) -> None:
     ask(demo, "fail over please", "Failover")
     want = expected(gateway, "demo-failover", "fail over please")
@@ -102,6 +124,7 @@ def test_failover_ends_with_the_second_providers_answer(demo: AppTest, gateway: 
     assert "Failover" in demo.status[-1].markdown[0].value
 
 
+@MODELRIVER_ONLY
 def test_event_driven_completes_after_the_demo_backend_calls_back(demo: AppTest, gateway: Gateway) -> None:
     ask(demo, "open a ticket", "Event-driven (webhook + callback)")
     status = demo.status[-1]

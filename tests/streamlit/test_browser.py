@@ -1,24 +1,40 @@
 """The demo under a real `streamlit run`, driven by Chromium (Playwright), against a real gateway.
 
 Every wait is on a DOM state (``wait_for_function`` polls the page each animation frame) or an
-output line; stream speed is set per request with ``?tps=`` (the scripted provider's pace).
+output line; stream speed is set per request with ``?tps=`` (the scripted provider's pace; on the
+Realm upstream, which carries no per-request pace, the Realm gateway's config sets it).
+
+Each test runs against both upstreams (``upstream``: ModelRiver, and the gateway's Realm endpoint
+through core's ``SyncRealmUpstream``), except what is ModelRiver's alone: component mode (the
+browser joins the gateway's channel with the request's socket token; a Realm request has none, so
+component mode falls back to server mode, which ``test_component_mode_on_realm_...`` shows),
+event-driven workflows (webhooks and callbacks) and the socket-token refresh.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pytest
 
 from modelriver import ModelRiver
 from support import Gateway
+from tests.core.realm_support import REALM_KEY
+
+if TYPE_CHECKING:
+    from tests.streamlit.conftest import UpstreamTarget
 
 pytestmark = pytest.mark.browser
 
 MODES = ["component", "server"]
+UPSTREAM_MODES = pytest.mark.parametrize(
+    ("upstream", "mode"), [("modelriver", "component"), ("modelriver", "server"), ("realm", "server")],
+    indirect=["upstream"])
+MODELRIVER = pytest.mark.parametrize("upstream", ["modelriver"], indirect=True)
+REALM = pytest.mark.parametrize("upstream", ["realm"], indirect=True)
 
 # Helpers installed in every page: read the answer wherever the mode draws it. Component mode
 # draws inside the component's shadow root; server mode in the keyed text container.
@@ -97,8 +113,8 @@ class GatewayWatch:
 
 
 @pytest.fixture
-def watch(gateway: Gateway) -> GatewayWatch:
-    return GatewayWatch(gateway)
+def watch(upstream: UpstreamTarget) -> GatewayWatch:
+    return GatewayWatch(upstream.gateway)
 
 
 def open_demo(page: Any, app: Any, *, mode: str, tps: float, workflow: str = "demo-chat") -> None:
@@ -149,9 +165,9 @@ def watch_stream(page: Any) -> tuple[list[str], list[dict[str, str]]]:
         steps.append(state["steps"])
 
 
-@pytest.mark.parametrize("mode", MODES)
+@UPSTREAM_MODES
 def test_tokens_and_steps_stream_live_and_the_value_returns(
-        mode: str, demo_app: Any, gateway: Gateway, page: tuple[Any, Any],
+        mode: str, upstream: UpstreamTarget, demo_app: Any, page: tuple[Any, Any],
         watch: GatewayWatch) -> None:
     browser_page, _ = page
     prompt = f"Stream live in {mode} mode"
@@ -167,16 +183,17 @@ def test_tokens_and_steps_stream_live_and_the_value_returns(
 
     caption = wait_returned(browser_page)
     assert "status success" in caption
+    channel_id = upstream.gateway_channel(channel_of(caption), prompt)
     want = watch.expected_content("demo-chat", prompt)
     assert norm(final_text(browser_page)) == norm(want)
     assert norm(texts[-1]) in norm(want)
-    assert watch.new() == [channel_of(caption)]
-    assert gateway.request_log(channel_of(caption))["status"] == "success"
+    assert watch.new() == [channel_id]
+    assert upstream.gateway.request_log(channel_id)["status"] == "success"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@UPSTREAM_MODES
 def test_reload_mid_stream_resumes_without_a_second_request(
-        mode: str, demo_app: Any, gateway: Gateway, page: tuple[Any, Any],
+        mode: str, upstream: UpstreamTarget, demo_app: Any, page: tuple[Any, Any],
         watch: GatewayWatch) -> None:
     browser_page, capture = page
     prompt = f"Reload me in {mode} mode"
@@ -188,12 +205,12 @@ def test_reload_mid_stream_resumes_without_a_second_request(
     resumed = wait_text(browser_page, len(partial))  # the text so far is back at once
     caption = wait_returned(browser_page)
 
+    channel_id = upstream.gateway_channel(channel_of(caption), prompt)
     want = watch.expected_content("demo-chat", prompt)
     assert norm(want).startswith(norm(resumed)[: len(norm(partial))])
     assert norm(final_text(browser_page)) == norm(want)
-    channel_id = channel_of(caption)
     assert watch.new() == [channel_id], "the reload must not start a second upstream request"
-    log = gateway.request_log(channel_id)
+    log = upstream.gateway.request_log(channel_id)
     assert log["status"] == "success"
     if mode == "component":
         # the browser rejoined with a fresh token and asked only for what it had not seen
@@ -201,14 +218,14 @@ def test_reload_mid_stream_resumes_without_a_second_request(
         joins = [json.loads(f) for f in capture.gateway_frames() if '"phx_join"' in f]
         assert len(joins) >= 2
         assert joins[-1][4].get("last_seq", 0) > 0, joins[-1]
-    else:
+    elif not upstream.realm:  # (a Realm call joins no channel: one call, one request, as above)
         # the new session re-followed the process's pump: one socket, joined once
         assert log["joins"] == 1
 
 
-@pytest.mark.parametrize("mode", MODES)
+@UPSTREAM_MODES
 def test_clicking_an_unrelated_widget_while_streaming_does_not_restart(
-        mode: str, demo_app: Any, gateway: Gateway, page: tuple[Any, Any],
+        mode: str, upstream: UpstreamTarget, demo_app: Any, page: tuple[Any, Any],
         watch: GatewayWatch) -> None:
     browser_page, _ = page
     prompt = f"Rerun me in {mode} mode"
@@ -219,18 +236,20 @@ def test_clicking_an_unrelated_widget_while_streaming_does_not_restart(
     browser_page.get_by_text("Pings: 1").wait_for()
     assert browser_page.evaluate("() => mr.returned()") is None, "the click came too late to test"
     caption = wait_returned(browser_page)
+    channel_id = upstream.gateway_channel(channel_of(caption), prompt)
     want = watch.expected_content("demo-chat", prompt)
     assert norm(final_text(browser_page)) == norm(want)
-    assert watch.new() == [channel_of(caption)]
+    assert watch.new() == [channel_id]
 
 
-@pytest.mark.parametrize("mode", MODES)
+@UPSTREAM_MODES
 def test_stop_cancels_upstream_and_shows_the_error(
-        mode: str, demo_app: Any, gateway: Gateway, page: tuple[Any, Any],
+        mode: str, upstream: UpstreamTarget, demo_app: Any, page: tuple[Any, Any],
         watch: GatewayWatch) -> None:
     browser_page, _ = page
+    prompt = f"Stop me in {mode} mode"
     open_demo(browser_page, demo_app, mode=mode, tps=8)
-    ask(browser_page, f"Stop me in {mode} mode")
+    ask(browser_page, prompt)
     wait_text(browser_page, 10)
     if mode == "component":
         browser_page.get_by_test_id("modelriver-stop").click()
@@ -239,15 +258,17 @@ def test_stop_cancels_upstream_and_shows_the_error(
     caption = wait_returned(browser_page)
     assert "status cancelled" in caption
     browser_page.get_by_test_id("stAlert").filter(has_text="Request cancelled").first.wait_for()
-    log = gateway.request_log(channel_of(caption))
+    channel_id = upstream.gateway_channel(channel_of(caption), prompt)
+    log = upstream.gateway.request_log(channel_id)
     assert log["cancelled"] is True
     assert log["status"] == "cancelled"
-    assert watch.new() == [channel_of(caption)]
+    assert watch.new() == [channel_id]
 
 
+@MODELRIVER
 @pytest.mark.parametrize("mode", MODES)
 def test_event_driven_shows_the_backend_step_until_completed(
-        mode: str, demo_app: Any, gateway: Gateway, page: tuple[Any, Any]) -> None:
+        mode: str, upstream: UpstreamTarget, demo_app: Any, gateway: Gateway, page: tuple[Any, Any]) -> None:
     browser_page, _ = page
     open_demo(browser_page, demo_app, mode=mode, tps=100, workflow="demo-events")
     ask(browser_page, f"Open a ticket in {mode} mode")
@@ -269,8 +290,9 @@ SNAPSHOT = r"""() => {
 }"""
 
 
+@MODELRIVER
 def test_the_api_key_reaches_no_page_payload_frame_or_log(
-        demo_app: Any, gateway: Gateway, page: tuple[Any, Any]) -> None:
+        upstream: UpstreamTarget, demo_app: Any, gateway: Gateway, page: tuple[Any, Any]) -> None:
     browser_page, capture = page
     sources: list[str] = []
 
@@ -321,8 +343,9 @@ def test_the_api_key_reaches_no_page_payload_frame_or_log(
         assert key.encode() not in data
 
 
+@MODELRIVER
 def test_component_reconnects_after_a_dropped_socket_and_resumes_from_last_seq(
-        probe_app: Any, gateway: Gateway, page: tuple[Any, Any], watch: GatewayWatch) -> None:
+        upstream: UpstreamTarget, probe_app: Any, gateway: Gateway, page: tuple[Any, Any], watch: GatewayWatch) -> None:
     browser_page, capture = page
     prompt = "Drop my socket"
     meta = json.dumps({"scripted": {"tokens_per_second": 40, "drop_socket_after": 12}})
@@ -340,8 +363,9 @@ def test_component_reconnects_after_a_dropped_socket_and_resumes_from_last_seq(
     assert watch.new() == [channel_of(caption)]
 
 
+@MODELRIVER
 def test_switching_to_component_mid_stream_gets_a_fresh_token_from_the_backend(
-        demo_app: Any, gateway: Gateway, page: tuple[Any, Any], watch: GatewayWatch) -> None:
+        upstream: UpstreamTarget, demo_app: Any, gateway: Gateway, page: tuple[Any, Any], watch: GatewayWatch) -> None:
     """The server-mode pump holds the socket token, so the component's opens are refused: it asks
     Python (a trigger) for a fresh one, Python calls the reconnect API with its key, the stream goes on."""
     browser_page, _ = page
@@ -357,3 +381,34 @@ def test_switching_to_component_mid_stream_gets_a_fresh_token_from_the_backend(
     assert norm(final_text(browser_page)) == norm(want)
     demo_app.process.wait_for(f"fresh socket token for request {channel_of(caption)}", timeout=5)
     assert watch.new() == [channel_of(caption)]
+
+
+@REALM
+def test_component_mode_on_realm_falls_back_to_server_mode_and_streams(
+        upstream: UpstreamTarget, demo_app: Any, page: tuple[Any, Any], watch: GatewayWatch) -> None:
+    """A Realm request has no browser socket token: component mode follows it in server mode (logged
+    once), the tokens still stream, and the browser opens no gateway socket nor sees Realm's key."""
+    browser_page, capture = page
+    prompt = "Component mode on Realm"
+    open_demo(browser_page, demo_app, mode="component", tps=25)
+    browser_page.get_by_text(f"Upstream: {upstream.env['REALM_URL']}").wait_for()
+    ask(browser_page, prompt)
+    texts, _ = watch_stream(browser_page)
+
+    assert len(texts) >= 5, f"too few intermediate states: {texts}"
+    for shorter, longer in itertools.pairwise(texts):
+        assert longer.startswith(shorter.rstrip()), (shorter, longer)
+    assert browser_page.evaluate("() => mr.component()") is None, "no component: server mode drew it"
+    caption = wait_returned(browser_page)
+    assert "status success" in caption
+    channel_id = upstream.gateway_channel(channel_of(caption), prompt)
+    want = watch.expected_content("demo-chat", prompt)
+    assert norm(final_text(browser_page)) == norm(want)
+    assert watch.new() == [channel_id]
+    demo_app.process.wait_for("component mode falls back to server mode", timeout=5)
+    assert demo_app.process.output.count("component mode falls back to server mode") == 1
+    assert not [url for url in capture.sockets if "/socket/websocket" in url]
+    frames = [p if isinstance(p, bytes) else p.encode() for _, p in capture.frames]
+    assert frames and all(REALM_KEY.encode() not in f for f in frames)
+    assert REALM_KEY not in browser_page.evaluate(SNAPSHOT)
+    assert REALM_KEY not in demo_app.process.output

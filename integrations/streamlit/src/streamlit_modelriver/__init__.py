@@ -17,6 +17,12 @@ Settings come from ``st.secrets`` (``MODELRIVER_API_KEY`` / ``MODELRIVER_API_BAS
 ``api_key`` / ``api_base`` in a ``[modelriver]`` table) or the environment. The API key stays on
 the server: the browser only ever sees a request's short-lived socket token.
 
+The upstream: ``client=`` takes any ``modelriver.upstream.Upstream``; by default
+``upstream_client()`` picks it as core's ``sync_upstream_from_env`` does:
+``MODELRIVER_UPSTREAM=realm`` (``REALM_URL``, ``REALM_API_KEY``) sends requests to a Realm server,
+otherwise to ModelRiver. Realm requests have no browser socket token, so component mode follows
+them in server mode.
+
 Two modes:
 
 - ``mode="component"`` (default): a components-v2 element (no iframe, no build step) whose
@@ -43,7 +49,12 @@ Logging goes to the ``streamlit_modelriver`` logger (never the API key).
 """
 
 from streamlit_modelriver._main import Mode, pump_registry, resumable_requests, st_modelriver
-from streamlit_modelriver._settings import modelriver_client, resolve_settings
+from streamlit_modelriver._settings import (
+    modelriver_client,
+    resolve_settings,
+    resolve_upstream_settings,
+    upstream_client,
+)
 from streamlit_modelriver._version import __version__
 
 __all__ = [
@@ -52,6 +63,8 @@ __all__ = [
     "modelriver_client",
     "pump_registry",
     "resolve_settings",
+    "resolve_upstream_settings",
     "resumable_requests",
     "st_modelriver",
+    "upstream_client",
 ]

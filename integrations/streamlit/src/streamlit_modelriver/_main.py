@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 import streamlit as st
 
-from modelriver import AIResponse, AsyncRequest, ModelRiver, ModelRiverError, WorkflowStep
+from modelriver import AIResponse, AsyncRequest, ModelRiverError, WorkflowStep
+from modelriver.upstream import Upstream
 from streamlit_modelriver import _component
 from streamlit_modelriver._pump import PumpRegistry
 from streamlit_modelriver._render import (
@@ -30,7 +31,7 @@ from streamlit_modelriver._render import (
     steps_markdown,
     text_container,
 )
-from streamlit_modelriver._settings import modelriver_client
+from streamlit_modelriver._settings import upstream_client
 
 __all__ = ["QUERY_PREFIX", "Mode", "pump_registry", "resumable_requests", "st_modelriver"]
 
@@ -114,7 +115,7 @@ def st_modelriver(
     prompt_or_messages: str | Sequence[Mapping[str, Any]] | None,
     *,
     workflow: str | None = None,
-    client: ModelRiver | None = None,
+    client: Upstream | None = None,
     key: str | None = None,
     mode: Mode = "component",
     show_steps: bool = True,
@@ -129,11 +130,15 @@ def st_modelriver(
         prompt_or_messages: a prompt, chat messages ``[{role, content}]``, or None to only
             resume the request of ``key`` after a reload (see ``resumable_requests()``).
         workflow: the workflow to run (needed to start a request).
-        client: the API client; default ``modelriver_client()`` (st.secrets or env, cached).
+        client: where requests go, any ``modelriver.upstream.Upstream`` (a ``ModelRiver``
+            client, a ``SyncRealmUpstream``...); default ``upstream_client()`` (st.secrets or
+            env: ``MODELRIVER_UPSTREAM=realm`` selects Realm; cached).
         key: identifies this request across reruns and reloads; default: derived from the
             workflow and messages. A new prompt under the same key starts a new request.
         mode: ``"component"``: the browser streams from the gateway's socket; ``"server"``:
             this process streams and writes native elements (``st.status``, ``st.write_stream``).
+            Component mode needs a browser-facing socket token; an upstream that gives none
+            (Realm) is followed in server mode instead.
         show_steps: show the workflow steps.
         events: events of an event-driven workflow, e.g. ``["webhook_received"]``.
         on_token: called with each text delta as it is drawn (server mode; after a rerun, first
@@ -160,7 +165,7 @@ def st_modelriver(
         if fingerprint is None:
             raise ValueError("pass a prompt, or the key of a request to resume")
         key = f"auto-{fingerprint[:16]}"
-    api = client if client is not None else modelriver_client()
+    api = client if client is not None else upstream_client()
     entries = _entries()
     entry = entries.get(key)
     if entry is not None and fingerprint is not None and entry.fingerprint not in (None, fingerprint):
@@ -184,7 +189,7 @@ def st_modelriver(
         return entry.response
     assert entry.request is not None
     response: AIResponse | None
-    if mode == "server":
+    if mode == "server" or not _browser_can_stream(api, entry.request):
         response = _follow(api, entry, show_steps=show_steps, on_token=on_token)
     else:
         response = _run_component(api, entry, show_steps=show_steps)
@@ -197,7 +202,7 @@ def st_modelriver(
 
 # -- starting and resuming ---------------------------------------------------------------------
 
-def _start(api: ModelRiver, key: str, fingerprint: str | None, workflow: str | None,
+def _start(api: Upstream, key: str, fingerprint: str | None, workflow: str | None,
            messages: list[dict[str, Any]], *, events: Sequence[str] | None, webhook_url: str | None,
            metadata: Mapping[str, Any] | None) -> _Entry:
     if not workflow:
@@ -224,7 +229,7 @@ def _remember_in_url(entry: _Entry) -> None:
     st.query_params[QUERY_PREFIX + entry.key] = entry.request.channel_id
 
 
-def _resume(api: ModelRiver, key: str, mode: Mode, fingerprint: str | None) -> _Entry | None:
+def _resume(api: Upstream, key: str, mode: Mode, fingerprint: str | None) -> _Entry | None:
     channel_id = st.query_params.get(QUERY_PREFIX + key)
     if not channel_id:
         return None
@@ -257,7 +262,7 @@ def _checkpoint() -> None:
     st.session_state.get(_STATE_KEY)
 
 
-def _follow(api: ModelRiver, entry: _Entry, *, show_steps: bool,
+def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
             on_token: Callable[[str], None] | None) -> AIResponse:
     assert entry.request is not None
     pump = pump_registry().start(api, entry.request)
@@ -341,7 +346,25 @@ def _follow(api: ModelRiver, entry: _Entry, *, show_steps: bool,
 
 # -- component mode ------------------------------------------------------------------------------
 
-def _run_component(api: ModelRiver, entry: _Entry, *, show_steps: bool) -> AIResponse | None:
+_fallbacks_logged: set[str] = set()
+
+
+def _browser_can_stream(api: Upstream, request: AsyncRequest) -> bool:
+    """Component mode needs a socket the browser may join: the request's ``ws_token``.
+
+    An upstream whose requests carry none (Realm: its socket takes the server's API key, so it
+    must not reach the browser) is followed in server mode instead; said once per upstream.
+    """
+    if request.ws_token and request.websocket_url:
+        return True
+    if api.api_base not in _fallbacks_logged:
+        _fallbacks_logged.add(api.api_base)
+        logger.info("the upstream at %s gives no browser socket token: component mode falls back "
+                    "to server mode", api.api_base)
+    return False
+
+
+def _run_component(api: Upstream, entry: _Entry, *, show_steps: bool) -> AIResponse | None:
     assert entry.request is not None
     channel_id = entry.request.channel_id
     state = _component.peek(entry.key, channel_id)
@@ -362,7 +385,7 @@ def _run_component(api: ModelRiver, entry: _Entry, *, show_steps: bool) -> AIRes
     return response
 
 
-def _handle_triggers(api: ModelRiver, entry: _Entry, state: Mapping[str, Any]) -> None:
+def _handle_triggers(api: Upstream, entry: _Entry, state: Mapping[str, Any]) -> None:
     """The component's stop and refresh requests: both need the API key, so Python does them."""
     assert entry.request is not None
     channel_id = entry.request.channel_id

@@ -2,10 +2,10 @@
 
 A Streamlit script run can be interrupted at any ``st.*`` call (a rerun, a stop, a closed tab),
 so the run must not own the stream. A :class:`Pump` owns it instead: a daemon thread iterates
-core's sync stream (``ModelRiver.connect``) and keeps the answer so far, the steps and the final
-response. A script run *follows* the pump: it writes what is there, then waits for more. A rerun,
-or a reload (a new session, same process) re-follows the same pump: one socket, one upstream
-request, nothing lost.
+core's sync stream (the upstream's ``connect``: ModelRiver or Realm) and keeps the answer so
+far, the steps and the final response. A script run *follows* the pump: it writes what is
+there, then waits for more. A rerun, or a reload (a new session, same process) re-follows the
+same pump: one socket, one upstream request, nothing lost.
 
 Pumps live in a :class:`PumpRegistry` held by ``st.cache_resource`` (clear it with
 ``st.cache_resource.clear()``); finished ones are dropped ``keep`` seconds after they end.
@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from modelriver import AIResponse, AsyncRequest, ModelRiver, ModelRiverError, WorkflowStep
+from modelriver import AIResponse, AsyncRequest, ModelRiverError, WorkflowStep
 from modelriver.events import Error, Response, Status, Step, Token, ToolCall
 from modelriver.steps import INITIAL_STEPS
+from modelriver.upstream import Upstream
 
 __all__ = ["Pump", "PumpRegistry", "Snapshot"]
 
@@ -73,12 +74,13 @@ class Pump:
     """One request's stream, consumed on a daemon thread.
 
     Args:
-        client: the API client (its ``connect`` renews refused socket tokens itself).
+        client: the upstream (a ``ModelRiver`` client's ``connect`` renews refused socket
+            tokens itself).
         request: the request to stream.
         on_end: called with the pump once the terminal response is in.
     """
 
-    def __init__(self, client: ModelRiver, request: AsyncRequest,
+    def __init__(self, client: Upstream, request: AsyncRequest,
                  on_end: Callable[[Pump], None] | None = None) -> None:
         self.client = client
         self.request = request
@@ -237,7 +239,7 @@ class PumpRegistry:
             self._purge()
             return self._pumps.get(channel_id)
 
-    def start(self, client: ModelRiver, request: AsyncRequest) -> Pump:
+    def start(self, client: Upstream, request: AsyncRequest) -> Pump:
         """The pump of ``request``'s channel: the live one, or a new one started now."""
         with self._lock:
             self._purge()
