@@ -9,6 +9,11 @@ Environment (all optional):
 
 - ``MODELRIVER_API_BASE`` / ``MODELRIVER_API_KEY``: the gateway to use. Without an API base the
   demo starts an embedded gateway (``modelriver dev``) on a free port with a fresh key.
+- ``MODELRIVER_UPSTREAM=realm``: talk to a Realm server instead (``REALM_URL``,
+  ``REALM_API_KEY``), through ``modelriver.upstream.upstream_from_env()``. Without a
+  ``REALM_URL`` the embedded gateway is started with its Realm endpoint (``--realm-port``) and the
+  demo uses that. Realm has no webhooks, so ``demo-events`` is left out of the workflows then, and
+  the scripted pace in the metadata box does not apply (Realm calls carry no metadata).
 - ``MODELRIVER_WEBHOOK_SECRET``: the webhook secret shared with the gateway (``whsec_dev``).
 - ``GRADIO_SERVER_PORT`` (7860) / ``GRADIO_SERVER_NAME`` (127.0.0.1): where Gradio listens.
 - ``MODELRIVER_DEMO_METADATA``: JSON sent as each request's ``metadata``, e.g.
@@ -40,8 +45,9 @@ import time
 import uuid
 from typing import Any
 
-from gradio_modelriver import WebhookReceiver, chat_interface
+from gradio_modelriver import DEFAULT_WORKFLOWS, WebhookReceiver, chat_interface
 from modelriver import AsyncModelRiver
+from modelriver.upstream import ENV_REALM_API_KEY, ENV_REALM_URL, ENV_UPSTREAM, upstream_from_env
 from modelriver.webhooks import WebhookEvent
 
 logger = logging.getLogger("gradio_modelriver.demo")
@@ -54,14 +60,26 @@ DESCRIPTION = (
 )
 
 
-def start_embedded_gateway() -> tuple[str, str]:
-    """Start `modelriver dev` on a free port with a fresh key; stopped when the demo exits."""
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+def start_embedded_gateway(realm_port: int | None = None, realm_key: str | None = None,
+                           ) -> tuple[str, str]:
+    """Start `modelriver dev` on a free port with a fresh key; stopped when the demo exits.
+
+    With ``realm_port``, its Realm endpoint listens there too (auth with ``realm_key``).
+    """
+    port = free_port()
     api_key = f"mr_dev_{secrets.token_hex(12)}"
+    realm = ["--realm-port", str(realm_port)] if realm_port else []
+    if realm and realm_key:
+        realm += ["--realm-api-key", realm_key]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "modelriver", "dev", "--port", str(port), "--api-key", api_key],
+        [sys.executable, "-m", "modelriver", "dev", "--port", str(port), "--api-key", api_key,
+         *realm],
         stdout=subprocess.PIPE, text=True,
     )
     atexit.register(proc.terminate)
@@ -95,7 +113,15 @@ def enrich(event: WebhookEvent) -> dict[str, Any]:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if not os.environ.get("MODELRIVER_API_BASE"):
+    realm = (os.environ.get(ENV_UPSTREAM) or "").strip().lower() == "realm"
+    if realm and not os.environ.get(ENV_REALM_URL):
+        realm_port, realm_key = free_port(), f"sk_dev_{secrets.token_hex(12)}"
+        api_base, _ = start_embedded_gateway(realm_port, realm_key)
+        os.environ[ENV_REALM_URL] = f"ws://127.0.0.1:{realm_port}"
+        os.environ[ENV_REALM_API_KEY] = realm_key
+        print(f"Started an embedded gateway on {api_base}, Realm endpoint "
+              f"{os.environ[ENV_REALM_URL]}", flush=True)
+    elif not realm and not os.environ.get("MODELRIVER_API_BASE"):
         api_base, api_key = start_embedded_gateway()
         os.environ["MODELRIVER_API_BASE"], os.environ["MODELRIVER_API_KEY"] = api_base, api_key
         print(f"Started an embedded gateway on {api_base}", flush=True)
@@ -104,12 +130,22 @@ def main() -> None:
     metadata = json.loads(os.environ.get("MODELRIVER_DEMO_METADATA") or "null")
     max_bytes = int(os.environ.get("MODELRIVER_DEMO_MAX_MESSAGE_BYTES") or 32 * 1024)
 
-    client = AsyncModelRiver()  # one per process, shared by every user and the webhook route
-    receiver = WebhookReceiver(client=client, enrich=enrich)
-    webhook_url = (os.environ.get("MODELRIVER_DEMO_WEBHOOK_URL")
-                   or receiver.url_for(f"http://127.0.0.1:{port}"))
+    # One upstream per process, shared by every user (and the webhook route, on ModelRiver).
+    client = upstream_from_env()
+    routes = []
+    webhook_url = None
+    workflows: tuple[str, ...] = DEFAULT_WORKFLOWS
+    if isinstance(client, AsyncModelRiver):
+        receiver = WebhookReceiver(client=client, enrich=enrich)
+        routes.append(receiver.route())
+        webhook_url = (os.environ.get("MODELRIVER_DEMO_WEBHOOK_URL")
+                       or receiver.url_for(f"http://127.0.0.1:{port}"))
+    else:  # no webhooks or callbacks: the event-driven workflow cannot run
+        workflows = tuple(w for w in DEFAULT_WORKFLOWS if w != "demo-events")
+    logger.info("upstream: %s", client.api_base)
     demo = chat_interface(
         client=client,
+        workflows=workflows,
         metadata=metadata,
         webhook_url=webhook_url,
         additional_outputs=True,
@@ -120,7 +156,7 @@ def main() -> None:
     )
     demo.queue(default_concurrency_limit=64)
     demo.launch(server_name=host, server_port=port, show_error=True,
-                app_kwargs={"routes": [receiver.route()]})
+                app_kwargs={"routes": routes})
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Tokens appear progressively, the step thoughts appear pending and settle to done, stop halts the
 answer and the gateway logs the cancel, an error workflow shows Gradio's error toast. Every wait
-is on a DOM state or on the gateway's request log.
+is on a DOM state or on the gateway's request log. Each test runs on both upstreams (conftest):
+ModelRiver, and Realm through the gateway's Realm endpoint (paced by the gateway's config there,
+since a Realm call carries no per-message metadata).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from support import CHROMIUM_ARGS, Gateway, chromium_path
+from support import CHROMIUM_ARGS, chromium_path
+from support.upstreams import Upstream
 
 # The first test also waits for the demo to start (see conftest.wait_demo).
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(200)]
@@ -95,7 +98,7 @@ def last_answer(page: Page) -> str:
 
 
 def test_tokens_appear_progressively_and_steps_settle_to_done(
-    page: Page, oracle: Callable[..., Any],
+    page: Page, upstream: Upstream, oracle: Callable[..., Any],
 ) -> None:
     prompt = "How do rivers find the sea?"
     expected = oracle("demo-chat", prompt).content
@@ -126,7 +129,7 @@ def test_tokens_appear_progressively_and_steps_settle_to_done(
 
 
 def test_stop_mid_stream_stops_the_answer_and_cancels_at_the_gateway(
-    page: Page, gateway: Gateway, oracle: Callable[..., Any], wait_until: Callable[..., Any],
+    page: Page, upstream: Upstream, oracle: Callable[..., Any], wait_until: Callable[..., Any],
 ) -> None:
     prompt = "Write me a very long story please"
     full = oracle("demo-chat", prompt).content
@@ -141,7 +144,7 @@ def test_stop_mid_stream_stops_the_answer_and_cancels_at_the_gateway(
     page.locator("button.stop-button").click()
     expect(page.locator("button.submit-button")).to_be_visible()
 
-    log = wait_until(lambda: (lg := gateway.request_log(channel.group(1)))["status"] == "cancelled"
+    log = wait_until(lambda: (lg := upstream.log(channel.group(1), prompt))["status"] == "cancelled"
                      and lg, 15, "the gateway to log the cancel")
     assert log["cancelled"] is True
     assert log["content_length"] < len(full)
@@ -151,7 +154,7 @@ def test_stop_mid_stream_stops_the_answer_and_cancels_at_the_gateway(
 
 
 def test_error_workflow_shows_gradios_error_and_the_app_keeps_serving(
-    page: Page, oracle: Callable[..., Any],
+    page: Page, upstream: Upstream, oracle: Callable[..., Any],
 ) -> None:
     set_inputs(page, workflow="demo-error")
     send(page, "hello")

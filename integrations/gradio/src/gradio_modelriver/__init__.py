@@ -36,9 +36,12 @@ What the chat function does, per message:
   (``settle_chat_interface(interface)``, which ``chat_interface`` calls, stops the spinners
   and, after an error, gives the textbox back: Gradio 6 would leave it disabled).
 
-One API client per returned function (created on first use, or pass ``client=``) serves every
-user; each message is its own request, so concurrent users never share state. Log messages go
-to the ``gradio_modelriver`` logger.
+One upstream client per returned function (created on first use by
+``modelriver.upstream.upstream_from_env()``, or pass ``client=`` any ``AsyncUpstream``) serves
+every user; each message is its own request, so concurrent users never share state. With
+``MODELRIVER_UPSTREAM=realm`` (``REALM_URL``, ``REALM_API_KEY``) the answers come from a Realm
+server instead; webhooks and callbacks stay ModelRiver-only. Log messages go to the
+``gradio_modelriver`` logger.
 """
 
 from gradio_modelriver._chat import DEFAULT_MAX_MESSAGE_BYTES, modelriver_chat

@@ -11,7 +11,6 @@ from typing import Any, TypeAlias
 import gradio as gr
 
 from gradio_modelriver._view import STRUCTURED_ID_PREFIX, ChatView, Structured
-from modelriver.api import AsyncModelRiver
 from modelriver.events import StreamEvent
 from modelriver.exceptions import (
     APIConnectionError,
@@ -23,8 +22,8 @@ from modelriver.exceptions import (
     RateLimitError,
     RequestTimeoutError,
 )
-from modelriver.stream import Stream
-from modelriver.types import AsyncRequest
+from modelriver.types import AIResponse, AsyncRequest
+from modelriver.upstream import AsyncUpstream, AsyncUpstreamStream, upstream_from_env
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "ChatFn", "modelriver_chat"]
 
@@ -46,7 +45,7 @@ _STREAM_EVENTS = ("token", "status", "tool_call", "step", "response", "error")
 def modelriver_chat(
     *,
     workflow: str | None = None,
-    client: AsyncModelRiver | None = None,
+    client: AsyncUpstream | None = None,
     show_steps: bool = True,
     structured: Structured = "json",
     history: bool = True,
@@ -68,8 +67,11 @@ def modelriver_chat(
     Args:
         workflow: the workflow to call. None: the function takes the workflow as a third
             argument (e.g. from a ``gr.Dropdown`` in ``additional_inputs``).
-        client: the API client to share; default an ``AsyncModelRiver()`` reading
-            ``MODELRIVER_API_KEY`` / ``MODELRIVER_API_BASE``, created on first use.
+        client: the upstream to share: any ``modelriver.upstream.AsyncUpstream`` (an
+            ``AsyncModelRiver``, a ``RealmUpstream``...); default ``upstream_from_env()``,
+            created on first use: ``AsyncModelRiver`` (``MODELRIVER_API_KEY`` /
+            ``MODELRIVER_API_BASE``), or with ``MODELRIVER_UPSTREAM=realm`` a ``RealmUpstream``
+            (``REALM_URL`` / ``REALM_API_KEY``).
         show_steps: show the workflow steps (and failovers) as a thought with one nested
             thought per step.
         structured: render structured output as a JSON block (``"json"``), a Markdown card
@@ -80,7 +82,8 @@ def modelriver_chat(
             ``gr.ChatInterface(additional_outputs=[gr.JSON()])``.
         max_message_bytes: the largest message accepted, in UTF-8 bytes.
         metadata: request ``metadata``: a mapping, or a callable giving one per request.
-        events: event names for event-driven workflows, e.g. ``["webhook_received"]``.
+        events: event names for event-driven workflows, e.g. ``["webhook_received"]``
+            (ModelRiver only: an upstream without webhooks refuses them with a clear error).
         webhook_url: where the gateway posts webhooks: a URL, or a callable giving one.
         request_timeout: seconds to wait for the final answer (None: forever).
         extra_inputs: what the arguments after ``history`` are, in order (the values of
@@ -103,13 +106,13 @@ def modelriver_chat(
     unknown = set(names) - {"workflow", "metadata"}
     if unknown:
         raise ValueError(f"extra_inputs may name 'workflow' and 'metadata', not {sorted(unknown)}")
-    holder: list[AsyncModelRiver] = [client] if client is not None else []
+    holder: list[AsyncUpstream] = [client] if client is not None else []
     cancels: set[asyncio.Task[Any]] = set()
 
-    def get_client() -> AsyncModelRiver:
+    def get_client() -> AsyncUpstream:
         # No await between the check and the append: concurrent first calls share one client.
         if not holder:
-            holder.append(AsyncModelRiver())
+            holder.append(upstream_from_env())
         return holder[0]
 
     async def chat(message: Any, history_: list[Any] | None, *args: Any) -> AsyncIterator[Any]:
@@ -153,8 +156,7 @@ def modelriver_chat(
             raise
         logger.debug("request %s started on %s", request.channel_id, name)
         view.channel_id = request.channel_id
-        stream = Stream(request, refresh=lambda: api.reconnect(request.channel_id),
-                        request_timeout=request_timeout, coalesce=True)
+        stream = await api.connect(request, request_timeout=request_timeout, coalesce=True)
         # Events fold into the view as they come (callbacks); the generator yields the view's
         # latest state whenever Gradio asks for the next one. Token by token while Gradio keeps
         # up; when it falls behind, what arrived meanwhile goes out in one yield (and the
@@ -169,8 +171,7 @@ def modelriver_chat(
 
         for name_ in _STREAM_EVENTS:
             stream.on(name_, on_event)
-        stream.start()
-        ended = asyncio.ensure_future(stream.wait())
+        ended = asyncio.ensure_future(_drain(stream))
         ended.add_done_callback(lambda task: task.cancelled() or task.exception())
         ended.add_done_callback(lambda _: changed.set())
         try:
@@ -207,8 +208,15 @@ def modelriver_chat(
     return chat
 
 
+async def _drain(stream: AsyncUpstreamStream) -> AIResponse | None:
+    """Run the stream to its end (its callbacks fold the events into the view)."""
+    async for _ in stream:
+        pass
+    return stream.response
+
+
 async def _create(
-    api: AsyncModelRiver,
+    api: AsyncUpstream,
     workflow: str,
     messages: list[dict[str, str]],
     *,
@@ -220,24 +228,26 @@ async def _create(
         return await api.create_request(workflow, messages, metadata=metadata, events=events,
                                         webhook_url=webhook_url)
     except AuthenticationError as exc:
-        raise gr.Error("The gateway refused the API key: check MODELRIVER_API_KEY.",
-                       title=_ERROR_TITLE) from exc
+        raise gr.Error(f"The upstream at {api.api_base} refused the API key: check "
+                       "MODELRIVER_API_KEY (REALM_API_KEY for Realm).", title=_ERROR_TITLE) from exc
     except RateLimitError as exc:
         wait = f" Try again in {exc.retry_after:.0f} s." if exc.retry_after else ""
         raise gr.Error(f"Too many requests.{wait}", title=_ERROR_TITLE) from exc
     except APITimeoutError as exc:
-        raise gr.Error(f"The ModelRiver gateway at {api.api_base} did not answer in time.",
+        raise gr.Error(f"The upstream at {api.api_base} did not answer in time.",
                        title=_ERROR_TITLE) from exc
     except APIConnectionError as exc:
-        logger.warning("gateway unreachable at %s: %s", api.api_base, exc)
-        raise gr.Error(f"Cannot reach the ModelRiver gateway at {api.api_base}. Is it running?",
+        logger.warning("upstream unreachable at %s: %s", api.api_base, exc)
+        raise gr.Error(f"Cannot reach the upstream at {api.api_base}. Is it running?",
                        title=_ERROR_TITLE) from exc
     except APIError as exc:
-        raise gr.Error(f"The gateway refused the request: {exc.message} (HTTP {exc.status})",
+        raise gr.Error(f"The upstream refused the request: {exc.message} (HTTP {exc.status})",
                        title=_ERROR_TITLE) from exc
+    except ModelRiverError as exc:  # e.g. a Realm server's INVALID_PARAMS (an unknown model)
+        raise gr.Error(f"The upstream refused the request: {exc}", title=_ERROR_TITLE) from exc
 
 
-async def _cancel(api: AsyncModelRiver, channel_id: str) -> None:
+async def _cancel(api: AsyncUpstream, channel_id: str) -> None:
     try:
         await api.cancel(channel_id)
     except ModelRiverError as exc:
@@ -246,9 +256,9 @@ async def _cancel(api: AsyncModelRiver, channel_id: str) -> None:
 
 def _stream_error(exc: ModelRiverError) -> str:
     if isinstance(exc, RequestTimeoutError):
-        return "The gateway did not finish the answer in time."
+        return "The upstream did not finish the answer in time."
     if isinstance(exc, JoinError):
-        return f"The gateway refused the stream ({exc.reason})."
+        return f"The upstream refused the stream ({exc.reason})."
     return f"The stream broke: {exc}"
 
 

@@ -12,7 +12,7 @@ from gradio.events import Dependency
 
 from gradio_modelriver._chat import DEFAULT_MAX_MESSAGE_BYTES, Metadata, WebhookURL, modelriver_chat
 from gradio_modelriver._view import Structured
-from modelriver.api import AsyncModelRiver
+from modelriver.upstream import AsyncUpstream
 
 __all__ = ["DEFAULT_EXAMPLES", "DEFAULT_WORKFLOWS", "chat_interface", "settle_chat_interface"]
 
@@ -32,7 +32,7 @@ def chat_interface(
     *,
     workflow: str | None = None,
     workflows: Sequence[str] = DEFAULT_WORKFLOWS,
-    client: AsyncModelRiver | None = None,
+    client: AsyncUpstream | None = None,
     show_steps: bool = True,
     structured: Structured = "json",
     history: bool = True,
@@ -55,7 +55,8 @@ def chat_interface(
         workflow: the workflow to call; None shows a "Workflow" dropdown of ``workflows``.
         workflows: the dropdown's choices (the first is selected).
         client, show_steps, structured, history, max_message_bytes, metadata, events,
-            webhook_url: as for ``modelriver_chat``.
+            webhook_url: as for ``modelriver_chat`` (``client``: any ``AsyncUpstream``;
+            default ``upstream_from_env()``).
         additional_outputs: also show the structured output (or enriched data) in a
             ``gr.JSON`` beside the chat.
         metadata_input: add a "Request metadata (JSON)" box to the additional inputs, merged
