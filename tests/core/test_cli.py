@@ -1,4 +1,5 @@
-"""The command line: `modelriver dev` (start, key, flags, clean stop) and `modelriver stream`.
+"""The command line: `modelriver dev` (start, key, flags, clean stop) and `modelriver stream`,
+through ModelRiver and through Realm (``--realm ws://...``, or ``MODELRIVER_UPSTREAM=realm``).
 
 Everything runs as real subprocesses (``python -m modelriver``). ``modelriver stream`` is run
 through a pseudo-terminal to see that tokens reach the screen as they come, not at the end.
@@ -25,7 +26,8 @@ from websockets.sync.client import connect as ws_connect
 
 from modelriver.api import ModelRiver
 from modelriver.stream import connect_sync
-from support import Gateway, Process, free_port
+from support import Gateway, Process, free_port, start_gateway
+from tests.core.realm_support import REALM_KEY, scripted
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -146,6 +148,84 @@ def test_stream_without_a_gateway_fails_cleanly() -> None:
                           timeout=60)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
+
+
+# -- modelriver stream --realm ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def realm_url() -> Iterator[str]:
+    """A gateway serving Realm's protocol too (auth on with ``REALM_KEY``): its Realm URL."""
+    port = free_port()
+    gw = start_gateway("--realm-port", str(port), "--realm-api-key", REALM_KEY)
+    try:
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        gw.process.stop()
+
+
+def realm_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MODELRIVER_", "REALM_"))}
+    return {**env, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", **extra}
+
+
+def test_stream_realm_prints_tokens_progressively(realm_url: str) -> None:
+    prompt = "stream me through realm"
+    code, chunks, stderr = run_in_pty(
+        [*MODELRIVER, "stream", prompt, "--realm", realm_url, "--realm-api-key", REALM_KEY],
+        realm_env())
+    assert code == 0, stderr
+    assert scripted(prompt) in screen_text(chunks).replace("\n", "")
+    # The gateway's Realm endpoint streams demo-chat at ~50 tokens/s: many pieces, over time.
+    spread = [t for t, c in chunks if c.strip()]
+    assert len(spread) >= 5, f"only {len(spread)} chunks: the output was not streamed"
+    assert spread[-1] - spread[0] >= 0.3, "every chunk arrived at once"
+    assert "[success in" in stderr and "Traceback" not in stderr
+
+
+def test_stream_realm_is_chosen_by_the_environment(realm_url: str) -> None:
+    prompt = "realm from the environment"
+    done = subprocess.run(
+        [*MODELRIVER, "stream", prompt, "--json"], capture_output=True, text=True, timeout=30,
+        env=realm_env(MODELRIVER_UPSTREAM="realm", REALM_URL=realm_url, REALM_API_KEY=REALM_KEY))
+    assert done.returncode == 0, done.stderr
+    objects = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    response = objects[-1]["response"]
+    assert objects[-1]["type"] == "response" and response["status"] == "success"
+    assert "".join(o["data"] for o in objects if o["type"] == "token") == scripted(prompt)
+    assert response["content"] == scripted(prompt)
+
+
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_stream_realm_with_a_wrong_key_fails_cleanly(realm_url: str, json_mode: bool) -> None:
+    done = subprocess.run(
+        [*MODELRIVER, "stream", "hello", "--realm", realm_url, *(["--json"] if json_mode else [])],
+        capture_output=True, text=True, timeout=30, env=realm_env(REALM_API_KEY="sk_wrong_key"))
+    assert done.returncode == 1
+    if json_mode:
+        objects = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+        assert [o["type"] for o in objects] == ["error"], objects
+        message = objects[0]["message"]
+    else:
+        message = done.stderr
+    assert re.search(r"auth|api key|unauthori", message, re.IGNORECASE), message
+    assert "sk_wrong_key" not in done.stdout + done.stderr  # the key is never printed
+    assert "Traceback" not in done.stderr
+
+
+def test_stream_realm_unknown_model_and_no_server_fail_cleanly(realm_url: str) -> None:
+    unknown = subprocess.run(
+        [*MODELRIVER, "stream", "hello", "--realm", realm_url, "--realm-api-key", REALM_KEY,
+         "--workflow", "no-such-workflow"], capture_output=True, text=True, timeout=30,
+        env=realm_env())
+    assert unknown.returncode == 1 and "unknown model 'no-such-workflow'" in unknown.stderr
+    nowhere = f"ws://127.0.0.1:{free_port()}"
+    down = subprocess.run([*MODELRIVER, "stream", "hello", "--realm", nowhere],
+                          capture_output=True, text=True, timeout=60, env=realm_env())
+    assert down.returncode == 1 and nowhere in down.stderr, down.stderr
+    for done in (unknown, down):
+        assert "Traceback" not in done.stderr
 
 
 # -- modelriver dev --------------------------------------------------------------------------------
