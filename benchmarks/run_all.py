@@ -2,6 +2,11 @@
 
     .venv/bin/python benchmarks/run_all.py            # full runs (what `make bench` does)
     .venv/bin/python benchmarks/run_all.py --quick    # the CI-sized runs
+    .venv/bin/python benchmarks/run_all.py --only realm_streams   # re-run some, keep the rest
+
+With ``--only``, the named benchmarks' rows and notes replace theirs in the existing RESULTS.md
+(rows of a benchmark not there yet go at the end of the table); every other row, note and
+hand-written section is kept, and the header says what was re-run, when, and how.
 
 Each ``benchmarks/<name>.py`` takes ``--quick`` and ``--json``; with ``--json`` its last stdout
 line is one JSON object whose ``summary`` is a list of rows ``{metric, measured, goal, met}``
@@ -16,6 +21,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,16 +63,25 @@ def verdict(row: dict[str, Any]) -> str:
     return "—" if met is None else ("met" if met else "**missed**")
 
 
+TABLE_HEAD = ["| benchmark | metric | measured | goal | verdict |", "|---|---|---|---|---|"]
+ROW = re.compile(r"^\| `([^`]+)` \|")
+NOTE = re.compile(r"^- `([^`]+)`(: | failed:)")
+
+
+def rows(result: dict[str, Any]) -> list[str]:
+    """One benchmark's table rows."""
+    if result.get("error"):
+        return [f"| `{result['name']}` | failed to run | — | — | **error** |"]
+    return [f"| `{result['name']}` | {row['metric']} | {row['measured']} | "
+            f"{row.get('goal') or '—'} | {verdict(row)} |" for row in result.get("summary", [])]
+
+
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| benchmark | metric | measured | goal | verdict |", "|---|---|---|---|---|"]
-    for result in results:
-        if result.get("error"):
-            lines.append(f"| `{result['name']}` | failed to run | — | — | **error** |")
-            continue
-        for row in result.get("summary", []):
-            lines.append(f"| `{result['name']}` | {row['metric']} | {row['measured']} | "
-                         f"{row.get('goal') or '—'} | {verdict(row)} |")
-    return "\n".join(lines)
+    return "\n".join([*TABLE_HEAD, *(line for result in results for line in rows(result))])
+
+
+def note(result: dict[str, Any]) -> str | None:
+    return f"- `{result['name']}`: {result['notes']}" if result.get("notes") else None
 
 
 def machine() -> str:
@@ -84,7 +99,7 @@ def machine() -> str:
 
 def write(results: list[dict[str, Any]], quick: bool, command: str) -> str:
     body = table(results)
-    notes = [f"- `{r['name']}`: {r['notes']}" for r in results if r.get("notes")]
+    notes = [n for r in results if (n := note(r))]
     errors = [f"- `{r['name']}` failed:\n\n```\n{r['error']}\n```" for r in results if r.get("error")]
     text = "\n".join([
         "# Benchmark results", "",
@@ -98,14 +113,62 @@ def write(results: list[dict[str, Any]], quick: bool, command: str) -> str:
     return body
 
 
-def update_readme(body: str, command: str) -> None:
+def merge(results: list[dict[str, Any]], quick: bool, command: str) -> tuple[str, str]:
+    """Put ``results`` into the existing RESULTS.md, keeping everything else (see the docstring).
+
+    Returns:
+        The merged table, and how it was measured (Markdown, for the README).
+    """
+    if not RESULTS.exists():
+        return write(results, quick, command), command
+    fresh = {r["name"]: r for r in results}
+    lines = RESULTS.read_text().splitlines()
+    out: list[str] = []
+    placed: set[str] = set()
+    noted: set[str] = set()
+    for i, line in enumerate(lines):
+        row, old_note = ROW.match(line), NOTE.match(line)
+        if row and row.group(1) in fresh:
+            name = row.group(1)
+            if name not in placed:
+                out.extend(rows(fresh[name]))
+                placed.add(name)
+            continue
+        if old_note and old_note.group(1) in fresh:
+            name = old_note.group(1)
+            if name not in noted and (new := note(fresh[name])) is not None:
+                out.append(new)
+            noted.add(name)
+            continue
+        if line.startswith("- updated: "):
+            continue  # replaced below
+        out.append(line)
+        next_line = lines[i + 1] if i + 1 < len(lines) else ""
+        if line.startswith("|") and not next_line.startswith("|"):  # the table's end
+            for name in fresh.keys() - placed:
+                out.extend(rows(fresh[name]))
+                placed.add(name)
+    names = ", ".join(f"`{n}`" for n in fresh)
+    stamp = (f"- updated: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {names} re-run with "
+             f"`{command}`{' (quick sizes)' if quick else ''}; the other rows are from the command above")
+    at = next((i + 1 for i, line in enumerate(out) if line.startswith("- command: ")), 1)
+    out.insert(at, stamp)
+    RESULTS.write_text("\n".join(out) + "\n")
+    body = "\n".join(line for line in out if line.startswith("|"))
+    original = next((line[len("- command: "):] for line in out if line.startswith("- command: ")),
+                    "`make bench`")
+    return body, f"{original.split(' (')[0]}, {names} re-run with `{command}`"
+
+
+def update_readme(body: str, how: str) -> None:
+    """Replace the README's results block; ``how``: the command(s) that measured it, Markdown."""
     readme = README.read_text()
     if START not in readme or END not in readme:
         return
     head, rest = readme.split(START, 1)
     _, tail = rest.split(END, 1)
     link = "[benchmarks/RESULTS.md](benchmarks/RESULTS.md)"
-    block = f"{START}\nMeasured with `{command}` (full figures and notes: {link}).\n\n{body}\n{END}"
+    block = f"{START}\nMeasured with {how} (full figures and notes: {link}).\n\n{body}\n{END}"
     README.write_text(head + block + tail)
 
 
@@ -119,9 +182,12 @@ def main() -> int:
     results = [run(s, opts.quick, []) for s in selected]
     command = "make bench" if not opts.quick and opts.only is None else " ".join(
         ["python benchmarks/run_all.py", *sys.argv[1:]])
-    body = write(results, opts.quick, command)
+    if opts.only is None:
+        body, how = write(results, opts.quick, command), f"`{command}`"
+    else:
+        body, how = merge(results, opts.quick, command)
     if not opts.no_readme:
-        update_readme(body, command)
+        update_readme(body, how)
     print(body)
     return 1 if any(r.get("error") for r in results) else 0
 
