@@ -1,24 +1,30 @@
-"""Realm tokens/s over one multiplexed socket, at 1, 10 and 50 concurrent generations.
+"""Realm tokens/s over one multiplexed socket, at 1, 10 and 50 concurrent generations, against
+a plain server and against the ModelRiver path of the same gateway.
 
     .venv/bin/python benchmarks/realm_streams.py            # 2 000-token answers, 5 rounds
     .venv/bin/python benchmarks/realm_streams.py --quick    # 200-token answers, 3 rounds
 
-For each concurrency N, two runs side by side, each against its server in a subprocess (so
-server and client get a core each), over one WebSocket:
+For each concurrency N, four runs side by side (rounds alternate between them; the best round of
+each counts), each against its server in a subprocess (so server and client get a core each):
 
 * **realm**: ``modelriver.realm.RealmServer`` with a generator that yields T tokens at once, and
-  one ``RealmClient`` running N ``generate_stream`` calls together (ids, routing, records).
+  one ``RealmClient`` running N ``generate_stream`` calls together on one WebSocket.
 * **plain**: a bare ``websockets`` server that answers each call frame with T pre-encoded
   streaming frames and a ``complete``, and a bare client that ``json.loads`` every frame and
   routes it by ``id`` (the floor for the same wire traffic).
+* **gateway realm**: one ``modelriver dev --realm-port`` process running a ``bench`` workflow
+  (a scripted provider streaming T tokens unpaced); one ``RealmClient`` on its Realm endpoint
+  runs N ``generate_stream`` calls together on one WebSocket.
+* **gateway modelriver**: the same gateway process and workflow through the ModelRiver path:
+  core ``AsyncModelRiver`` creates N requests over HTTP and streams each over its Phoenix socket
+  (``Stream``), all at once.
 
-Reported per N: tokens/s of each (all streams, first call sent to last ``complete``; rounds
-alternate between the two and the best of each counts), and their ratio. Goal: realm keeps
->= 0.5 of plain's tokens/s at every N. ``--check`` exits 1 below the goal; ``--json`` prints
-the numbers as one JSON object (last line).
-
-Not yet here: the ModelRiver path (gateway + Phoenix) in the same run, for issue 9's comparison;
-it needs the gateway's Realm endpoint (``modelriver dev --realm-port``) to compare like for like.
+Every answer is checked whole (no lost or mixed tokens). Reported per N: tokens/s (all streams,
+first call sent to last final answer), realm / plain (goal >= 0.5: the Realm layer keeps half
+the floor's rate at every N) and gateway realm / gateway modelriver (informative: the same
+workflow on the same gateway, Realm's one multiplexed socket against ModelRiver's HTTP create
+plus a socket per stream). ``--check`` exits 1 below the goal; ``--json`` prints the numbers as
+one JSON object (last line).
 """
 
 from __future__ import annotations
@@ -26,12 +32,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from _procs import Server, free_port
 
 try:
     import modelriver  # noqa: F401
@@ -40,6 +48,8 @@ except ImportError:  # run from a checkout without the workspace installed
 
 GOAL = 0.5
 CONCURRENCY = (1, 10, 50)
+API_KEY = "mr_bench_0123456789abcdef"
+WORKFLOW = "bench"
 
 
 def token(i: int) -> str:
@@ -89,46 +99,62 @@ async def serve_plain(port: int, tokens: int) -> None:
         await server.serve_forever()
 
 
-def free_port() -> int:
-    import socket
+def gateway_config(tokens: int) -> str:
+    """The gateway's TOML: a ``bench`` workflow whose scripted provider streams ``tokens`` unpaced."""
+    text = "".join(token(i) for i in range(tokens)).strip()
+    return (f'[providers.{WORKFLOW}]\ntext = "{text}"\ntokens_per_second = 0\nfirst_token_ms = 0\n'
+            f'model = "scripted-bench"\n\n[workflows.{WORKFLOW}]\nproviders = ["{WORKFLOW}"]\n')
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+
+class Gateway:
+    """``modelriver dev --realm-port`` with the ``bench`` workflow, in a subprocess."""
+
+    def __init__(self, tokens: int) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="realm-streams-")
+        config = Path(self._dir.name) / "bench.toml"
+        config.write_text(gateway_config(tokens))
+        port, self.realm_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = Server.start(
+            [sys.executable, "-m", "modelriver", "dev", "--port", str(port), "--api-key", API_KEY,
+             "--realm-port", str(self.realm_port), "--config", str(config), "--log-level", "warning"],
+            "modelriver dev ready on", url=self.url)
+
+    def stop(self) -> None:
+        self.server.stop()
+        self._dir.cleanup()
 
 
 class Subprocess:
+    """This file's ``--serve realm|plain`` in a subprocess, once it printed ``ready``."""
+
     def __init__(self, kind: str, tokens: int) -> None:
         self.port = free_port()
-        self.proc = subprocess.Popen(
+        self.server = Server.start(
             [sys.executable, __file__, "--serve", kind, "--port", str(self.port), "--tokens", str(tokens)],
-            stdout=subprocess.PIPE, text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if "ready" not in line:
-            raise RuntimeError(f"{kind} server did not start: {line!r}")
+            "ready")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        self.server.stop()
 
 
 # -- clients --------------------------------------------------------------------------------------
 
 
 class RealmRunner:
-    """N ``generate_stream`` calls at once on one ``RealmClient``."""
+    """N ``generate_stream`` calls at once on one ``RealmClient`` (``model``: the gateway's workflow)."""
 
-    def __init__(self, port: int, tokens: int) -> None:
+    def __init__(self, port: int, tokens: int, model: str | None = None, expected: str | None = None) -> None:
         from modelriver.realm import RealmClient
 
         self.client = RealmClient(f"ws://127.0.0.1:{port}", ping_interval=None, timeout=60)
-        self.expected = "".join(token(i) for i in range(tokens))
+        self.model = model
+        self.expected = expected if expected is not None else "".join(token(i) for i in range(tokens))
 
     async def round(self, n: int) -> float:
         async def one() -> str:
-            parts = [t async for t in self.client.generate_stream("go", max_tokens=None, temperature=None)]
+            parts = [t async for t in self.client.generate_stream(
+                "go", model=self.model, max_tokens=None, temperature=None)]
             return "".join(parts)
 
         start = time.perf_counter()
@@ -136,6 +162,35 @@ class RealmRunner:
         elapsed = time.perf_counter() - start
         if any(text != self.expected for text in texts):
             raise AssertionError("a realm stream lost or mixed tokens")
+        return elapsed
+
+
+class ModelRiverRunner:
+    """N requests at once through the ModelRiver path: HTTP create, then a Phoenix socket each."""
+
+    def __init__(self, api_base: str, expected: str) -> None:
+        from modelriver import AsyncModelRiver
+
+        self.client = AsyncModelRiver(API_KEY, api_base=api_base, timeout=60)
+        self.expected = expected
+
+    async def round(self, n: int) -> float:
+        async def one() -> str:
+            stream = await self.client.stream(WORKFLOW, "go", request_timeout=120)
+            try:
+                async for _ in stream:
+                    pass
+            finally:
+                await stream.close()
+            if stream.response is None or stream.response.is_error:
+                raise AssertionError(f"a ModelRiver request failed: {stream.response}")
+            return stream.text
+
+        start = time.perf_counter()
+        texts = await asyncio.gather(*(one() for _ in range(n)))
+        elapsed = time.perf_counter() - start
+        if any(text != self.expected for text in texts):
+            raise AssertionError("a ModelRiver stream lost or mixed tokens")
         return elapsed
 
 
@@ -175,26 +230,36 @@ class PlainRunner:
         return elapsed
 
 
-async def measure(realm_port: int, plain_port: int, tokens: int, rounds: int) -> list[dict[str, Any]]:
-    """Alternate plain and realm rounds at each concurrency; the best round of each counts."""
+async def measure(realm_port: int, plain_port: int, gateway: Gateway, tokens: int,
+                  rounds: int) -> list[dict[str, Any]]:
+    """Alternate the four runs' rounds at each concurrency; the best round of each counts."""
     realm = RealmRunner(realm_port, tokens)
     plain = PlainRunner(plain_port, tokens)
+    expected = "".join(token(i) for i in range(tokens)).strip()  # the scripted text, tokenized
+    gw_realm = RealmRunner(gateway.realm_port, tokens, model=WORKFLOW, expected=expected)
+    gw_modelriver = ModelRiverRunner(gateway.url, expected)
     await realm.client.connect()
+    await gw_realm.client.connect()
     await plain.open()
+    runs = {"realm": realm.round, "plain": plain.round, "gateway_realm": gw_realm.round,
+            "gateway_modelriver": gw_modelriver.round}
     rows = []
     try:
         for n in CONCURRENCY:
-            await realm.round(n)  # warm up both
-            await plain.round(n)
-            best_realm = best_plain = float("inf")
+            for round_ in runs.values():  # warm up each
+                await round_(n)
+            best = dict.fromkeys(runs, float("inf"))
             for _ in range(rounds):
-                best_plain = min(best_plain, await plain.round(n))
-                best_realm = min(best_realm, await realm.round(n))
-            realm_tps, plain_tps = n * tokens / best_realm, n * tokens / best_plain
-            rows.append({"concurrency": n, "realm_tps": round(realm_tps), "plain_tps": round(plain_tps),
-                         "ratio": round(realm_tps / plain_tps, 3)})
+                for name, round_ in runs.items():
+                    best[name] = min(best[name], await round_(n))
+            tps = {name: n * tokens / elapsed for name, elapsed in best.items()}
+            rows.append({"concurrency": n, **{f"{name}_tps": round(v) for name, v in tps.items()},
+                         "ratio": round(tps["realm"] / tps["plain"], 3),
+                         "gateway_ratio": round(tps["gateway_realm"] / tps["gateway_modelriver"], 3)})
     finally:
         await realm.client.disconnect()
+        await gw_realm.client.disconnect()
+        await gw_modelriver.client.aclose()
         await plain.ws.close()
     return rows
 
@@ -202,29 +267,41 @@ async def measure(realm_port: int, plain_port: int, tokens: int, rounds: int) ->
 def run(tokens: int, rounds: int) -> dict[str, Any]:
     realm = Subprocess("realm", tokens)
     plain = Subprocess("plain", tokens)
+    gateway = Gateway(tokens)
     try:
-        rows = asyncio.run(measure(realm.port, plain.port, tokens, rounds))
+        rows = asyncio.run(measure(realm.port, plain.port, gateway, tokens, rounds))
     finally:
         realm.stop()
         plain.stop()
-    summary = [
-        {
-            "metric": f"tokens/s, {row['concurrency']} concurrent on one socket (realm / plain)",
+        gateway.stop()
+    summary = []
+    for row in rows:
+        n = row["concurrency"]
+        summary.append({
+            "metric": f"tokens/s, {n} concurrent on one socket (realm / plain)",
             "measured": f"{row['realm_tps']:,} / {row['plain_tps']:,} = {row['ratio']}",
             "goal": f">= {GOAL}",
             "met": row["ratio"] >= GOAL,
-        }
-        for row in rows
-    ]
+        })
+        summary.append({
+            "metric": f"tokens/s, {n} concurrent, same gateway: Realm endpoint (one socket) / "
+                      "ModelRiver path (HTTP + a Phoenix socket each)",
+            "measured": f"{row['gateway_realm_tps']:,} / {row['gateway_modelriver_tps']:,} = "
+                        f"{row['gateway_ratio']}",
+            "goal": None,
+            "met": None,
+        })
     return {
         "name": "realm_streams",
         "tokens_per_generation": tokens,
         "rounds": rounds,
         "rows": rows,
         "summary": summary,
-        "notes": "server and client in separate processes on loopback, plain and realm rounds "
-                 "alternating; the ModelRiver path is not compared yet (needs the gateway's Realm "
-                 "endpoint).",
+        "notes": "servers and client in separate processes on loopback, rounds of the four runs "
+                 "alternating; the gateway rows are one `modelriver dev --realm-port` process "
+                 "running the same unpaced scripted workflow for both paths (its generation cost "
+                 "is in both), Realm calls multiplexed on one socket, ModelRiver requests created "
+                 "over HTTP and streamed on a Phoenix socket each.",
     }
 
 
@@ -248,12 +325,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{tokens} tokens per generation, best of {rounds} rounds, one socket")
-        print(f"{'concurrent':>10} {'realm tok/s':>14} {'plain tok/s':>14} {'ratio':>7}")
+        print(f"{tokens} tokens per generation, best of {rounds} rounds")
+        print(f"{'concurrent':>10} {'realm tok/s':>12} {'plain tok/s':>12} {'ratio':>6} "
+              f"{'gw realm tok/s':>15} {'gw modelriver tok/s':>20} {'ratio':>6}")
         for row in result["rows"]:
-            print(f"{row['concurrency']:>10} {row['realm_tps']:>14,} {row['plain_tps']:>14,} "
-                  f"{row['ratio']:>7.3f}")
-        print(f"goal: ratio >= {GOAL} at every concurrency")
+            print(f"{row['concurrency']:>10} {row['realm_tps']:>12,} {row['plain_tps']:>12,} "
+                  f"{row['ratio']:>6.3f} {row['gateway_realm_tps']:>15,} "
+                  f"{row['gateway_modelriver_tps']:>20,} {row['gateway_ratio']:>6.3f}")
+        print(f"goal: realm / plain >= {GOAL} at every concurrency (gateway ratio: informative)")
     ok = all(row["ratio"] >= GOAL for row in result["rows"])
     return 1 if args.check and not ok else 0
 
