@@ -1,6 +1,8 @@
 """Realm frames fuzzed at both sides, over real sockets.
 
-Server: garbage in never crashes it, every answer is a well-formed frame, and it keeps serving.
+Server: garbage in never crashes it, every answer is a well-formed frame, and it keeps serving;
+the same for the gateway's Realm endpoint (``modelriver dev --realm-port``, a real process),
+whose ``generate`` runs the gateway's workflows.
 Client: whatever a server sends, the parsers and every call raise only ``RealmError``s.
 """
 
@@ -26,7 +28,7 @@ from modelriver.events import Error, Response, Token
 from modelriver.realm import GenerateResult, RealmError, RealmServer, SyncRealmClient, TokenRecord
 from modelriver.realm import serve as realm_serve
 from modelriver.realm.protocol import STATUSES, Answer, parse_server_frame
-from support import free_port
+from support import Gateway, free_port, start_gateway
 
 KEY = "sk_fuzz"
 # No keepalive pings anywhere: websockets draws ping payloads from `random`, which Hypothesis
@@ -194,6 +196,57 @@ def test_server_with_auth_survives_garbage_before_auth(served: Served, frames: l
         assert _check_server_frame(fresh.recv(timeout=5))["type"] == "auth_success"
         _probe(fresh)
     assert served.errors.records == []
+
+
+# -- server side: the gateway's Realm endpoint --------------------------------------------------------
+
+gateway_calls = st.fixed_dictionaries(
+    {"id": st.text(min_size=1, max_size=8), "function": st.sampled_from(["generate", "pipeline"])},
+    optional={
+        "params": st.fixed_dictionaries({}, optional={
+            "prompt": st.text(max_size=40) | json_values,
+            "model": st.sampled_from(["demo-chat", "demo-error", "demo-failover", "demo-tools",
+                                      "demo-structured", "demo-events", "nope", ""]) | json_values,
+            "max_tokens": st.integers(min_value=-2, max_value=5) | json_values,
+            "stream": st.booleans() | json_values,
+            "temperature": st.floats() | json_values,
+            "name": st.sampled_from(["echo", "uppercase", "nope"]) | json_values,
+            "input": json_values,
+        }) | json_values,
+        "tenant_id": st.text(max_size=8) | json_values,
+    },
+)
+
+
+@dataclass
+class GatewayServed:
+    gateway: Gateway
+    ws: ClientConnection
+
+
+@pytest.fixture(scope="module")
+def gateway_served() -> Iterator[GatewayServed]:
+    """A gateway with its Realm endpoint (auth off), and one socket to it."""
+    port = free_port()
+    gateway = start_gateway("--realm-port", str(port))
+    try:
+        with connect(f"ws://127.0.0.1:{port}", ping_interval=None) as ws:
+            yield GatewayServed(gateway, ws)
+    finally:
+        gateway.process.stop()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=st.lists(client_frames | gateway_calls.map(json.dumps), min_size=1, max_size=3))
+def test_gateway_endpoint_survives_garbage_and_keeps_serving(
+    gateway_served: GatewayServed, frames: list[str | bytes],
+) -> None:
+    for frame in frames:
+        gateway_served.ws.send(frame)
+    _probe(gateway_served.ws)  # every frame it sent meanwhile (answers to the calls) well-formed
+    output = gateway_served.gateway.process.output
+    assert gateway_served.gateway.process.popen.poll() is None, output[-3000:]
+    assert "Traceback" not in output and " ERROR " not in output, output[-3000:]
 
 
 # -- client side: the parsers -------------------------------------------------------------------------------
