@@ -12,6 +12,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient
 
 from django_modelriver.signals import request_starting
+from modelriver.upstream import AsyncUpstream, upstream_from_env
 
 ORIGIN = b"http://testserver"
 
@@ -22,6 +23,21 @@ GATE = {"open": True}
 def gate(request_or_scope: Any) -> bool:
     """The tests' PERMISSION callable: allows while ``GATE["open"]``."""
     return GATE["open"]
+
+
+UPSTREAMS_MADE: list[AsyncUpstream] = []
+
+
+def counting_upstream() -> AsyncUpstream:
+    """An ``UPSTREAM`` factory: core's ``upstream_from_env()``, each one made kept in ``UPSTREAMS_MADE``."""
+    upstream = upstream_from_env()
+    UPSTREAMS_MADE.append(upstream)
+    return upstream
+
+
+def not_an_upstream() -> object:
+    """An ``UPSTREAM`` factory that returns something else (refused at first use)."""
+    return object()
 
 
 @contextlib.contextmanager

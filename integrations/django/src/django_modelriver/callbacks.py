@@ -26,11 +26,13 @@ async def asend_callback(channel_id: str, data: Mapping[str, Any], *, task_id: s
     """Post the enriched ``data`` for ``channel_id``; the channel then gets ``completed``.
 
     Raises:
+        modelriver.upstream.UpstreamError: the upstream has no callback API (only ModelRiver's has).
         modelriver.exceptions.ModelRiverError: the callback failed (409: not waiting for one).
     """
     hub = get_hub()
+    upstream = hub.callback_upstream()
     info = await hub.backend.get_callback(channel_id) or {}
-    return await hub.api().callback(
+    return await upstream.callback(
         channel_id, data, task_id=task_id or info.get("task_id"), callback_url=info.get("callback_url"))
 
 

@@ -9,7 +9,8 @@
 ``E006``               sessions are not enabled (requests are bound to the session)
 ``E007``               ``WORKFLOWS`` is malformed, or ``DEFAULT_WORKFLOW`` is not in it
 ``E008``               ``channels_redis`` configured but the ``redis`` package is missing
-``W001``               no API key (``API_KEY`` or ``MODELRIVER_API_KEY``)
+``E009``               ``UPSTREAM`` is not an importable callable that takes no arguments
+``W001``               no API key (``API_KEY`` or ``MODELRIVER_API_KEY``) for the ModelRiver upstream
 ``W002``               no webhook secret: webhooks will be refused
 ``W003``               an unknown key in ``MODELRIVER`` (a typo?)
 ``W004``               no ``ASGI_APPLICATION``: the socket and the pump need an ASGI server
@@ -19,6 +20,8 @@
 from __future__ import annotations
 
 import difflib
+import inspect
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +30,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from django_modelriver.conf import DEFAULTS, modelriver_settings
+from modelriver.upstream import ENV_UPSTREAM
 
 __all__ = ["check_settings"]
 
@@ -65,6 +69,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         messages.append(Error(f"MODELRIVER['API_BASE'] must be an http(s) URL, not {conf.api_base!r}.",
                               id=_id(3)))
     messages += _check_permission(conf.permission_path)
+    messages += _check_upstream(conf.upstream_path)
     messages += _check_layers(raw)
     if not (apps.is_installed("django.contrib.sessions")
             and "django.contrib.sessions.middleware.SessionMiddleware" in settings.MIDDLEWARE):
@@ -73,7 +78,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             hint="Add 'django.contrib.sessions' to INSTALLED_APPS and its SessionMiddleware to MIDDLEWARE.",
             id=_id(6)))
     messages += _check_workflows(raw)
-    if not conf.api_key:
+    if not conf.api_key and _modelriver_upstream(conf.upstream_path):
         messages.append(Warning(
             "No ModelRiver API key: starting requests will fail.",
             hint="Set MODELRIVER['API_KEY'] or the MODELRIVER_API_KEY environment variable.", id=_id(1, "W")))
@@ -99,6 +104,32 @@ def _check_permission(path: str) -> list[CheckMessage]:
     if not callable(func):
         return [Error(f"MODELRIVER['PERMISSION'] {path!r} is not callable.", id=_id(4))]
     return []
+
+
+def _check_upstream(path: str) -> list[CheckMessage]:
+    from django.utils.module_loading import import_string
+
+    hint = "Name a function that returns an AsyncUpstream, e.g. 'myproject.upstreams.make'."
+    try:
+        factory = import_string(path)
+    except ImportError as exc:
+        return [Error(f"MODELRIVER['UPSTREAM'] {path!r} cannot be imported: {exc}", hint=hint, id=_id(9))]
+    if not callable(factory):
+        return [Error(f"MODELRIVER['UPSTREAM'] {path!r} is not callable.", hint=hint, id=_id(9))]
+    try:
+        inspect.signature(factory).bind()
+    except TypeError:
+        return [Error(f"MODELRIVER['UPSTREAM'] {path!r} must be callable with no arguments.", hint=hint,
+                      id=_id(9))]
+    except ValueError:  # no signature to inspect (a builtin): it is called and checked at first use
+        pass
+    return []
+
+
+def _modelriver_upstream(path: str) -> bool:
+    """True when requests go to ModelRiver (the default factory, no other upstream chosen by env)."""
+    chosen = os.environ.get(ENV_UPSTREAM, "").strip().lower()
+    return path == DEFAULTS["UPSTREAM"] and chosen in ("", "modelriver")
 
 
 def _check_layers(raw: Mapping[str, Any]) -> list[CheckMessage]:

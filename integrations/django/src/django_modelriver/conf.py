@@ -16,10 +16,17 @@
         "PUMP_LOCK_TTL": 10.0,              # seconds before another process takes a dead pump over
         "FANOUT_INTERVAL": 0.02,            # seconds events are batched for other processes
         "TUNE_DAPHNE": True,                # see django_modelriver._daphne
+        "UPSTREAM": "django_modelriver.conf.default_upstream",  # factory() -> AsyncUpstream
     }
 
 Core reads the environment in one place (``modelriver._config.Settings.from_env``); the key
 and base default to it. ``modelriver_settings()`` returns a frozen ``AppSettings``.
+
+``UPSTREAM`` names a factory, called once per event loop with no arguments, that returns where
+requests go: any ``modelriver.upstream.AsyncUpstream`` (``AsyncModelRiver``, ``RealmUpstream``,
+your own). The default, ``default_upstream``, is core's ``upstream_from_env()`` with ``API_KEY``
+and ``API_BASE`` applied: the ModelRiver client, unless ``MODELRIVER_UPSTREAM`` selects another
+upstream (``realm``, with ``REALM_URL`` / ``REALM_API_KEY``).
 """
 
 from __future__ import annotations
@@ -34,10 +41,11 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
+from modelriver._config import ENV_API_BASE, ENV_API_KEY, mask_secret
 from modelriver._config import Settings as CoreSettings
-from modelriver._config import mask_secret
+from modelriver.upstream import AsyncUpstream, upstream_from_env
 
-__all__ = ["DEFAULTS", "AppSettings", "WorkflowOptions", "modelriver_settings"]
+__all__ = ["DEFAULTS", "AppSettings", "WorkflowOptions", "default_upstream", "modelriver_settings"]
 
 ENV_WEBHOOK_SECRET = "MODELRIVER_WEBHOOK_SECRET"
 
@@ -57,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "PUMP_LOCK_TTL": 10.0,
     "FANOUT_INTERVAL": 0.02,
     "TUNE_DAPHNE": True,
+    "UPSTREAM": "django_modelriver.conf.default_upstream",
 }
 
 
@@ -87,6 +96,7 @@ class AppSettings:
     pump_lock_ttl: float
     fanout_interval: float
     tune_daphne: bool
+    upstream_path: str = DEFAULTS["UPSTREAM"]
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -96,6 +106,11 @@ class AppSettings:
     def permission(self) -> Callable[[Any], Any]:
         """The ``PERMISSION`` callable (import errors surface as ``django_modelriver.E004``)."""
         func: Callable[[Any], Any] = import_string(self.permission_path)
+        return func
+
+    def upstream_factory(self) -> Callable[[], AsyncUpstream]:
+        """The ``UPSTREAM`` factory (import errors surface as ``django_modelriver.E009``)."""
+        func: Callable[[], AsyncUpstream] = import_string(self.upstream_path)
         return func
 
     def workflow_options(self, name: str) -> WorkflowOptions | None:
@@ -131,6 +146,17 @@ def _reset(*, setting: str, **kwargs: Any) -> None:
         hub.reset_hubs()
 
 
+def default_upstream() -> AsyncUpstream:
+    """The default ``UPSTREAM``: core's ``upstream_from_env()`` with ``API_KEY`` / ``API_BASE``.
+
+    Returns:
+        An ``AsyncModelRiver`` on the settings' key and base, or the upstream that core's
+        ``MODELRIVER_UPSTREAM`` variable selects (read from the environment, as core does).
+    """
+    conf = modelriver_settings()
+    return upstream_from_env({**os.environ, ENV_API_KEY: conf.api_key or "", ENV_API_BASE: conf.api_base})
+
+
 def _build(raw: Mapping[str, Any]) -> AppSettings:
     values = {**DEFAULTS, **(raw if isinstance(raw, Mapping) else {})}
     core = CoreSettings.from_env().merged(
@@ -152,6 +178,7 @@ def _build(raw: Mapping[str, Any]) -> AppSettings:
         pump_lock_ttl=_number(values["PUMP_LOCK_TTL"], DEFAULTS["PUMP_LOCK_TTL"], float),
         fanout_interval=max(0.0, _number(values["FANOUT_INTERVAL"], DEFAULTS["FANOUT_INTERVAL"], float)),
         tune_daphne=bool(values["TUNE_DAPHNE"]),
+        upstream_path=_opt_str(values["UPSTREAM"]) or DEFAULTS["UPSTREAM"],
         raw=dict(raw) if isinstance(raw, Mapping) else {},
     )
 

@@ -1,7 +1,8 @@
 """The per-process hub: which sockets joined which request, and how events reach them.
 
-One ``Hub`` per event loop (``get_hub()``). It owns the backend (``store``), the API client,
-the local pumps, and the fan-out:
+One ``Hub`` per event loop (``get_hub()``). It owns the backend (``store``), the upstream (the
+``UPSTREAM`` setting's ``AsyncUpstream``: ModelRiver's API client by default), the local pumps,
+and the fan-out:
 
 * In-process, a pump hands each event to every local socket directly (``publish`` then
   ``flush_dirty``): no channel-layer hop, no thread hop, one frame encoding per event.
@@ -22,8 +23,10 @@ import json
 import logging
 import secrets
 import weakref
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from django.core.exceptions import ImproperlyConfigured
 
 from django_modelriver.conf import AppSettings, modelriver_settings
 from django_modelriver.store import (
@@ -34,19 +37,30 @@ from django_modelriver.store import (
     RedisBackend,
     RequestRecord,
 )
-from modelriver.api import AsyncModelRiver
-from modelriver.exceptions import ModelRiverError
+from modelriver.exceptions import APIError, ModelRiverError
 from modelriver.phoenix import Entry, ServerConnection, coalesce_tokens, encode_parts
+from modelriver.upstream import AsyncUpstream, UpstreamError
 
 if TYPE_CHECKING:
     from django_modelriver.pump import Pump
     from modelriver.types import AsyncRequest
 
-__all__ = ["Hub", "Sink", "Subscription", "get_hub", "reset_hubs"]
+__all__ = ["CallbackUpstream", "Hub", "Sink", "Subscription", "get_hub", "reset_hubs"]
 
 logger = logging.getLogger("django_modelriver")
 
 BATCH_TYPE = "modelriver.batch"
+
+_SEAM = ("create_request", "connect", "reconnect", "cancel", "aclose")
+"""The ``AsyncUpstream`` methods the relay calls (checked on what ``UPSTREAM`` returns)."""
+
+
+@runtime_checkable
+class CallbackUpstream(Protocol):
+    """An upstream with ModelRiver's callback API (event-driven webhooks), like ``AsyncModelRiver``."""
+
+    async def callback(self, channel_id: str, data: Mapping[str, Any], *, task_id: str | None = None,
+                       callback_url: str | None = None) -> dict[str, Any]: ...
 
 
 class Sink(Protocol):
@@ -134,7 +148,7 @@ class Hub:
         self.backend: Backend = _make_backend(settings)
         self.distributed = self.backend.distributed
         self.closed = False
-        self._api: AsyncModelRiver | None = None
+        self._upstream: AsyncUpstream | None = None
         self._subs: dict[str, set[Subscription]] = {}
         self._pumps: dict[str, Pump] = {}
         self._dirty: dict[Sink, None] = {}
@@ -154,11 +168,38 @@ class Hub:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def api(self) -> AsyncModelRiver:
-        """The API client of this loop (the key stays here)."""
-        if self._api is None:
-            self._api = AsyncModelRiver(self.settings.api_key, api_base=self.settings.api_base)
-        return self._api
+    def upstream(self) -> AsyncUpstream:
+        """Where this loop's requests go: the ``UPSTREAM`` factory's result (keys stay here).
+
+        Raises:
+            ImproperlyConfigured: the factory cannot be imported, or returned no ``AsyncUpstream``.
+        """
+        if self._upstream is None:
+            path = self.settings.upstream_path
+            try:
+                upstream = self.settings.upstream_factory()()
+            except ImportError as exc:
+                raise ImproperlyConfigured(f"MODELRIVER['UPSTREAM'] {path!r}: {exc} (see E009)") from exc
+            missing = [name for name in _SEAM if not callable(getattr(upstream, name, None))]
+            if missing:
+                raise ImproperlyConfigured(
+                    f"MODELRIVER['UPSTREAM'] {path!r} returned {type(upstream).__name__}, which is "
+                    f"not an AsyncUpstream (no {', '.join(missing)})")
+            self._upstream = upstream
+            logger.info("upstream: %r", upstream)
+        return self._upstream
+
+    def callback_upstream(self) -> CallbackUpstream:
+        """The upstream, for a callback (event-driven requests: ModelRiver's API only).
+
+        Raises:
+            modelriver.upstream.UpstreamError: the upstream has no callback API.
+        """
+        upstream = self.upstream()
+        if not isinstance(upstream, CallbackUpstream):
+            raise UpstreamError(f"callbacks need an upstream with ModelRiver's callback API; "
+                                f"{type(upstream).__name__} has none (event-driven workflows need ModelRiver)")
+        return upstream
 
     async def ensure_started(self) -> None:
         """Start the cross-process machinery on first use (nothing to start in memory mode)."""
@@ -200,17 +241,21 @@ class Hub:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
-        if self._api is not None:
+        if self._upstream is not None:
             with contextlib.suppress(Exception):
-                await self._api.aclose()
+                await self._upstream.aclose()
         with contextlib.suppress(Exception):
             await self.backend.close()
 
     # -- pumps -------------------------------------------------------------------------------
 
-    def start_pump(self, record: RequestRecord, upstream: AsyncRequest, lease: Lease, *,
+    def start_pump(self, record: RequestRecord, upstream: AsyncRequest | None, lease: Lease, *,
                    last_seq: int | None = None) -> Pump:
-        """Run the upstream pump of ``record`` in this process (the caller holds ``lease``)."""
+        """Run the upstream pump of ``record`` in this process (the caller holds ``lease``).
+
+        ``upstream`` is the request's handle, or None when the upstream no longer knows it (the
+        pump then ends the request with an error).
+        """
         from django_modelriver.pump import Pump
 
         pump = Pump(self, record, upstream, lease, last_seq=last_seq)
@@ -426,8 +471,15 @@ class Hub:
             await lease.release()
             return False
         last_seq = await self.backend.last_seq(channel_id)
+        upstream: AsyncRequest | None
         try:
-            upstream = await self.api().reconnect(channel_id)
+            upstream = await self.upstream().reconnect(channel_id)
+        except APIError as exc:
+            if exc.status != 404:
+                logger.warning("takeover of %s: reconnect failed (HTTP %s)", channel_id, exc.status)
+                await lease.release()
+                return False
+            upstream = None  # unknown upstream (e.g. a Realm request lives in its process): the pump ends it
         except ModelRiverError as exc:
             logger.warning("takeover of %s: reconnect failed (%s)", channel_id, type(exc).__name__)
             await lease.release()

@@ -1,13 +1,15 @@
 """The upstream pump: exactly one gateway connection per request, across all processes.
 
 The process that starts a request takes its pump lease (an in-process lock with the in-memory
-channel layer, a Redis lock with ``channels_redis``) and runs a ``Pump``: core's
-``modelriver.stream.Stream`` on the gateway's socket (heartbeats, reconnects with ``last_seq``,
-token refresh through the reconnect API), relaying every raw channel message, seq kept, to the
-hub. Browsers coming and going change nothing: the pump runs until the request's terminal
-``response`` or ``error``. If its process dies, the lease lapses and a process with sockets on
-that request takes it over: reconnect API for a fresh upstream token, ``last_seq`` = the last
-event in the replay stream, so nothing is lost or repeated.
+channel layer, a Redis lock with ``channels_redis``) and runs a ``Pump``: it follows the request
+through the hub's upstream (``upstream.connect(request, last_seq=...)``; for ModelRiver core's
+``modelriver.stream.Stream`` on the gateway's socket: heartbeats, reconnects with ``last_seq``,
+token refresh through the reconnect API), relaying every raw channel message (the stream's
+``message`` hook), seq kept, to the hub. Browsers coming and going change nothing: the pump runs
+until the request's terminal ``response`` or ``error``. If its process dies, the lease lapses
+and a process with sockets on that request takes it over: the upstream's ``reconnect`` for a
+fresh handle, ``last_seq`` = the last event in the replay stream, so nothing is lost or
+repeated. An upstream that no longer knows the request (404) ends it with an ``error``.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from django_modelriver.signals import stream_finished
 from django_modelriver.store import Lease, RequestRecord, make_entry
 from modelriver.exceptions import APIError, JoinError, ModelRiverError
 from modelriver.phoenix import ChannelMessage, Entry
-from modelriver.stream import Stream
 
 if TYPE_CHECKING:
     from django_modelriver.hub import Hub
     from modelriver.types import AsyncRequest
+    from modelriver.upstream import AsyncUpstreamStream
 
 __all__ = ["Pump"]
 
@@ -43,7 +45,7 @@ SAFETY_TIMEOUT = 3600.0
 class Pump:
     """Relays one request's upstream channel to the hub. Created by ``Hub.start_pump``."""
 
-    def __init__(self, hub: Hub, record: RequestRecord, upstream: AsyncRequest, lease: Lease, *,
+    def __init__(self, hub: Hub, record: RequestRecord, upstream: AsyncRequest | None, lease: Lease, *,
                  last_seq: int | None = None) -> None:
         self.hub = hub
         self.record = record
@@ -55,7 +57,7 @@ class Pump:
         self.task: asyncio.Task[Any] | None = None
         self.final: Entry | None = None
         self._pending: list[Entry] = []
-        self._stream: Stream | None = None
+        self._stream: AsyncUpstreamStream | None = None
         self._lost = False
 
     def lost_lease(self) -> None:
@@ -88,15 +90,18 @@ class Pump:
     async def _pump(self) -> bool:
         """Stream until the terminal event; True when the request ended."""
         failures = 0
+        unknown = "the request is no longer known upstream"
         while True:
-            stream = self._stream = Stream(
-                self.upstream,
-                refresh=lambda: self.hub.api().reconnect(self.channel_id),
-                last_seq=self.last_seq or None,
-                request_timeout=SAFETY_TIMEOUT,
-            )
+            if self.upstream is None:
+                return self._give_up(unknown)
+            try:
+                stream = self._stream = await self.hub.upstream().connect(
+                    self.upstream, last_seq=self.last_seq or None, request_timeout=SAFETY_TIMEOUT)
+            except APIError as exc:
+                if exc.status == 404:
+                    return self._give_up(unknown)
+                raise
             stream.on("message", self._on_message)
-            stream.start()
             try:
                 async for _event in stream:
                     if self._pending:
@@ -117,10 +122,10 @@ class Pump:
                 self._drain()
             await asyncio.sleep(min(0.5 * 2 ** (failures - 1), 5.0))
             try:
-                self.upstream = await self.hub.api().reconnect(self.channel_id)
+                self.upstream = await self.hub.upstream().reconnect(self.channel_id)
             except APIError as exc:
                 if exc.status == 404:
-                    return self._give_up("the request is no longer known upstream")
+                    return self._give_up(unknown)
             except ModelRiverError:
                 pass
 

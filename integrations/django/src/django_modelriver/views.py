@@ -1,8 +1,9 @@
 """HTTP views: start, reconnect, cancel, webhook (async; served by an ASGI server).
 
-* ``POST <mount>start`` (CSRF-protected), JSON ``{message | messages, workflow?}``: calls the API
-  server-side, starts the upstream pump, and answers ModelRiver's async shape
-  (``channel_id, project_id, ws_token, websocket_url, websocket_channel``) with
+* ``POST <mount>start`` (CSRF-protected), JSON ``{message | messages, workflow?}``: creates the
+  request server-side on the hub's upstream (``MODELRIVER['UPSTREAM']``), starts its pump, and
+  answers ModelRiver's async shape (``channel_id, project_id, ws_token, websocket_url,
+  websocket_channel``) with
   ``websocket_url = ws(s)://host<mount>socket`` and a Django-issued token for this session.
 * ``POST <mount>api/v1/ai/reconnect`` JSON ``{channel_id}``: a fresh token for the same owner
   (what the official SDK's ``reconnectWithBackend()`` calls with ``apiBaseUrl=<mount>``). Without
@@ -42,6 +43,7 @@ from modelriver.exceptions import (
     RateLimitError,
     WebhookVerificationError,
 )
+from modelriver.upstream import UpstreamError
 from modelriver.webhooks import verify_webhook
 
 __all__ = ["cancel", "reconnect", "socket_info", "start", "webhook"]
@@ -148,15 +150,19 @@ async def start(request: HttpRequest) -> HttpResponse:
     hub = get_hub()
     try:
         await hub.ensure_started()
-        upstream = await hub.api().create_request(
+        upstream = await hub.upstream().create_request(
             workflow, messages, events=extra["events"] or None, webhook_url=extra["webhook_url"],
             metadata=extra["metadata"] or None)
     except RateLimitError as exc:
         retry = str(int(exc.retry_after or 1))
         return _error(429, "rate limited upstream, try again later", Retry_After=retry)
     except AuthenticationError:
-        logger.error("the ModelRiver API refused this server's API key (check MODELRIVER['API_KEY'])")
+        logger.error("the upstream (%s) refused this server's API key (check MODELRIVER['API_KEY'] "
+                     "or the UPSTREAM factory's key)", hub.upstream().api_base)
         return _error(502, "the AI service refused this server's credentials")
+    except UpstreamError as exc:
+        logger.warning("create_request refused by the upstream: %s", exc.message)
+        return _error(400, f"the AI service cannot run this request: {exc.message}")
     except APIError as exc:
         logger.warning("create_request failed upstream: HTTP %s", exc.status)
         if exc.status in (400, 404, 422):
@@ -232,7 +238,7 @@ async def cancel(request: HttpRequest) -> HttpResponse:
     if await hub.backend.ended_at(channel_id) is not None:
         return _error(409, "the request is already over")
     try:
-        await hub.api().cancel(channel_id)
+        await hub.upstream().cancel(channel_id)
     except APIError as exc:
         if exc.status in (404, 409):
             return _error(409, "the request is already over")
@@ -314,8 +320,12 @@ async def _handle_webhook(request: HttpRequest, event: Any, key: str) -> HttpRes
                                                           "task_id": event.task_id})
     if event.is_event_driven and settings.auto_callback and not defer and event.channel_id:
         try:
-            await hub.api().callback(event.channel_id, data, task_id=event.task_id,
-                                     callback_url=event.callback_url)
+            await hub.callback_upstream().callback(event.channel_id, data, task_id=event.task_id,
+                                                   callback_url=event.callback_url)
+        except UpstreamError as exc:
+            logger.error("callback for %s impossible: %s", event.channel_id, exc.message)
+            await hub.backend.webhook_end(key, ok=False)
+            return _error(502, "the callback failed")
         except ModelRiverError as exc:
             logger.warning("callback for %s failed: %s", event.channel_id, type(exc).__name__)
             await hub.backend.webhook_end(key, ok=False)
