@@ -1,30 +1,107 @@
 """The demo on real processes: Daphne (runserver) + the real dev gateway + Debian's Chromium.
 
 Progressive tokens, steps, the structured card, reload mid-stream, two tabs, stop, the webhook
-loop, and the API key nowhere a browser or a log can see it.
+loop, and the API key nowhere a browser or a log can see it. Each test runs once per upstream
+(``chat`` is parametrized over them): ModelRiver (the gateway's HTTP API and Phoenix socket) and
+Realm (the same gateway's Realm endpoint, ``--realm-port``; the demo switched by
+``MODELRIVER_UPSTREAM=realm``). A test left out for an upstream says why in its ``upstreams()``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from djmr_demo import Demo, gateway_final
+from djmr_demo import Demo, demo_env, gateway_final, migrate, start_demo
 from playwright.sync_api import Browser, Page
 
-from support import Gateway
+from support import Gateway, free_port, start_gateway
 
 pytestmark = pytest.mark.browser
 
 DONE = ".mr-assistant[data-state=done]"
+UPSTREAMS = ("modelriver", "realm")
+REALM_KEY = "sk_realm_demo_test_0123456789"
+# The Realm endpoint cannot take the demo's per-request script: the same 30 tokens/s by config.
+REALM_CONFIG = """
+[providers.demo-chat]
+model = "scripted-chat"
+tokens_per_second = 30
+"""
+
+
+def upstreams(*names: str, why: str = "") -> pytest.MarkDecorator:
+    """Run a test once per upstream in ``names`` (default: all); leaving one out needs ``why``."""
+    names = names or UPSTREAMS
+    assert set(names) <= set(UPSTREAMS) and (set(names) == set(UPSTREAMS) or why), names
+    return pytest.mark.parametrize("chat", names, indirect=True, scope="module")
+
+
+@dataclass
+class Chat:
+    """The demo on one upstream, and the gateway behind it as the oracle."""
+
+    upstream: str
+    demo: Demo
+    gateway: Gateway
+    secrets: tuple[str, ...]
+
+    def gateway_channel(self, channel_id: str, prompt: str) -> str:
+        """The gateway's channel of a request the page knows by ``channel_id``.
+
+        Over Realm, the page's channel is the relay's own and the gateway ran one request for
+        the prompt (asserted: exactly one, however many tabs followed it).
+        """
+        if self.upstream == "modelriver":
+            return channel_id
+        found = [r for r in self.gateway.requests() if r["prompt"] == prompt]
+        assert len(found) == 1, found
+        assert found[0]["channel_id"] != channel_id  # the relay's own id: it went through Realm
+        return str(found[0]["channel_id"])
+
+    def final(self, channel_id: str, prompt: str) -> dict[str, Any]:
+        """The gateway's own final response (waits for it)."""
+        return gateway_final(self.gateway, self.gateway_channel(channel_id, prompt))
+
+    def log(self, channel_id: str, prompt: str) -> dict[str, Any]:
+        return self.gateway.request_log(self.gateway_channel(channel_id, prompt))
+
+
+@pytest.fixture(scope="module")
+def chat(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chat]:
+    """The demo on the upstream of the test's parameter (ModelRiver: the session's demo)."""
+    if request.param == "modelriver":
+        gateway: Gateway = request.getfixturevalue("gateway")
+        yield Chat("modelriver", request.getfixturevalue("demo"), gateway, (gateway.api_key,))
+        return
+    tmp = tmp_path_factory.mktemp("django_chat_realm")
+    config = tmp / "gateway.toml"
+    config.write_text(REALM_CONFIG)
+    realm_port = free_port()
+    gateway = start_gateway("--config", str(config), "--realm-port", str(realm_port),
+                            "--realm-api-key", REALM_KEY)
+    try:
+        env = {k: v for k, v in demo_env(gateway, tmp / "db.sqlite3").items()
+               if k != "MODELRIVER_API_KEY"}  # Realm's key only: the ModelRiver one is not needed
+        env.update(MODELRIVER_UPSTREAM="realm", REALM_URL=f"ws://127.0.0.1:{realm_port}",
+                   REALM_API_KEY=REALM_KEY)
+        migrate(env)
+        demo = start_demo(env)
+        try:
+            yield Chat("realm", demo, gateway, (REALM_KEY,))
+        finally:
+            demo.stop()
+    finally:
+        gateway.process.stop()
 
 
 @pytest.fixture
-def page(browser: Browser, demo: Demo) -> Iterator[Page]:
+def page(browser: Browser, chat: Chat) -> Iterator[Page]:
     context = browser.new_context()
     page = context.new_page()
-    page.goto(demo.url + "/")
+    page.goto(chat.demo.url + "/")
     yield page
     context.close()
 
@@ -51,17 +128,18 @@ def record_text_states(page: Page) -> None:
     }""")
 
 
-def test_streams_progressively_with_steps(page: Page, gateway: Gateway) -> None:
+@upstreams()
+def test_streams_progressively_with_steps(page: Page, chat: Chat) -> None:
     record_text_states(page)
-    send(page, "stream this progressively")
+    prompt = "stream this progressively"
+    send(page, prompt)
     page.wait_for_selector(".mr-assistant[data-state=streaming]")
     # Mid-stream: the join is done (queue) but nothing has completed yet.
     page.wait_for_selector(".mr-steps [data-step=queue][data-status=success]")
     assert page.get_attribute(".mr-steps [data-step=complete]", "data-status") == "pending"
     page.wait_for_selector(DONE, timeout=20_000)
     bubble = last_assistant(page)
-    channel_id = bubble.get_attribute("data-channel-id")
-    final = gateway_final(gateway, channel_id)
+    final = chat.final(bubble.get_attribute("data-channel-id"), prompt)
     assert bubble.get_attribute("data-streamed") == final["content"]
     assert bubble.locator(".mr-text").inner_text() == final["content"]
     states = page.evaluate("window.__states")
@@ -71,11 +149,13 @@ def test_streams_progressively_with_steps(page: Page, gateway: Gateway) -> None:
         assert page.get_attribute(f".mr-steps [data-step={step}]", "data-status") == "success"
 
 
-def test_structured_output_card(page: Page, gateway: Gateway) -> None:
-    send(page, "I am happy with the release, please plan the docs", "demo-structured")
+@upstreams("modelriver", why="Realm answers text only: no structured `data`, so no card")
+def test_structured_output_card(page: Page, chat: Chat) -> None:
+    prompt = "I am happy with the release, please plan the docs"
+    send(page, prompt, "demo-structured")
     page.wait_for_selector(DONE, timeout=20_000)
     bubble = last_assistant(page)
-    final = gateway_final(gateway, bubble.get_attribute("data-channel-id"))
+    final = chat.final(bubble.get_attribute("data-channel-id"), prompt)
     data = final["data"]
     assert bubble.locator(".mr-text").inner_text() == data["reply"]
     card = bubble.locator(".mr-card")
@@ -85,8 +165,10 @@ def test_structured_output_card(page: Page, gateway: Gateway) -> None:
     assert data["summary"] in card.locator("[data-field=summary]").inner_text()
 
 
-def test_reload_mid_stream_resumes_without_loss_or_duplicates(page: Page, gateway: Gateway) -> None:
-    send(page, "reload me halfway through")
+@upstreams()
+def test_reload_mid_stream_resumes_without_loss_or_duplicates(page: Page, chat: Chat) -> None:
+    prompt = "reload me halfway through"
+    send(page, prompt)
     page.wait_for_function(
         "() => { const n = document.querySelector('.mr-assistant[data-state=streaming] .mr-text');"
         " return n && n.textContent.length > 40; }")
@@ -95,53 +177,61 @@ def test_reload_mid_stream_resumes_without_loss_or_duplicates(page: Page, gatewa
     page.wait_for_selector(".mr-assistant[data-resumed=true][data-state=done]", timeout=20_000)
     bubble = page.locator(".mr-assistant[data-resumed=true]")
     assert int(bubble.get_attribute("data-resume-seq")) > 0  # rejoined with {last_seq}, not from scratch
-    final = gateway_final(gateway, bubble.get_attribute("data-channel-id"))
+    final = chat.final(bubble.get_attribute("data-channel-id"), prompt)
     assert bubble.get_attribute("data-streamed") == final["content"]
     # the conversation survived the reload too
-    assert page.locator(".mr-user").last.inner_text() == "reload me halfway through"
+    assert page.locator(".mr-user").last.inner_text() == prompt
 
 
-def test_two_tabs_on_one_conversation_see_the_same_stream(page: Page, gateway: Gateway, demo: Demo) -> None:
-    send(page, "two tabs, one stream")
+@upstreams()
+def test_two_tabs_on_one_conversation_see_the_same_stream(page: Page, chat: Chat) -> None:
+    prompt = "two tabs, one stream"
+    send(page, prompt)
     page.wait_for_function("() => document.querySelector('.mr-assistant[data-state=streaming] .mr-text')"
                            "?.textContent.length > 10")
     second = page.context.new_page()
-    second.goto(demo.url + "/")
+    second.goto(chat.demo.url + "/")
     second.wait_for_selector(".mr-assistant[data-resumed=true]")
     page.wait_for_selector(DONE, timeout=20_000)
     second.wait_for_selector(".mr-assistant[data-resumed=true][data-state=done]", timeout=20_000)
     channel_id = last_assistant(page).get_attribute("data-channel-id")
     assert second.locator(".mr-assistant[data-resumed=true]").get_attribute("data-channel-id") == channel_id
-    log = gateway.request_log(channel_id)
-    assert log["sockets"] == 1 and log["joins"] == 1  # one upstream connection, however many tabs
-    content = gateway_final(gateway, channel_id)["content"]
+    # One upstream request, however many tabs (Realm: one gateway request for the prompt;
+    # ModelRiver: one socket and one join on it too).
+    log = chat.log(channel_id, prompt)
+    if chat.upstream == "modelriver":
+        assert log["sockets"] == 1 and log["joins"] == 1
+    content = chat.final(channel_id, prompt)["content"]
     assert last_assistant(page).get_attribute("data-streamed") == content
     assert second.locator(".mr-assistant[data-resumed=true]").get_attribute("data-streamed") == content
 
 
-def test_stop_cancels_upstream(page: Page, gateway: Gateway) -> None:
-    send(page, "please stop me")
+@upstreams()
+def test_stop_cancels_upstream(page: Page, chat: Chat) -> None:
+    prompt = "please stop me"
+    send(page, prompt)
     page.wait_for_function("() => document.querySelector('.mr-assistant[data-state=streaming] .mr-text')"
                            "?.textContent.length > 5")
     page.click("button.mr-stop")
     page.wait_for_selector(".mr-assistant[data-state=cancelled]", timeout=10_000)
-    bubble = last_assistant(page)
-    channel_id = bubble.get_attribute("data-channel-id")
-    log = gateway.request_log(channel_id)
-    assert log["cancelled"] is True and log["status"] == "cancelled"
-    final = gateway_final(gateway, channel_id)
+    channel_id = last_assistant(page).get_attribute("data-channel-id")
+    final = chat.final(channel_id, prompt)  # waits until the gateway's request has ended
     assert final["status"] == "cancelled"
+    log = chat.log(channel_id, prompt)
+    assert log["cancelled"] is True and log["status"] == "cancelled"
     assert page.is_hidden("button.mr-stop")
 
 
-def test_event_driven_webhook_loop_end_to_end(page: Page, gateway: Gateway, demo: Demo) -> None:
+@upstreams("modelriver", why="event-driven workflows need webhooks and a callback, which Realm has not")
+def test_event_driven_webhook_loop_end_to_end(page: Page, chat: Chat) -> None:
     page.evaluate("""() => { window.__seen = [];
         new MutationObserver(() => document.querySelectorAll('.mr-assistant').forEach((n) => {
             const state = n.getAttribute('data-state');
             if (window.__seen[window.__seen.length - 1] !== state) window.__seen.push(state);
         })).observe(document.querySelector('.mr-history'), {subtree: true, childList: true, attributes: true});
     }""")
-    send(page, "I love it, open a ticket", "demo-events")
+    prompt = "I love it, open a ticket"
+    send(page, prompt, "demo-events")
     page.wait_for_selector(DONE, timeout=20_000)
     # The intermediate ai_generated response was shown before the enriched completion.
     assert page.evaluate("window.__seen").count("ai_generated") == 1
@@ -152,32 +242,34 @@ def test_event_driven_webhook_loop_end_to_end(page: Page, gateway: Gateway, demo
     ticket = bubble.locator(".mr-card [data-field=ticket_id]").inner_text()
     assert "TKT-" in ticket
     assert bubble.locator(".mr-card [data-field=validated]").inner_text().endswith("true")
-    final = gateway_final(gateway, channel_id)
+    final = chat.final(channel_id, prompt)
     assert final["status"] == "completed"
     assert final["data"]["ticket_id"] in ticket and final["data"]["validated"] is True
     assert final["ai_response"]["data"]["reply"] == final["data"]["reply"]
-    log = gateway.request_log(channel_id)
+    log = chat.log(channel_id, prompt)
     assert log["status"] == "completed" and log["callback"]["received"] is True
     assert [w["status_code"] for w in log["webhooks"]] == [200]
     assert page.get_attribute(".mr-steps [data-step=backend]", "data-status") == "success"
-    assert f"enriched {channel_id}" in demo.process.output
+    assert f"enriched {channel_id}" in chat.demo.process.output
 
 
-def test_api_key_never_reaches_a_page_static_file_frame_or_log(page: Page, gateway: Gateway,
-                                                                 demo: Demo) -> None:
+@upstreams()
+def test_api_key_never_reaches_a_page_static_file_frame_or_log(page: Page, chat: Chat) -> None:
     seen: list[str] = []
     page.on("websocket", lambda ws: (ws.on("framereceived", lambda f: seen.append(str(f))),
                                      ws.on("framesent", lambda f: seen.append(str(f)))))
     page.on("response", lambda r: seen.append(r.text()) if r.request.resource_type in
             ("document", "script", "stylesheet", "fetch", "xhr") and r.status != 204 else None)
     page.reload()
-    send(page, "is my key safe?", "demo-events")
+    # The event-driven workflow on ModelRiver (the webhook and callback too); Realm runs none.
+    send(page, "is my key safe?", "demo-events" if chat.upstream == "modelriver" else "demo-chat")
     page.wait_for_selector(DONE, timeout=20_000)
     for path in ("/", "/static/django_modelriver/modelriver.js", "/static/django_modelriver/modelriver.css"):
-        seen.append(page.request.get(demo.url + path).text())
+        seen.append(page.request.get(chat.demo.url + path).text())
     assert any("ws_token" in s for s in seen) and any("tokens" in s for s in seen)  # we did capture
-    key = gateway.api_key
-    for text in seen:
-        assert key not in text
-    assert key not in demo.process.output
-    assert key[-12:] not in demo.process.output
+    output = chat.demo.process.output
+    for key in chat.secrets:
+        for text in seen:
+            assert key not in text
+        assert key not in output
+        assert key[-12:] not in output

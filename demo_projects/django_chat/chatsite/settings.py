@@ -1,5 +1,9 @@
 """Settings of the Django chat demo. Everything secret comes from the environment.
 
+``MODELRIVER_UPSTREAM=realm`` (with ``REALM_URL``, ``REALM_API_KEY``) sends the requests to a
+Realm server instead of ModelRiver: django_modelriver's default ``UPSTREAM`` honours core's switch
+(``demo-events`` needs ModelRiver's webhooks and callback; on Realm it is refused with a message).
+
 ``MODELRIVER_API_BASE`` / ``MODELRIVER_API_KEY``: the gateway (default: ``modelriver dev``'s
 URL, and the key it prints); ``MODELRIVER_WEBHOOK_SECRET`` (default ``whsec_dev``, the dev
 gateway's); ``REDIS_URL``: run several processes on Redis (channels_redis) instead of one in
