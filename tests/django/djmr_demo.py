@@ -1,4 +1,9 @@
-"""Run the demo project (demo_projects/django_chat) as real processes: Daphne via runserver."""
+"""Run the demo project (demo_projects/django_chat) as real processes: Daphne via runserver.
+
+Tests that run once per upstream take the ``chat`` fixture through ``upstreams()``: the demo on
+ModelRiver (the session's gateway) or on Realm (``MODELRIVER_UPSTREAM=realm``, the requests on a
+gateway's Realm endpoint, ``--realm-port``).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from support import ROOT, Gateway, Process, free_port
+from support.upstreams import Upstream
 
 DEMO = ROOT / "demo_projects" / "django_chat"
+UPSTREAMS = ("modelriver", "realm")
+REALM_GATEWAY_CONFIG = """
+# A Realm call carries no request metadata (the demo's per-request script): the same pace by config.
+[providers.demo-chat]
+model = "scripted-chat"
+tokens_per_second = 30
+"""
 
 
 @dataclass
@@ -63,3 +78,29 @@ def gateway_final(gateway: Gateway, channel_id: str) -> dict[str, Any]:
         finally:
             stream.close()
     return dict(response.raw)
+
+
+def upstreams(*names: str, why: str = "") -> pytest.MarkDecorator:
+    """Run a test once per upstream in ``names`` (default: all); leaving one out needs ``why``."""
+    names = names or UPSTREAMS
+    assert set(names) <= set(UPSTREAMS) and (set(names) == set(UPSTREAMS) or why), names
+    return pytest.mark.parametrize("chat", names, indirect=True, scope="module")
+
+
+@dataclass
+class Chat:
+    """The demo on one upstream, and the gateway behind it as the oracle."""
+
+    upstream: Upstream
+    demo: Demo
+    secrets: tuple[str, ...]
+
+    def log(self, channel_id: str, prompt: str) -> dict[str, Any]:
+        """The gateway's log of the request (Realm: the one request it ran for ``prompt``)."""
+        log = self.upstream.log(channel_id, prompt)
+        assert (log["channel_id"] != channel_id) is self.upstream.realm  # Realm: the relay's own id
+        return log
+
+    def final(self, channel_id: str, prompt: str) -> dict[str, Any]:
+        """The gateway's own final response (waits for it)."""
+        return gateway_final(self.upstream.gateway, self.log(channel_id, prompt)["channel_id"])

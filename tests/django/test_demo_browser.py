@@ -10,93 +10,15 @@ Realm (the same gateway's Realm endpoint, ``--realm-port``; the demo switched by
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from djmr_demo import Demo, demo_env, gateway_final, migrate, start_demo
+from djmr_demo import Chat, upstreams
 from playwright.sync_api import Browser, Page
-
-from support import Gateway, free_port, start_gateway
 
 pytestmark = pytest.mark.browser
 
 DONE = ".mr-assistant[data-state=done]"
-UPSTREAMS = ("modelriver", "realm")
-REALM_KEY = "sk_realm_demo_test_0123456789"
-# The Realm endpoint cannot take the demo's per-request script: the same 30 tokens/s by config.
-REALM_CONFIG = """
-[providers.demo-chat]
-model = "scripted-chat"
-tokens_per_second = 30
-"""
-
-
-def upstreams(*names: str, why: str = "") -> pytest.MarkDecorator:
-    """Run a test once per upstream in ``names`` (default: all); leaving one out needs ``why``."""
-    names = names or UPSTREAMS
-    assert set(names) <= set(UPSTREAMS) and (set(names) == set(UPSTREAMS) or why), names
-    return pytest.mark.parametrize("chat", names, indirect=True, scope="module")
-
-
-@dataclass
-class Chat:
-    """The demo on one upstream, and the gateway behind it as the oracle."""
-
-    upstream: str
-    demo: Demo
-    gateway: Gateway
-    secrets: tuple[str, ...]
-
-    def gateway_channel(self, channel_id: str, prompt: str) -> str:
-        """The gateway's channel of a request the page knows by ``channel_id``.
-
-        Over Realm, the page's channel is the relay's own and the gateway ran one request for
-        the prompt (asserted: exactly one, however many tabs followed it).
-        """
-        if self.upstream == "modelriver":
-            return channel_id
-        found = [r for r in self.gateway.requests() if r["prompt"] == prompt]
-        assert len(found) == 1, found
-        assert found[0]["channel_id"] != channel_id  # the relay's own id: it went through Realm
-        return str(found[0]["channel_id"])
-
-    def final(self, channel_id: str, prompt: str) -> dict[str, Any]:
-        """The gateway's own final response (waits for it)."""
-        return gateway_final(self.gateway, self.gateway_channel(channel_id, prompt))
-
-    def log(self, channel_id: str, prompt: str) -> dict[str, Any]:
-        return self.gateway.request_log(self.gateway_channel(channel_id, prompt))
-
-
-@pytest.fixture(scope="module")
-def chat(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chat]:
-    """The demo on the upstream of the test's parameter (ModelRiver: the session's demo)."""
-    if request.param == "modelriver":
-        gateway: Gateway = request.getfixturevalue("gateway")
-        yield Chat("modelriver", request.getfixturevalue("demo"), gateway, (gateway.api_key,))
-        return
-    tmp = tmp_path_factory.mktemp("django_chat_realm")
-    config = tmp / "gateway.toml"
-    config.write_text(REALM_CONFIG)
-    realm_port = free_port()
-    gateway = start_gateway("--config", str(config), "--realm-port", str(realm_port),
-                            "--realm-api-key", REALM_KEY)
-    try:
-        env = {k: v for k, v in demo_env(gateway, tmp / "db.sqlite3").items()
-               if k != "MODELRIVER_API_KEY"}  # Realm's key only: the ModelRiver one is not needed
-        env.update(MODELRIVER_UPSTREAM="realm", REALM_URL=f"ws://127.0.0.1:{realm_port}",
-                   REALM_API_KEY=REALM_KEY)
-        migrate(env)
-        demo = start_demo(env)
-        try:
-            yield Chat("realm", demo, gateway, (REALM_KEY,))
-        finally:
-            demo.stop()
-    finally:
-        gateway.process.stop()
-
-
 @pytest.fixture
 def page(browser: Browser, chat: Chat) -> Iterator[Page]:
     context = browser.new_context()
@@ -199,7 +121,7 @@ def test_two_tabs_on_one_conversation_see_the_same_stream(page: Page, chat: Chat
     # One upstream request, however many tabs (Realm: one gateway request for the prompt;
     # ModelRiver: one socket and one join on it too).
     log = chat.log(channel_id, prompt)
-    if chat.upstream == "modelriver":
+    if not chat.upstream.realm:
         assert log["sockets"] == 1 and log["joins"] == 1
     content = chat.final(channel_id, prompt)["content"]
     assert last_assistant(page).get_attribute("data-streamed") == content
@@ -262,7 +184,7 @@ def test_api_key_never_reaches_a_page_static_file_frame_or_log(page: Page, chat:
             ("document", "script", "stylesheet", "fetch", "xhr") and r.status != 204 else None)
     page.reload()
     # The event-driven workflow on ModelRiver (the webhook and callback too); Realm runs none.
-    send(page, "is my key safe?", "demo-events" if chat.upstream == "modelriver" else "demo-chat")
+    send(page, "is my key safe?", "demo-chat" if chat.upstream.realm else "demo-events")
     page.wait_for_selector(DONE, timeout=20_000)
     for path in ("/", "/static/django_modelriver/modelriver.js", "/static/django_modelriver/modelriver.css"):
         seen.append(page.request.get(chat.demo.url + path).text())

@@ -21,8 +21,7 @@ from django_modelriver.store import RequestRecord
 from modelriver.api import AsyncModelRiver
 from modelriver.upstream import RealmUpstream, UpstreamError
 from support import Gateway, free_port, start_gateway
-
-REALM_KEY = "sk_realm_django_test_0123456789"
+from support.upstreams import REALM_KEY
 
 
 @pytest.fixture(scope="module")
