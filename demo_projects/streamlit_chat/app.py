@@ -21,7 +21,8 @@ Dev-gateway knobs (optional): ``MODELRIVER_DEMO_MODE`` (component | server),
 ``MODELRIVER_DEMO_METADATA`` (JSON merged into each request's metadata),
 ``MODELRIVER_WEBHOOK_SECRET`` (default ``whsec_dev``), ``MODELRIVER_DEMO_WEBHOOK_URL`` (a public
 receiver instead of the in-process one), ``MODELRIVER_DEMO_BACKEND_SECONDS`` (the demo backend's
-simulated processing time before it calls back, default 1). Query parameters ``?mode=``,
+simulated processing time before it calls back, default 1), ``MODELRIVER_DEMO_GC_FREEZE=0`` (skip
+``freeze_startup_objects()``, to measure Streamlit's default). Query parameters ``?mode=``,
 ``?workflow=`` (e.g. ``demo-structured``) and ``?tps=`` preselect the sidebar.
 """
 
@@ -39,10 +40,19 @@ import pandas as pd
 import streamlit as st
 
 from modelriver import AIResponse
-from streamlit_modelriver import modelriver_client, resumable_requests, st_modelriver, upstream_client
+from streamlit_modelriver import (
+    freeze_startup_objects,
+    modelriver_client,
+    resumable_requests,
+    st_modelriver,
+    upstream_client,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from demo_webhooks import WebhookReceiver
+
+if os.environ.get("MODELRIVER_DEMO_GC_FREEZE", "1") != "0":
+    freeze_startup_objects()  # once a process: Streamlit's end-of-run GC pass then skips the imports
 
 logging.basicConfig(level=os.environ.get("MODELRIVER_DEMO_LOG_LEVEL", "INFO"),
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -161,6 +161,36 @@ def test_the_default_upstream_comes_from_st_secrets_then_the_environment(
     assert at.markdown[0].value.endswith(expected)
 
 
+FREEZE_SCRIPT = """
+import gc, time
+import pandas, streamlit
+from streamlit_modelriver import freeze_startup_objects
+
+def full_pass_ms():
+    started = time.perf_counter()
+    gc.collect(2)
+    return (time.perf_counter() - started) * 1000
+
+before = min(full_pass_ms() for _ in range(3))
+tracked = len(gc.get_objects())
+first, second = freeze_startup_objects(), freeze_startup_objects()
+after = min(full_pass_ms() for _ in range(3))
+print(first, second, gc.get_freeze_count() >= tracked, len(gc.get_objects()) < tracked // 10, before, after)
+"""
+
+
+def test_freeze_startup_objects_freezes_once_and_full_collections_skip_the_imports() -> None:
+    """In its own process (freezing is process-wide): the imports leave the collector's full passes."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", FREEZE_SCRIPT], capture_output=True, text=True, timeout=120,
+                         check=True).stdout.split()
+    assert out[:4] == ["True", "False", "True", "True"], out
+    before, after = float(out[4]), float(out[5])
+    assert after < before, (before, after)  # the objects walked: all the imports, then a tenth at most
+
+
 def test_public_names_are_exported() -> None:
     import streamlit_modelriver
 

@@ -39,6 +39,7 @@ def demo(upstream: UpstreamTarget, monkeypatch: pytest.MonkeyPatch) -> AppTest:
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("MODELRIVER_WEBHOOK_SECRET", gateway.webhook_secret)
     monkeypatch.setenv("MODELRIVER_DEMO_MODE", "server")
+    monkeypatch.setenv("MODELRIVER_DEMO_GC_FREEZE", "0")  # AppTest runs the demo in this process
     monkeypatch.setenv("MODELRIVER_DEMO_TOKENS_PER_SECOND", "0")  # as fast as the gateway goes
     at = AppTest.from_file(str(DEMO), default_timeout=RUN_TIMEOUT)
     at.run()
