@@ -1,8 +1,8 @@
 """Fixtures for the Streamlit adapter: the demo under `streamlit run`, Chromium via Playwright.
 
-Both upstreams: ``upstream`` (indirect parameter ``"modelriver"`` or ``"realm"``) is the session's
-gateway, or a gateway whose Realm endpoint (``--realm-port``) the adapter reaches through core's
-``SyncRealmUpstream`` (``MODELRIVER_UPSTREAM=realm``).
+Both upstreams: ``upstream`` (indirect parameter ``"modelriver"`` or ``"realm"``, a
+``support.upstreams.Upstream``) is the session's gateway, or a gateway whose Realm endpoint
+(``--realm-port``) the adapter reaches through core's ``SyncRealmUpstream`` (``MODELRIVER_UPSTREAM=realm``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from support import CHROMIUM_ARGS, ROOT, Gateway, Process, chromium_path, free_port, start_gateway
-from tests.core.realm_support import REALM_KEY
+from support.upstreams import REALM_KEY, Upstream
 
 REALM_CONFIG = Path(__file__).resolve().parent / "realm_gateway.toml"
 
@@ -34,38 +34,6 @@ class StreamlitApp:
     process: Process
 
 
-@dataclass
-class UpstreamTarget:
-    """Where the adapter's requests go: ModelRiver (the gateway's HTTP API) or the gateway's Realm endpoint.
-
-    Attributes:
-        name: ``modelriver`` or ``realm``.
-        gateway: the gateway behind it (its request log, its HTTP API for reference answers).
-        env: what selects it in an app's environment (core's ``sync_upstream_from_env``).
-    """
-
-    name: str
-    gateway: Gateway
-    env: dict[str, str]
-
-    @property
-    def realm(self) -> bool:
-        return self.name == "realm"
-
-    def gateway_channel(self, channel_id: str, prompt: str) -> str:
-        """The gateway's channel of the app's request ``channel_id`` (a Realm call gets its own,
-        found by its prompt: call this before asking the gateway the same prompt for reference).
-
-        For Realm, also checks the request came through the Realm endpoint.
-        """
-        if not self.realm:
-            return channel_id
-        found = [r["channel_id"] for r in self.gateway.requests() if r["prompt"] == prompt]
-        assert len(found) == 1, found
-        self.gateway.process.wait_for(f"realm: request {found[0]}", timeout=10)
-        return found[0]
-
-
 @pytest.fixture(scope="session")
 def realm_gateway() -> Iterator[tuple[Gateway, str]]:
     """A gateway with a Realm endpoint (auth on), its chat provider paced by realm_gateway.toml."""
@@ -76,14 +44,12 @@ def realm_gateway() -> Iterator[tuple[Gateway, str]]:
 
 
 @pytest.fixture(scope="module")
-def upstream(request: pytest.FixtureRequest, gateway: Gateway) -> UpstreamTarget:
+def upstream(request: pytest.FixtureRequest, gateway: Gateway) -> Upstream:
     """The upstream named by the indirect parameter (default ``modelriver``)."""
-    name = getattr(request, "param", "modelriver")
-    if name == "modelriver":
-        return UpstreamTarget(name, gateway, {})
+    if getattr(request, "param", "modelriver") == "modelriver":
+        return Upstream("modelriver", gateway)
     realm, url = request.getfixturevalue("realm_gateway")
-    return UpstreamTarget(name, realm, {"MODELRIVER_UPSTREAM": "realm", "REALM_URL": url,
-                                        "REALM_API_KEY": REALM_KEY})
+    return Upstream("realm", realm, url)
 
 
 def start_streamlit(app: Path, gateway: Gateway, **env: str) -> StreamlitApp:
@@ -103,9 +69,9 @@ def start_streamlit(app: Path, gateway: Gateway, **env: str) -> StreamlitApp:
 
 
 @pytest.fixture(scope="module")
-def demo_app(upstream: UpstreamTarget) -> Iterator[StreamlitApp]:
+def demo_app(upstream: Upstream) -> Iterator[StreamlitApp]:
     """The demo app served by `streamlit run`, against ``upstream``."""
-    app = start_streamlit(DEMO, upstream.gateway, **upstream.env)
+    app = start_streamlit(DEMO, upstream.gateway, **upstream.env())
     yield app
     app.process.stop()
 

@@ -114,7 +114,8 @@ def realm_client_app(realm_url: str, realm_key: str) -> None:
 
 def test_a_realm_upstream_passed_as_client_streams_in_either_mode(
         realm_gateway: tuple[Gateway, str]) -> None:
-    from tests.core.realm_support import REALM_KEY, scripted
+    from support.upstreams import REALM_KEY
+    from tests.core.realm_support import scripted
 
     gateway, url = realm_gateway
     at = AppTest.from_function(realm_client_app, args=(url, REALM_KEY), default_timeout=RUN_TIMEOUT)

@@ -16,7 +16,7 @@ from streamlit_modelriver._render import STEP_ICONS
 from support import ROOT, Gateway
 
 if TYPE_CHECKING:
-    from tests.streamlit.conftest import UpstreamTarget
+    from support.upstreams import Upstream
 
 DONE = STEP_ICONS["success"]
 
@@ -33,11 +33,9 @@ has not; structured output is a workflow's validated ``data``, and Realm answers
 
 
 @pytest.fixture
-def demo(upstream: UpstreamTarget, monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    gateway = upstream.gateway
-    for name, value in {**gateway.env, **upstream.env}.items():
+def demo(upstream: Upstream, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    for name, value in upstream.env().items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MODELRIVER_WEBHOOK_SECRET", gateway.webhook_secret)
     monkeypatch.setenv("MODELRIVER_DEMO_MODE", "server")
     monkeypatch.setenv("MODELRIVER_DEMO_GC_FREEZE", "0")  # AppTest runs the demo in this process
     monkeypatch.setenv("MODELRIVER_DEMO_TOKENS_PER_SECOND", "0")  # as fast as the gateway goes
@@ -68,12 +66,14 @@ def assistant_markdown(at: AppTest) -> list[str]:
 
 
 @UPSTREAMS
-def test_chat_streams_the_gateways_content_with_steps_done(demo: AppTest, upstream: UpstreamTarget) -> None:
+def test_chat_streams_the_gateways_content_with_steps_done(demo: AppTest, upstream: Upstream) -> None:
     prompt = "Tell me about rivers"
     ask(demo, prompt)
     caption = next(c.value for c in demo.get("caption") if "channel " in c.value)
-    gateway_channel = upstream.gateway_channel(caption.rsplit("channel ", 1)[1].strip(), prompt)
-    assert upstream.gateway.request_log(gateway_channel)["status"] == "success"
+    channel_id = upstream.log(caption.rsplit("channel ", 1)[1].strip(), prompt)["channel_id"]
+    assert upstream.gateway.request_log(channel_id)["status"] == "success"
+    if upstream.realm:  # it came through the gateway's Realm endpoint
+        upstream.gateway.process.wait_for(f"realm: request {channel_id}", timeout=10)
     want = expected(upstream.gateway, "demo-chat", prompt)
     assert want.status == "success" and len(want.content) > 20
     texts = assistant_markdown(demo)

@@ -22,10 +22,10 @@ import pytest
 
 from modelriver import ModelRiver
 from support import Gateway
-from tests.core.realm_support import REALM_KEY
+from support.upstreams import REALM_KEY
 
 if TYPE_CHECKING:
-    from tests.streamlit.conftest import UpstreamTarget
+    from support.upstreams import Upstream
 
 pytestmark = pytest.mark.browser
 
@@ -113,7 +113,7 @@ class GatewayWatch:
 
 
 @pytest.fixture
-def watch(upstream: UpstreamTarget) -> GatewayWatch:
+def watch(upstream: Upstream) -> GatewayWatch:
     return GatewayWatch(upstream.gateway)
 
 
@@ -167,7 +167,7 @@ def watch_stream(page: Any) -> tuple[list[str], list[dict[str, str]]]:
 
 @UPSTREAM_MODES
 def test_tokens_and_steps_stream_live_and_the_value_returns(
-        mode: str, upstream: UpstreamTarget, demo_app: Any, page: tuple[Any, Any],
+        mode: str, upstream: Upstream, demo_app: Any, page: tuple[Any, Any],
         watch: GatewayWatch) -> None:
     browser_page, _ = page
     prompt = f"Stream live in {mode} mode"
@@ -183,7 +183,7 @@ def test_tokens_and_steps_stream_live_and_the_value_returns(
 
     caption = wait_returned(browser_page)
     assert "status success" in caption
-    channel_id = upstream.gateway_channel(channel_of(caption), prompt)
+    channel_id = upstream.log(channel_of(caption), prompt)["channel_id"]
     want = watch.expected_content("demo-chat", prompt)
     assert norm(final_text(browser_page)) == norm(want)
     assert norm(texts[-1]) in norm(want)
@@ -193,7 +193,7 @@ def test_tokens_and_steps_stream_live_and_the_value_returns(
 
 @UPSTREAM_MODES
 def test_reload_mid_stream_resumes_without_a_second_request(
-        mode: str, upstream: UpstreamTarget, demo_app: Any, page: tuple[Any, Any],
+        mode: str, upstream: Upstream, demo_app: Any, page: tuple[Any, Any],
         watch: GatewayWatch) -> None:
     browser_page, capture = page
     prompt = f"Reload me in {mode} mode"
@@ -205,7 +205,7 @@ def test_reload_mid_stream_resumes_without_a_second_request(
     resumed = wait_text(browser_page, len(partial))  # the text so far is back at once
     caption = wait_returned(browser_page)
 
-    channel_id = upstream.gateway_channel(channel_of(caption), prompt)
+    channel_id = upstream.log(channel_of(caption), prompt)["channel_id"]
     want = watch.expected_content("demo-chat", prompt)
     assert norm(want).startswith(norm(resumed)[: len(norm(partial))])
     assert norm(final_text(browser_page)) == norm(want)
@@ -225,7 +225,7 @@ def test_reload_mid_stream_resumes_without_a_second_request(
 
 @UPSTREAM_MODES
 def test_clicking_an_unrelated_widget_while_streaming_does_not_restart(
-        mode: str, upstream: UpstreamTarget, demo_app: Any, page: tuple[Any, Any],
+        mode: str, upstream: Upstream, demo_app: Any, page: tuple[Any, Any],
         watch: GatewayWatch) -> None:
     browser_page, _ = page
     prompt = f"Rerun me in {mode} mode"
@@ -236,7 +236,7 @@ def test_clicking_an_unrelated_widget_while_streaming_does_not_restart(
     browser_page.get_by_text("Pings: 1").wait_for()
     assert browser_page.evaluate("() => mr.returned()") is None, "the click came too late to test"
     caption = wait_returned(browser_page)
-    channel_id = upstream.gateway_channel(channel_of(caption), prompt)
+    channel_id = upstream.log(channel_of(caption), prompt)["channel_id"]
     want = watch.expected_content("demo-chat", prompt)
     assert norm(final_text(browser_page)) == norm(want)
     assert watch.new() == [channel_id]
@@ -244,7 +244,7 @@ def test_clicking_an_unrelated_widget_while_streaming_does_not_restart(
 
 @UPSTREAM_MODES
 def test_stop_cancels_upstream_and_shows_the_error(
-        mode: str, upstream: UpstreamTarget, demo_app: Any, page: tuple[Any, Any],
+        mode: str, upstream: Upstream, demo_app: Any, page: tuple[Any, Any],
         watch: GatewayWatch) -> None:
     browser_page, _ = page
     prompt = f"Stop me in {mode} mode"
@@ -258,7 +258,7 @@ def test_stop_cancels_upstream_and_shows_the_error(
     caption = wait_returned(browser_page)
     assert "status cancelled" in caption
     browser_page.get_by_test_id("stAlert").filter(has_text="Request cancelled").first.wait_for()
-    channel_id = upstream.gateway_channel(channel_of(caption), prompt)
+    channel_id = upstream.log(channel_of(caption), prompt)["channel_id"]
     log = upstream.gateway.request_log(channel_id)
     assert log["cancelled"] is True
     assert log["status"] == "cancelled"
@@ -268,7 +268,7 @@ def test_stop_cancels_upstream_and_shows_the_error(
 @MODELRIVER
 @pytest.mark.parametrize("mode", MODES)
 def test_event_driven_shows_the_backend_step_until_completed(
-        mode: str, upstream: UpstreamTarget, demo_app: Any, gateway: Gateway, page: tuple[Any, Any]) -> None:
+        mode: str, upstream: Upstream, demo_app: Any, gateway: Gateway, page: tuple[Any, Any]) -> None:
     browser_page, _ = page
     open_demo(browser_page, demo_app, mode=mode, tps=100, workflow="demo-events")
     ask(browser_page, f"Open a ticket in {mode} mode")
@@ -292,7 +292,7 @@ SNAPSHOT = r"""() => {
 
 @MODELRIVER
 def test_the_api_key_reaches_no_page_payload_frame_or_log(
-        upstream: UpstreamTarget, demo_app: Any, gateway: Gateway, page: tuple[Any, Any]) -> None:
+        upstream: Upstream, demo_app: Any, gateway: Gateway, page: tuple[Any, Any]) -> None:
     browser_page, capture = page
     sources: list[str] = []
 
@@ -345,7 +345,7 @@ def test_the_api_key_reaches_no_page_payload_frame_or_log(
 
 @MODELRIVER
 def test_component_reconnects_after_a_dropped_socket_and_resumes_from_last_seq(
-        upstream: UpstreamTarget, probe_app: Any, gateway: Gateway, page: tuple[Any, Any], watch: GatewayWatch) -> None:
+        upstream: Upstream, probe_app: Any, gateway: Gateway, page: tuple[Any, Any], watch: GatewayWatch) -> None:
     browser_page, capture = page
     prompt = "Drop my socket"
     meta = json.dumps({"scripted": {"tokens_per_second": 40, "drop_socket_after": 12}})
@@ -365,7 +365,7 @@ def test_component_reconnects_after_a_dropped_socket_and_resumes_from_last_seq(
 
 @MODELRIVER
 def test_switching_to_component_mid_stream_gets_a_fresh_token_from_the_backend(
-        upstream: UpstreamTarget, demo_app: Any, gateway: Gateway, page: tuple[Any, Any], watch: GatewayWatch) -> None:
+        upstream: Upstream, demo_app: Any, gateway: Gateway, page: tuple[Any, Any], watch: GatewayWatch) -> None:
     """The server-mode pump holds the socket token, so the component's opens are refused: it asks
     Python (a trigger) for a fresh one, Python calls the reconnect API with its key, the stream goes on."""
     browser_page, _ = page
@@ -385,13 +385,13 @@ def test_switching_to_component_mid_stream_gets_a_fresh_token_from_the_backend(
 
 @REALM
 def test_component_mode_on_realm_falls_back_to_server_mode_and_streams(
-        upstream: UpstreamTarget, demo_app: Any, page: tuple[Any, Any], watch: GatewayWatch) -> None:
+        upstream: Upstream, demo_app: Any, page: tuple[Any, Any], watch: GatewayWatch) -> None:
     """A Realm request has no browser socket token: component mode follows it in server mode (logged
     once), the tokens still stream, and the browser opens no gateway socket nor sees Realm's key."""
     browser_page, capture = page
     prompt = "Component mode on Realm"
     open_demo(browser_page, demo_app, mode="component", tps=25)
-    browser_page.get_by_text(f"Upstream: {upstream.env['REALM_URL']}").wait_for()
+    browser_page.get_by_text(f"Upstream: {upstream.realm_url}").wait_for()
     ask(browser_page, prompt)
     texts, _ = watch_stream(browser_page)
 
@@ -401,7 +401,7 @@ def test_component_mode_on_realm_falls_back_to_server_mode_and_streams(
     assert browser_page.evaluate("() => mr.component()") is None, "no component: server mode drew it"
     caption = wait_returned(browser_page)
     assert "status success" in caption
-    channel_id = upstream.gateway_channel(channel_of(caption), prompt)
+    channel_id = upstream.log(channel_of(caption), prompt)["channel_id"]
     want = watch.expected_content("demo-chat", prompt)
     assert norm(final_text(browser_page)) == norm(want)
     assert watch.new() == [channel_id]
