@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tracemalloc
+import uuid
 from typing import Any
 
 from django_modelriver.conf import AppSettings
 from django_modelriver.hub import Hub, Subscription, payload_of
-from django_modelriver.store import EntryBuffer, MemoryBackend, make_entry
-from modelriver.phoenix import Entry, ServerConnection
+from django_modelriver.store import EntryBuffer, MemoryBackend, RequestRecord, make_entry
+from modelriver.phoenix import Entry, ServerConnection, encode_parts
 
 TOPIC = "ai_response:p:c"
 
@@ -57,6 +59,62 @@ def test_entry_buffer_replays_after_a_seq_and_stays_bounded() -> None:
     assert buffer.after(8) == [] and buffer.last_seq == 8
     buffer.add(tokens(3, 9))  # repeats are ignored
     assert [e.seq for e in buffer.after(7)] == [8, 9]
+
+
+def test_entry_buffer_replays_the_same_frames_live_and_sealed() -> None:
+    odd = [Entry(3, 'we"ird', {}, encode_parts(None, None, TOPIC, 'we"ird', {"seq": 3})),
+           Entry(4, "tokens", {}, encode_parts(None, None, "ai_response:c", "tokens", {"seq": 4}))]
+    entries = [*tokens(1, 2), *odd, *tokens(5, 9)]  # an escaped event name, a frame on another topic
+    buffer = EntryBuffer(6, TOPIC)
+    buffer.add(entries)
+    expected = [(e.seq, e.event, e.frame) for e in entries[-6:]]
+    assert [(e.seq, e.event, e.frame) for e in buffer.after(None)] == expected
+    assert len(buffer) == 6 and buffer.last_seq == 9
+    buffer.seal()
+    assert buffer.sealed
+    assert [(e.seq, e.event, e.frame) for e in buffer.after(None)] == expected
+    assert [e.seq for e in buffer.after(7)] == [8, 9]
+    assert [json.loads(e.frame)[4] for e in buffer.after(8)] == [payload_of(e) for e in buffer.after(8)]
+    buffer.add(tokens(10, 10))  # a late event unseals
+    assert not buffer.sealed and [e.seq for e in buffer.after(8)] == [9, 10]
+
+
+def test_entry_buffer_weighs_about_the_payloads_it_keeps() -> None:
+    """A token costs ~100 bytes in a live log and ~20 once sealed, not an Entry, a payload dict
+    and a whole frame (~400 bytes with a real topic)."""
+    topic = f"ai_response:{uuid.uuid4()}:{uuid.uuid4()}"
+    entries = []
+    for seq in range(1, 1001):
+        entry = make_entry(topic, "tokens", {"data": f"w{seq} ", "seq": seq}, seq - 1)
+        assert entry is not None
+        entries.append(entry)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        buffer = EntryBuffer(10_000, topic)
+        buffer.add(entries)
+        live = (tracemalloc.get_traced_memory()[0] - before) / len(entries)
+        buffer.seal()
+        sealed = (tracemalloc.get_traced_memory()[0] - before) / len(entries)
+    finally:
+        tracemalloc.stop()
+    assert live < 130 and sealed < 40, (live, sealed)
+    assert [e.frame for e in buffer.after(None)] == [e.frame for e in entries]
+
+
+async def test_memory_backend_seals_ended_logs_and_forgets_them_after_retention() -> None:
+    backend = MemoryBackend(buffer_size=100, retention=0.05, token_lifetime=60)
+    record = RequestRecord("c", None, TOPIC, owner="s1", user_id="u1", workflow="w")
+    await backend.save(record)
+    backend.add_now("c", tokens(1, 3))
+    assert await backend.latest("s1", None) is record
+    await backend.mark_ended("c")
+    assert backend._buffers["c"].sealed
+    assert [e.seq for e in await backend.replay("c", TOPIC, 1)] == [2, 3]
+    await asyncio.sleep(0.1)
+    await backend.save(RequestRecord("d", None, TOPIC, owner="s2", user_id=None, workflow="w"))
+    assert await backend.get("c") is None and await backend.replay("c", TOPIC, None) == []
+    assert "s:s1" not in backend._latest and "u:u1" not in backend._latest  # no key per visitor left behind
 
 
 def test_overlapping_replay_and_live_events_are_delivered_once() -> None:

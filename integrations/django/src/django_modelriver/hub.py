@@ -73,7 +73,7 @@ class Sink(Protocol):
 
 
 def payload_of(entry: Entry) -> dict[str, Any]:
-    """An entry's payload; entries that crossed processes carry only their frame."""
+    """An entry's payload; replayed entries (and those that crossed processes) carry only their frame."""
     if entry.payload:
         return entry.payload
     payload: dict[str, Any] = json.loads(entry.frame)[4]
@@ -261,7 +261,8 @@ class Hub:
         pump = Pump(self, record, upstream, lease, last_seq=last_seq)
         self._pumps[record.channel_id] = pump
         if self.distributed:  # what this pump relays, until the replay stream has it for sure
-            self._tails.setdefault(record.channel_id, EntryBuffer(self.settings.replay_buffer_size))
+            self._tails.setdefault(record.channel_id,
+                                   EntryBuffer(self.settings.replay_buffer_size, record.topic))
         pump.task = self.spawn(pump.run(), f"pump-{record.channel_id}")
         return pump
 

@@ -19,7 +19,8 @@ import bisect
 import json
 import logging
 import time
-from collections import deque
+import zlib
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -45,11 +46,8 @@ TOKEN_LIVE_TTL = 90.0
 def make_entry(topic: str, event: str, payload: Any, last_seq: int) -> Entry | None:
     """The broadcast ``Entry`` of one upstream message, keeping its ``seq``.
 
-    ``tokens`` and ``status`` entries carry an empty ``payload`` (read it with
-    ``hub.payload_of``): their frame says it all.
-
     A payload without a usable ``seq`` gets ``last_seq + 1``; one at or below ``last_seq`` is a
-    duplicate and gives None.
+    duplicate and gives None. (Replay logs keep only the frame: ``EntryBuffer``.)
     """
     if not isinstance(payload, dict):
         payload = {"value": payload}
@@ -59,37 +57,102 @@ def make_entry(topic: str, event: str, payload: Any, last_seq: int) -> Entry | N
         payload = {**payload, "seq": seq}
     elif seq <= last_seq:
         return None
-    frame = encode_parts(None, None, topic, event, payload)
-    # Buffers hold the frame; the payload of the many small events is re-read from it when
-    # needed (coalescing), which halves what a replay buffer weighs.
-    return Entry(seq, event, {} if event in _LEAN else payload, frame)
-
-
-_LEAN = frozenset({"tokens", "status"})
+    return Entry(seq, event, payload, encode_parts(None, None, topic, event, payload))
 
 
 class EntryBuffer:
-    """A bounded, seq-ordered list of entries with ``after(last_seq)`` for replays."""
+    """A request's bounded, seq-ordered replay log: ``add(entries)``, ``after(last_seq)``.
 
-    def __init__(self, max_events: int) -> None:
-        self._entries: deque[Entry] = deque(maxlen=max_events)
-        self._seqs: deque[int] = deque(maxlen=max_events)
+    It keeps each event's broadcast frame and its seq, nothing else (``after`` makes the
+    ``Entry``s, payloads read from the frame when needed: ``hub.payload_of``), and of a frame on
+    the log's ``topic`` only what follows the topic: a token weighs about its JSON payload, not an
+    ``Entry``, a payload dict and a whole frame. ``seal()`` (the request ended) packs the log into
+    one zlib block for the retention time; a late rejoin or reload unpacks it, an ``add`` unseals.
+    """
+
+    __slots__ = ("_lengths", "_max", "_parts", "_prefix", "_sealed", "_seqs")
+
+    def __init__(self, max_events: int, topic: str | None = None) -> None:
+        self._max = max(1, max_events)
+        # '[null,null,"<topic>",': the head every frame on this topic shares
+        self._prefix = encode_parts(None, None, topic, "", None)[:-len('"",null]')] if topic is not None else None
+        self._seqs = array("q")
+        self._parts: list[str] = []  # a frame minus the prefix (starts with '"'), or a whole frame ('[')
+        self._sealed: bytes | None = None
+        self._lengths: array[int] | None = None
+
+    def __len__(self) -> int:
+        return min(len(self._seqs), self._max)
 
     @property
     def last_seq(self) -> int:
         return self._seqs[-1] if self._seqs else 0
 
+    @property
+    def sealed(self) -> bool:
+        return self._sealed is not None
+
     def add(self, entries: Iterable[Entry]) -> None:
+        if self._sealed is not None:
+            self._unseal()
+        prefix, seqs, parts = self._prefix, self._seqs, self._parts
+        last = seqs[-1] if seqs else 0
         for entry in entries:
-            if entry.seq > self.last_seq:
-                self._entries.append(entry)
-                self._seqs.append(entry.seq)
+            if entry.seq > last:
+                frame = entry.frame
+                parts.append(frame[len(prefix):] if prefix and frame.startswith(prefix) else frame)
+                seqs.append(entry.seq)
+                last = entry.seq
+        excess = len(seqs) - self._max
+        if excess > self._max // 4:  # trim in chunks; ``after`` never looks beyond the last max
+            del seqs[:excess], parts[:excess]
 
     def after(self, last_seq: int | None) -> list[Entry]:
-        if last_seq is None:
-            return list(self._entries)
-        start = bisect.bisect_right(self._seqs, last_seq)
-        return [self._entries[i] for i in range(start, len(self._entries))]
+        """Entries with a seq above ``last_seq`` (all when None), oldest first."""
+        seqs = self._seqs
+        first = max(0, len(seqs) - self._max)
+        start = first if last_seq is None else max(first, bisect.bisect_right(seqs, last_seq))
+        if start >= len(seqs):
+            return []
+        parts = self._parts if self._sealed is None else self._unpack()
+        prefix = self._prefix
+        entries = []
+        for i in range(start, len(seqs)):
+            part = parts[i]
+            if part[0] == "[":
+                frame = part
+                event = json.loads(frame)[3]
+            else:
+                assert prefix is not None
+                frame = prefix + part
+                end = part.index('"', 1)  # the event name, unless it has escapes
+                event = part[1:end] if "\\" not in part[1:end] else json.loads(frame)[3]
+            entries.append(Entry(seqs[i], event, {}, frame))
+        return entries
+
+    def seal(self) -> None:
+        """Pack the log into one compressed block (the request ended: only replays read it now)."""
+        if self._sealed is not None or not self._parts:
+            return
+        first = max(0, len(self._seqs) - self._max)
+        if first:
+            del self._seqs[:first], self._parts[:first]
+        self._lengths = array("I", map(len, self._parts))
+        self._sealed = zlib.compress("".join(self._parts).encode(), 1)
+        self._parts = []
+
+    def _unpack(self) -> list[str]:
+        assert self._sealed is not None and self._lengths is not None
+        text = zlib.decompress(self._sealed).decode()
+        parts, at = [], 0
+        for length in self._lengths:
+            parts.append(text[at:at + length])
+            at += length
+        return parts
+
+    def _unseal(self) -> None:
+        self._parts = self._unpack()
+        self._sealed = self._lengths = None
 
 
 @dataclass(slots=True)
@@ -180,28 +243,51 @@ class MemoryBackend:
         self._callbacks: dict[str, dict[str, Any]] = {}
 
     def _expire(self) -> None:
+        """Forget what is over; oldest first, stopping at the first that is not (dicts keep
+        insertion order: ends, creations and webhooks are added as they happen)."""
         now = time.time()
-        for channel_id, ended in list(self._ended.items()):
-            if now - ended > self._retention:
-                self._forget(channel_id)
+        while self._ended:
+            channel_id, ended = next(iter(self._ended.items()))
+            if now - ended <= self._retention:
+                break
+            self._forget(channel_id)
         cutoff = now - self._token_lifetime - self._retention
-        for channel_id, record in list(self._records.items()):
-            if record.created_at < cutoff and channel_id not in self._pumps:
-                self._forget(channel_id)
-        for key, (_state, at) in list(self._webhooks.items()):
-            if now - at > 86_400:
-                del self._webhooks[key]
+        stale = []
+        for channel_id, record in self._records.items():
+            if record.created_at >= cutoff:
+                break
+            if channel_id not in self._pumps:
+                stale.append(channel_id)
+        for channel_id in stale:
+            self._forget(channel_id)
+        while self._webhooks:
+            key, (_state, at) = next(iter(self._webhooks.items()))
+            if now - at <= 86_400:
+                break
+            del self._webhooks[key]
 
     def _forget(self, channel_id: str) -> None:
-        self._records.pop(channel_id, None)
+        record = self._records.pop(channel_id, None)
         self._ended.pop(channel_id, None)
         self._buffers.pop(channel_id, None)
         self._callbacks.pop(channel_id, None)
+        if record is not None:
+            for key in (f"s:{record.owner}", f"u:{record.user_id}" if record.user_id is not None else None):
+                if key is not None and self._latest.get(key) == channel_id:
+                    del self._latest[key]
+
+    def _buffer(self, channel_id: str) -> EntryBuffer:
+        buffer = self._buffers.get(channel_id)
+        if buffer is None:
+            record = self._records.get(channel_id)
+            buffer = self._buffers[channel_id] = EntryBuffer(
+                self._buffer_size, record.topic if record is not None else None)
+        return buffer
 
     async def save(self, record: RequestRecord) -> None:
         self._expire()
         self._records[record.channel_id] = record
-        self._buffers.setdefault(record.channel_id, EntryBuffer(self._buffer_size))
+        self._buffer(record.channel_id)
         self._latest[f"s:{record.owner}"] = record.channel_id
         if record.user_id is not None:
             self._latest[f"u:{record.user_id}"] = record.channel_id
@@ -219,14 +305,16 @@ class MemoryBackend:
 
     async def mark_ended(self, channel_id: str) -> None:
         self._ended.setdefault(channel_id, time.time())
+        buffer = self._buffers.get(channel_id)
+        if buffer is not None:
+            buffer.seal()
 
     async def ended_at(self, channel_id: str) -> float | None:
         return self._ended.get(channel_id)
 
     async def append(self, batches: dict[str, list[Entry]]) -> None:
         for channel_id, entries in batches.items():
-            buffer = self._buffers.setdefault(channel_id, EntryBuffer(self._buffer_size))
-            buffer.add(entries)
+            self._buffer(channel_id).add(entries)
 
     async def replay(self, channel_id: str, topic: str, after: int | None) -> list[Entry]:
         buffer = self._buffers.get(channel_id)
@@ -234,10 +322,7 @@ class MemoryBackend:
 
     def add_now(self, channel_id: str, entries: list[Entry]) -> None:
         """``append`` for one request, without awaiting (the pump's hot path)."""
-        buffer = self._buffers.get(channel_id)
-        if buffer is None:
-            buffer = self._buffers[channel_id] = EntryBuffer(self._buffer_size)
-        buffer.add(entries)
+        self._buffer(channel_id).add(entries)
 
     def replay_now(self, channel_id: str, after: int | None) -> list[Entry]:
         """``replay`` without awaiting (the in-process path has no I/O)."""
