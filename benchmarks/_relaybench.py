@@ -106,10 +106,11 @@ def _daphne_with_probe(argv: list[str]) -> None:
     CommandLineInterface().run(argv)
 
 
-def start_daphne_probed(port: int, api: str, script: dict[str, Any], *, profile: str | None = None) -> dr.Server:
+def start_daphne_probed(port: int, api: str, script: dict[str, Any], *, profile: str | None = None,
+                        env: dict[str, str] | None = None) -> dr.Server:
     """``django_relay.start_daphne`` with the task probe (same env, same app); ``profile``: a path
-    where the relay's cProfile stats are written when it stops."""
-    env = {**({"BENCH_PROFILE": profile} if profile else {}),
+    where the relay's cProfile stats are written when it stops; ``env``: more variables."""
+    env = {**(env or {}), **({"BENCH_PROFILE": profile} if profile else {}),
            "MODELRIVER_API_BASE": api, "MODELRIVER_API_KEY": dr.API_KEY, "MODELRIVER_WEBHOOK_SECRET": dr.SECRET,
            "DJANGO_DEBUG": "0", "DJANGO_CHAT_SCRIPTED": json.dumps(script), "PYTHONPATH": str(dr.DEMO),
            "DJANGO_SETTINGS_MODULE": "chatsite.settings"}

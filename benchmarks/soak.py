@@ -25,7 +25,8 @@ import httpx
 from _relaybench import dr, last_probe, progress, start_daphne_probed, text_of
 
 
-async def lane(site: str, stop: asyncio.Event, counts: dict[str, int], ready: asyncio.Queue[None]) -> None:
+async def lane(site: str, stop: asyncio.Event, counts: dict[str, int], ready: asyncio.Queue[None],
+               reasons: dict[str, int]) -> None:
     async with httpx.AsyncClient(base_url=site, timeout=60) as http:
         await http.get("/")
         csrf = http.cookies["csrftoken"]
@@ -34,6 +35,8 @@ async def lane(site: str, stop: asyncio.Event, counts: dict[str, int], ready: as
             answer = await http.post("/modelriver/start", json={"message": "soak"}, headers={"X-CSRFToken": csrf})
             if answer.status_code != 200:
                 counts["errors"] += 1
+                why = f"start HTTP {answer.status_code}: {answer.text[:80]}"
+                reasons[why] = reasons.get(why, 0) + 1
                 continue
             a = answer.json()
             stream = dr.Stream(dr.socket_url(a), a["websocket_channel"], origin=site)
@@ -43,23 +46,28 @@ async def lane(site: str, stop: asyncio.Event, counts: dict[str, int], ready: as
             await dr.listen(stream, record=False)
             counts["streams"] += 1
             counts["frames"] += stream.frames
-            if stream.error:
+            if stream.error or not stream.last:
                 counts["errors"] += 1
+                why = stream.error or "socket closed before the terminal event"
+                reasons[why] = reasons.get(why, 0) + 1
 
 
-async def soak(streams: int, minutes: float, interval: float, rate: float, tokens: int) -> dict[str, Any]:
+async def soak(streams: int, minutes: float, interval: float, rate: float, tokens: int,
+               retention: float | None = None) -> dict[str, Any]:
     gport, port = dr.free_port(), dr.free_port()
     gateway = dr.start_gateway(gport)
     script = {"tokens_per_second": rate, "first_token_ms": 0, "text": text_of(tokens)}
-    daphne = start_daphne_probed(port, f"http://127.0.0.1:{gport}", script)
+    env = {"MODELRIVER_REPLAY_RETENTION": str(retention)} if retention is not None else {}
+    daphne = start_daphne_probed(port, f"http://127.0.0.1:{gport}", script, env=env)
     site = f"http://127.0.0.1:{port}"
     counts = {"streams": 0, "frames": 0, "errors": 0}
+    reasons: dict[str, int] = {}
     samples: list[dict[str, Any]] = []
     stop = asyncio.Event()
     try:
         await dr.warm_up(site)
         ready: asyncio.Queue[None] = asyncio.Queue()
-        lanes = [asyncio.create_task(lane(site, stop, counts, ready)) for _ in range(streams)]
+        lanes = [asyncio.create_task(lane(site, stop, counts, ready, reasons)) for _ in range(streams)]
         async with asyncio.timeout(300):  # every lane has started its first stream
             for _ in range(streams):
                 await ready.get()
@@ -79,7 +87,8 @@ async def soak(streams: int, minutes: float, interval: float, rate: float, token
     finally:
         daphne.stop()
         gateway.stop()
-    return {"streams": streams, "minutes": minutes, "interval_s": interval, "samples": samples, **counts}
+    return {"streams": streams, "minutes": minutes, "interval_s": interval, "samples": samples, **counts,
+            "error_reasons": reasons}
 
 
 def drift(samples: list[dict[str, Any]], key: str) -> float:
@@ -93,17 +102,22 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--streams", type=int, default=None)
     parser.add_argument("--rate", type=float, default=10.0, help="tokens/s per stream")
+    parser.add_argument("--interval", type=float, default=None, help="seconds between samples (default 60)")
+    parser.add_argument("--retention", type=float, default=None,
+                        help="the relay's REPLAY_RETENTION in seconds (default: the app's, 600)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     streams = args.streams or (20 if args.quick else 200)
     minutes = 0.08 if args.quick else args.minutes
-    interval = 1.0 if args.quick else 60.0
+    interval = args.interval or (1.0 if args.quick else 60.0)
     tokens = 20 if args.quick else 100
-    result = asyncio.run(soak(streams, minutes, interval, args.rate, tokens))
+    result = asyncio.run(soak(streams, minutes, interval, args.rate, tokens, args.retention))
     samples = result["samples"]
     print(f"{'minute':>7} {'RSS MB':>7} {'tasks':>6} {'streams done':>13}")
     for s in samples:
         print(f"{s['minute']:>7} {s['rss_mb']:>7} {s['tasks']:>6} {s['streams_done']:>13}")
+    for why, count in sorted(result["error_reasons"].items(), key=lambda kv: -kv[1]):
+        print(f"{count} stream(s) failed: {why}", file=sys.stderr)
     rss_drift, task_drift = drift(samples, "rss_mb"), drift(samples, "tasks")
     label = f"{streams} streams, {minutes:g} min"
     rows = [

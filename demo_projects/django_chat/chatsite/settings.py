@@ -9,7 +9,8 @@ URL, and the key it prints); ``MODELRIVER_WEBHOOK_SECRET`` (default ``whsec_dev`
 gateway's); ``REDIS_URL``: run several processes on Redis (channels_redis) instead of one in
 memory. Dev-only knobs for tests: ``DJANGO_CHAT_DB`` (SQLite file), ``DJANGO_CHAT_SCRIPTED``
 (JSON merged into every request's ``metadata.scripted``, the dev gateway's per-request script),
-``MODELRIVER_PUMP_LOCK_TTL`` (seconds before another process takes a dead pump over).
+``MODELRIVER_PUMP_LOCK_TTL`` (seconds before another process takes a dead pump over);
+``MODELRIVER_REPLAY_RETENTION`` (seconds a finished request's replay buffer is kept, default 600).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ MODELRIVER = {
         "demo-events": {"events": ["webhook_received"], "metadata": _metadata},
     },
     "PUMP_LOCK_TTL": float(os.environ.get("MODELRIVER_PUMP_LOCK_TTL") or 10),
+    "REPLAY_RETENTION": float(os.environ.get("MODELRIVER_REPLAY_RETENTION") or 600),
 }
 
 STATIC_URL = "/static/"
