@@ -310,6 +310,16 @@ def test_messages_are_delivered_and_seq_tracked() -> None:
     assert phx.last_seq(TOPIC) == 2
 
 
+def test_channel_messages_carry_their_text_frame_for_relays() -> None:
+    phx = joined(client())
+    phx.receive(tokens(1, "hi", join_ref="1"), 1.0)
+    phx.receive(tokens(2, "yo").encode(), 1.0)
+    first, second = phx.events_received()
+    assert isinstance(first, ChannelMessage) and isinstance(second, ChannelMessage)
+    assert first.frame == tokens(1, "hi", join_ref="1") and second.frame is None  # bytes: none
+    assert first == ChannelMessage(TOPIC, "tokens", {"data": "hi", "seq": 1})  # not compared
+
+
 def test_channel_messages_are_frozen_dataclasses() -> None:
     phx = joined(client())
     phx.receive(tokens(1, "hi"), 1.0)

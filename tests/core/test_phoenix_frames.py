@@ -18,7 +18,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelriver.exceptions import ProtocolError
-from modelriver.phoenix import Message, decode, encode, encode_parts, reconnect_backoff, rejoin_backoff
+from modelriver.phoenix import (
+    Message,
+    as_broadcast,
+    decode,
+    encode,
+    encode_parts,
+    reconnect_backoff,
+    rejoin_backoff,
+)
 from modelriver.phoenix.frames import CLOSE_INVALID, CLOSE_TOO_BIG, decode_parts
 
 CORE_SRC = Path(__file__).resolve().parents[2] / "core" / "src"
@@ -212,6 +220,29 @@ def test_round_trip(message: Message) -> None:
     assert decode(text) == message
     assert decode(text.encode()) == message
     assert json.loads(text) == [message.join_ref, message.ref, message.topic, message.event, message.payload]
+
+
+def test_as_broadcast_nulls_the_refs_and_keeps_the_rest_as_received() -> None:
+    topic = "ai_response:p:c"
+    received = '["7",null,"ai_response:p:c","tokens",{"data":"d\\u00e9j\u00e0","seq":3}]'
+    assert as_broadcast(received, topic) == '[null,null,"ai_response:p:c","tokens",{"data":"d\\u00e9j\u00e0","seq":3}]'
+    assert as_broadcast('[7,"3","ai_response:p:c","x",{}]', topic) == '[null,null,"ai_response:p:c","x",{}]'
+    assert as_broadcast(encode_parts("7", None, "ai_response:p:other", "tokens", {}), topic) is None
+    assert as_broadcast('["7", null, "ai_response:p:c", "tokens", {}]', topic) is None  # not compact
+    assert as_broadcast('{"topic":"ai_response:p:c","event":"x","payload":{}}', topic) is None  # v1
+
+
+@FEWER
+@given(messages, st.booleans())
+def test_as_broadcast_is_the_same_message_with_null_refs_or_none(message: Message, compact: bool) -> None:
+    text = encode(message) if compact else json.dumps(
+        [message.join_ref, message.ref, message.topic, message.event, message.payload])
+    out = as_broadcast(text, message.topic)
+    if out is not None:
+        assert json.loads(out) == [None, None, message.topic, message.event, message.payload]
+    plain = all(r is None or "\\" not in json.dumps(r, ensure_ascii=False) for r in (message.join_ref, message.ref))
+    if compact and plain:
+        assert out == encode_parts(None, None, message.topic, message.event, message.payload)
 
 
 @FAST

@@ -51,6 +51,14 @@ def test_make_entry_keeps_the_upstream_seq_and_drops_repeats() -> None:
     assert final is not None and final.payload == {"seq": 5, "status": "success"}
 
 
+def test_make_entry_forwards_the_received_frame_when_it_can() -> None:
+    received = '["3",null,"ai_response:p:c","tokens",{"seq":8,"data":"caf\\u00e9"}]'
+    entry = make_entry(TOPIC, "tokens", json.loads(received)[4], 7, received)
+    assert entry is not None and entry.frame == "[null,null," + received[len('["3",null,'):]  # not re-encoded
+    other = make_entry(TOPIC, "tokens", {"data": "x"}, 8, '["3",null,"ai_response:p:c","tokens",{"data":"x"}]')
+    assert other is not None and json.loads(other.frame)[4] == {"data": "x", "seq": 9}  # stamped: encoded
+
+
 def test_entry_buffer_replays_after_a_seq_and_stays_bounded() -> None:
     buffer = EntryBuffer(5)
     buffer.add(tokens(1, 8))

@@ -291,7 +291,7 @@ class Stream:
         control = False
         for event in self._phx.events_received():
             if type(event) is ChannelMessage:
-                self._on_message(event.event, event.payload)
+                self._on_message(event)
             else:
                 control = True
                 await self._on_control(event, ws)
@@ -315,11 +315,12 @@ class Stream:
             logger.info("heartbeat reply missing: reconnecting")
             await ws.close()
 
-    def _on_message(self, name: str, payload: Any) -> None:
+    def _on_message(self, message: ChannelMessage) -> None:
         if self._done:
             return
         if self._emitter.has("message"):
-            self._fire("message", ChannelMessage(self.request.topic, name, payload))
+            self._fire("message", message)
+        name, payload = message.event, message.payload
         event = event_from_message(name, payload)
         if event is None:
             logger.debug("ignored channel event %r", name)

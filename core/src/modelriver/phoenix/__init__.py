@@ -16,7 +16,7 @@ from modelriver.phoenix.client import (
     PushTimeout,
     Reply,
 )
-from modelriver.phoenix.frames import DEFAULT_MAX_FRAME, Message, decode, encode, encode_parts
+from modelriver.phoenix.frames import DEFAULT_MAX_FRAME, Message, as_broadcast, decode, encode, encode_parts
 from modelriver.phoenix.server import (
     AUTH_SUBPROTOCOL_PREFIX,
     ChannelLog,
@@ -51,6 +51,7 @@ __all__ = [
     "Reply",
     "ServerConnection",
     "ServerEvent",
+    "as_broadcast",
     "coalesce_tokens",
     "decode",
     "encode",

@@ -59,27 +59,34 @@ class JoinRefused:
 
 @dataclass(frozen=True, slots=True)
 class ChannelMessage:
-    """A message pushed by the server on a joined channel."""
+    """A message pushed by the server on a joined channel.
+
+    ``frame`` is the text frame it came in (None for a binary frame or a message made elsewhere):
+    a relay can forward it instead of encoding the payload again (``frames.as_broadcast``).
+    """
 
     topic: str
     event: str
     payload: Any
+    frame: str | None = field(default=None, compare=False, repr=False)
 
 
-def _message_factory() -> Callable[[str, str, Any], ChannelMessage]:
-    """``ChannelMessage(topic, event, payload)`` for the hot path, same object, about 1.5x faster.
+def _message_factory() -> Callable[[str, str, Any, str | None], ChannelMessage]:
+    """``ChannelMessage(topic, event, payload, frame)`` for the hot path, same object, about 1.5x faster.
 
     A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``; the slot
     descriptors set them directly.
     """
     new, slots = object.__new__, vars(ChannelMessage)
-    set_topic, set_event, set_payload = (slots[name].__set__ for name in ("topic", "event", "payload"))
+    set_topic, set_event, set_payload, set_frame = (
+        slots[name].__set__ for name in ("topic", "event", "payload", "frame"))
 
-    def channel_message(topic: str, event: str, payload: Any) -> ChannelMessage:
+    def channel_message(topic: str, event: str, payload: Any, frame: str | None) -> ChannelMessage:
         message = new(ChannelMessage)
         set_topic(message, topic)
         set_event(message, event)
         set_payload(message, payload)
+        set_frame(message, frame)
         return message
 
     return channel_message
@@ -315,7 +322,7 @@ class PhoenixClient:
                     self.duplicates_dropped += 1
                     return
                 channel.last_seq = seq
-        self._events.append(_channel_message(topic, event, payload))
+        self._events.append(_channel_message(topic, event, payload, data if type(data) is str else None))
 
     def tick(self, now: float) -> None:
         """Fire heartbeats, push timeouts and rejoins that are due at ``now``."""

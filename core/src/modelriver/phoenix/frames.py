@@ -14,6 +14,7 @@ __all__ = [
     "CLOSE_UNSUPPORTED",
     "DEFAULT_MAX_FRAME",
     "Message",
+    "as_broadcast",
     "decode",
     "decode_parts",
     "encode",
@@ -50,6 +51,37 @@ def encode_parts(
 ) -> str:
     """``encode`` without building a ``Message`` first (for hot paths)."""
     return _dumps([join_ref, ref, topic, event, payload])
+
+
+def as_broadcast(text: str, topic: str) -> str | None:
+    """A received v2 frame on ``topic`` as a broadcast frame: its ``join_ref`` and ``ref`` made
+    null (``encode_parts(None, None, topic, ...)``'s head), the rest as received; None when the
+    frame does not start ``[<ref>,<ref>,"<topic>",`` with plain string, integer or null refs.
+
+    A relay forwards what it received this way instead of encoding the payload again.
+    """
+    if not text.startswith("["):
+        return None
+    at = _skip_ref(text, _skip_ref(text, 1))
+    if at < 0 or not text.startswith(_dumps(topic) + ",", at):
+        return None
+    return "[null,null," + text[at:]
+
+
+def _skip_ref(text: str, at: int) -> int:
+    """Where the next element starts after a compact ``null,``, ``123,`` or ``"plain",`` at
+    ``at`` (-1 for anything else: escapes, spaces, other types)."""
+    if at < 0:
+        return -1
+    if text.startswith("null,", at):
+        return at + 5
+    if text.startswith('"', at):
+        end = text.find('"', at + 1)
+        if end < 0 or "\\" in text[at:end] or not text.startswith(",", end + 1):
+            return -1
+        return end + 2
+    end = text.find(",", at)
+    return end + 1 if end > at and text[at:end].isascii() and text[at:end].isdigit() else -1
 
 
 def decode(data: str | bytes, *, max_size: int = DEFAULT_MAX_FRAME) -> Message:

@@ -131,7 +131,7 @@ class Pump:
 
     def _on_message(self, message: ChannelMessage) -> None:
         """Called by the stream for every raw channel message, in order, seq kept."""
-        entry = make_entry(self.topic, message.event, message.payload, self.last_seq)
+        entry = make_entry(self.topic, message.event, message.payload, self.last_seq, message.frame)
         if entry is None:
             return
         self.last_seq = entry.seq

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from modelriver.phoenix import Entry, encode_parts
+from modelriver.phoenix import Entry, as_broadcast, encode_parts
 
 __all__ = [
     "Backend",
@@ -43,9 +43,11 @@ TOKEN_LIVE_TTL = 90.0
 """Seconds a live-socket claim survives without renewal (a dead process's sockets free up)."""
 
 
-def make_entry(topic: str, event: str, payload: Any, last_seq: int) -> Entry | None:
+def make_entry(topic: str, event: str, payload: Any, last_seq: int, frame: str | None = None) -> Entry | None:
     """The broadcast ``Entry`` of one upstream message, keeping its ``seq``.
 
+    ``frame``, the text the message came in, is forwarded as received when it is a frame on
+    ``topic`` whose payload carries its seq (``as_broadcast``); otherwise the payload is encoded.
     A payload without a usable ``seq`` gets ``last_seq + 1``; one at or below ``last_seq`` is a
     duplicate and gives None. (Replay logs keep only the frame: ``EntryBuffer``.)
     """
@@ -55,9 +57,11 @@ def make_entry(topic: str, event: str, payload: Any, last_seq: int) -> Entry | N
     if type(seq) is not int:
         seq = last_seq + 1
         payload = {**payload, "seq": seq}
+        frame = None
     elif seq <= last_seq:
         return None
-    return Entry(seq, event, payload, encode_parts(None, None, topic, event, payload))
+    broadcast = as_broadcast(frame, topic) if frame is not None else None
+    return Entry(seq, event, payload, broadcast or encode_parts(None, None, topic, event, payload))
 
 
 class EntryBuffer:
