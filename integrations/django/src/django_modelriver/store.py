@@ -74,7 +74,7 @@ class EntryBuffer:
     one zlib block for the retention time; a late rejoin or reload unpacks it, an ``add`` unseals.
     """
 
-    __slots__ = ("_lengths", "_max", "_parts", "_prefix", "_sealed", "_seqs")
+    __slots__ = ("_last", "_max", "_parts", "_prefix", "_sealed", "_seqs")
 
     def __init__(self, max_events: int, topic: str | None = None) -> None:
         self._max = max(1, max_events)
@@ -82,15 +82,15 @@ class EntryBuffer:
         self._prefix = encode_parts(None, None, topic, "", None)[:-len('"",null]')] if topic is not None else None
         self._seqs = array("q")
         self._parts: list[str] = []  # a frame minus the prefix (starts with '"'), or a whole frame ('[')
-        self._sealed: bytes | None = None
-        self._lengths: array[int] | None = None
+        self._sealed: bytes | None = None  # zlib(count, seqs, lengths, text) once sealed
+        self._last = 0
 
     def __len__(self) -> int:
-        return min(len(self._seqs), self._max)
+        return min(len(self._seqs), self._max) if self._sealed is None else len(self._unpack()[0])
 
     @property
     def last_seq(self) -> int:
-        return self._seqs[-1] if self._seqs else 0
+        return self._last
 
     @property
     def sealed(self) -> bool:
@@ -98,27 +98,26 @@ class EntryBuffer:
 
     def add(self, entries: Iterable[Entry]) -> None:
         if self._sealed is not None:
-            self._unseal()
+            self._seqs, self._parts = self._unpack()
+            self._sealed = None
         prefix, seqs, parts = self._prefix, self._seqs, self._parts
-        last = seqs[-1] if seqs else 0
+        last = self._last
         for entry in entries:
             if entry.seq > last:
                 frame = entry.frame
                 parts.append(frame[len(prefix):] if prefix and frame.startswith(prefix) else frame)
                 seqs.append(entry.seq)
                 last = entry.seq
+        self._last = last
         excess = len(seqs) - self._max
         if excess > self._max // 4:  # trim in chunks; ``after`` never looks beyond the last max
             del seqs[:excess], parts[:excess]
 
     def after(self, last_seq: int | None) -> list[Entry]:
         """Entries with a seq above ``last_seq`` (all when None), oldest first."""
-        seqs = self._seqs
+        seqs, parts = (self._seqs, self._parts) if self._sealed is None else self._unpack()
         first = max(0, len(seqs) - self._max)
         start = first if last_seq is None else max(first, bisect.bisect_right(seqs, last_seq))
-        if start >= len(seqs):
-            return []
-        parts = self._parts if self._sealed is None else self._unpack()
         prefix = self._prefix
         entries = []
         for i in range(start, len(seqs)):
@@ -139,24 +138,25 @@ class EntryBuffer:
         if self._sealed is not None or not self._parts:
             return
         first = max(0, len(self._seqs) - self._max)
-        if first:
-            del self._seqs[:first], self._parts[:first]
-        self._lengths = array("I", map(len, self._parts))
-        self._sealed = zlib.compress("".join(self._parts).encode(), 1)
-        self._parts = []
+        seqs, parts = self._seqs[first:], self._parts[first:]
+        lengths = array("I", [len(part) for part in parts])
+        count = array("I", [len(parts)])
+        self._sealed = zlib.compress(count.tobytes() + seqs.tobytes() + lengths.tobytes()
+                                     + "".join(parts).encode(), 1)
+        self._seqs, self._parts = array("q"), []
 
-    def _unpack(self) -> list[str]:
-        assert self._sealed is not None and self._lengths is not None
-        text = zlib.decompress(self._sealed).decode()
+    def _unpack(self) -> tuple[array[int], list[str]]:
+        assert self._sealed is not None
+        data = zlib.decompress(self._sealed)
+        count = array("I", data[:4])[0]
+        at = 4 + 8 * count
+        seqs, lengths = array("q", data[4:at]), array("I", data[at:at + 4 * count])
+        text = data[at + 4 * count:].decode()
         parts, at = [], 0
-        for length in self._lengths:
+        for length in lengths:
             parts.append(text[at:at + length])
             at += length
-        return parts
-
-    def _unseal(self) -> None:
-        self._parts = self._unpack()
-        self._sealed = self._lengths = None
+        return seqs, parts
 
 
 @dataclass(slots=True)
