@@ -4,6 +4,7 @@ seq twice (replay and live events overlap), coalescing merges only what the sock
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import tracemalloc
 import uuid
@@ -123,6 +124,26 @@ async def test_memory_backend_seals_ended_logs_and_forgets_them_after_retention(
     await backend.save(RequestRecord("d", None, TOPIC, owner="s2", user_id=None, workflow="w"))
     assert await backend.get("c") is None and await backend.replay("c", TOPIC, None) == []
     assert "s:s1" not in backend._latest and "u:u1" not in backend._latest  # no key per visitor left behind
+
+
+async def test_retained_answers_hold_no_object_per_event_for_the_garbage_collector() -> None:
+    """The soak's failed streams (Daphne refusing handshakes after its 5 s connect timeout) came
+    from the relay stalling once ten minutes of finished answers were retained: each of their
+    events was a GC-tracked ``Entry``, so every full collection walked all of them (~270 ms at
+    5,000 answers), and each start's expiry scan walked every retained request."""
+    backend = MemoryBackend(buffer_size=10_000, retention=600, token_lifetime=300)
+    gc.collect()
+    before = len(gc.get_objects())
+    for n in range(200):
+        channel_id = f"c{n}"
+        await backend.save(RequestRecord(channel_id, None, f"ai_response:{channel_id}", f"s{n}", None, "w"))
+        backend.add_now(channel_id, [e for e in (make_entry(f"ai_response:{channel_id}", "tokens",
+                                                            {"seq": seq, "data": f" t{seq}"}, seq - 1)
+                                                 for seq in range(1, 101)) if e is not None])
+        await backend.mark_ended(channel_id)
+    gc.collect()
+    assert (len(gc.get_objects()) - before) / 200 < 8  # a record and its log, not 100 entries
+    assert [e.seq for e in await backend.replay("c7", "ai_response:c7", 98)] == [99, 100]
 
 
 def test_overlapping_replay_and_live_events_are_delivered_once() -> None:
