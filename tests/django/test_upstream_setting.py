@@ -16,7 +16,7 @@ from djmr_support import Browser, Socket, settle, text_of
 
 from django_modelriver import asend_callback
 from django_modelriver.checks import check_settings
-from django_modelriver.hub import get_hub
+from django_modelriver.hub import get_hub, payload_of
 from django_modelriver.store import RequestRecord
 from modelriver.api import AsyncModelRiver
 from modelriver.upstream import RealmUpstream, UpstreamError
@@ -151,7 +151,7 @@ async def test_a_request_its_upstream_no_longer_knows_ends_with_an_error(realm_e
         await settle(record.channel_id)
         assert await hub.backend.ended_at(record.channel_id) is not None
         (entry,) = hub.backend.replay_now(record.channel_id, None)
-        assert entry.event == "error" and entry.payload["message"] == "the request is no longer known upstream"
+        assert entry.event == "error" and payload_of(entry)["message"] == "the request is no longer known upstream"
         assert not await hub.take_over(record.channel_id)  # ended: nothing to take over again
         await hub.close()
 
