@@ -80,11 +80,12 @@ def gateway_final(gateway: Gateway, channel_id: str) -> dict[str, Any]:
     return dict(response.raw)
 
 
-def upstreams(*names: str, why: str = "") -> pytest.MarkDecorator:
-    """Run a test once per upstream in ``names`` (default: all); leaving one out needs ``why``."""
+def upstreams(*names: str, why: str = "", fixture: str = "chat") -> pytest.MarkDecorator:
+    """Run a test once per upstream in ``names`` (default: all) through the module-scoped
+    ``fixture`` that takes the upstream's name as its param; leaving one out needs ``why``."""
     names = names or UPSTREAMS
     assert set(names) <= set(UPSTREAMS) and (set(names) == set(UPSTREAMS) or why), names
-    return pytest.mark.parametrize("chat", names, indirect=True, scope="module")
+    return pytest.mark.parametrize(fixture, names, indirect=True, scope="module")
 
 
 @dataclass

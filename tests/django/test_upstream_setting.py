@@ -17,6 +17,7 @@ from djmr_support import Browser, Socket, settle, text_of
 from django_modelriver import asend_callback
 from django_modelriver.checks import check_settings
 from django_modelriver.hub import get_hub, payload_of
+from django_modelriver.pump import UNSTORED_ROOM
 from django_modelriver.store import RequestRecord
 from modelriver.api import AsyncModelRiver
 from modelriver.upstream import RealmUpstream, UpstreamError
@@ -152,6 +153,7 @@ async def test_a_request_its_upstream_no_longer_knows_ends_with_an_error(realm_e
         assert await hub.backend.ended_at(record.channel_id) is not None
         (entry,) = hub.backend.replay_now(record.channel_id, None)
         assert entry.event == "error" and payload_of(entry)["message"] == "the request is no longer known upstream"
+        assert entry.seq > UNSTORED_ROOM  # beyond what the dead process may have shown unstored
         assert not await hub.take_over(record.channel_id)  # ended: nothing to take over again
         await hub.close()
 

@@ -41,6 +41,11 @@ MAX_ATTEMPTS = 6
 SAFETY_TIMEOUT = 3600.0
 """Seconds a pump waits at most for a terminal event (the gateway has its own timeouts)."""
 
+UNSTORED_ROOM = 1000
+"""Seqs skipped before the error that ends a request taken over but unknown upstream: a dead
+pump's own sockets may have shown events it never stored (the batch it had not written yet);
+a socket that saw them must still take the error, whose seq is then beyond theirs."""
+
 
 class Pump:
     """Relays one request's upstream channel to the hub. Created by ``Hub.start_pump``."""
@@ -92,7 +97,8 @@ class Pump:
         failures = 0
         unknown = "the request is no longer known upstream"
         while True:
-            if self.upstream is None:
+            if self.upstream is None:  # taken over, and the upstream lost it with its process
+                self.last_seq += UNSTORED_ROOM
                 return self._give_up(unknown)
             try:
                 stream = self._stream = await self.hub.upstream().connect(
