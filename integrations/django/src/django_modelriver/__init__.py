@@ -25,6 +25,9 @@ the official ModelRiver SDK (``apiBaseUrl: "/modelriver"``) connect unchanged. O
 pump per request relays every event to every tab; reloads resume from the replay buffer. For
 several processes use ``channels_redis``: the pump lock, the replay buffer and the fan-out move
 to Redis. Webhooks: ``/modelriver/webhook`` verifies and sends ``signals.webhook_received``.
+Requests go to ModelRiver by default; ``MODELRIVER_UPSTREAM=realm`` (core's switch) or
+``MODELRIVER['UPSTREAM']`` (a factory of any ``modelriver.upstream.AsyncUpstream``) sends them
+elsewhere, e.g. to a Realm server (no webhooks there).
 
 Modules: ``conf`` (settings), ``checks``, ``views``, ``consumers``, ``routing``, ``hub`` and
 ``pump`` (the relay), ``store`` (memory / Redis state), ``tokens``, ``signals``, ``callbacks``,
