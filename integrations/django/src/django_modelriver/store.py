@@ -361,10 +361,9 @@ class MemoryBackend:
         return "new"
 
     async def webhook_end(self, key: str, *, ok: bool) -> None:
+        self._webhooks.pop(key, None)
         if ok:
-            self._webhooks[key] = ("done", time.time())
-        else:
-            self._webhooks.pop(key, None)
+            self._webhooks[key] = ("done", time.time())  # re-inserted: the dict stays in time order
 
     async def set_callback(self, channel_id: str, info: dict[str, Any]) -> None:
         self._callbacks[channel_id] = dict(info)
