@@ -5,7 +5,7 @@ One ``Hub`` per event loop (``get_hub()``). It owns the backend (``store``), the
 and the fan-out:
 
 * In-process, a pump hands each event to every local socket directly (``publish`` then
-  ``flush_dirty``): no channel-layer hop, no thread hop, one frame encoding per event.
+  ``flush_dirty``): no channel-layer hop, no thread hop, one frame per event for every socket.
 * Across processes (``channels_redis``), events are written to the Redis replay stream and sent
   to the request's channel-layer group in *batches* (every ``FANOUT_INTERVAL`` s at most), one
   message per request per batch, to one relay channel per process (never one per socket, never

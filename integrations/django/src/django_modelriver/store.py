@@ -10,7 +10,9 @@ Two backends with one async interface:
 
 Events keep the upstream gateway's ``seq`` end to end: a process that takes a pump over resumes
 the upstream stream at the last stored seq, and browsers' ``last_seq`` stays meaningful across
-processes. Each event's broadcast frame is encoded once (``modelriver.phoenix.encode_parts``).
+processes. Each event's broadcast frame is made once: the upstream frame with its refs nulled
+(``modelriver.phoenix.as_broadcast``), or encoded (``encode_parts``) when the relay stamped a seq.
+In memory, a request's replay log (``EntryBuffer``) keeps frames only, packed once it ended.
 """
 
 from __future__ import annotations
