@@ -137,7 +137,8 @@ def main() -> int:
                   f"Django relay soak: {label}", "RSS MB / tasks", "soak.png")
     if args.json:
         print(json.dumps({"name": "soak", "summary": rows, "result": result,
-                          "notes": "drift = |last - first sample after warm-up| / first; plot benchmarks/soak.png"}))
+                          "notes": "drift = |last - first sample after warm-up| / first; plot benchmarks/soak.png"
+                                   + "".join(f"; {n} failed: {why}" for why, n in result["error_reasons"].items())}))
     return 0
 
 
