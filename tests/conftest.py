@@ -9,26 +9,6 @@ from e2e.figures import pytest_runtest_logreport, pytest_terminal_summary  # noq
 
 from support import Gateway, start_gateway
 
-# The longest modules start first: xdist's --dist loadfile hands modules out in collection order, so
-# a long module collected last would leave one worker running it alone at the end.
-LONGEST_FIRST = (
-    "streamlit/test_browser.py",
-    "benchmarks/test_quick_runs.py",
-    "gradio/test_demo_client.py",
-    "gradio/test_demo_browser.py",
-    "e2e/test_takeover.py",
-    "django/test_demo_browser.py",
-    "django/test_scale_out.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        path = item.path.as_posix()
-        return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith(name)), len(LONGEST_FIRST))
-
-    items.sort(key=rank)  # stable: each module keeps its own order
-
 
 @pytest.fixture(scope="session")
 def gateway() -> Iterator[Gateway]:
