@@ -26,6 +26,7 @@ from modelriver.upstream import (
     realm_prompt,
     sync_upstream_from_env,
     upstream_from_env,
+    upstream_name,
 )
 from tests.core.realm_support import REALM_KEY, acquire, release, scripted
 from tests.support import Gateway
@@ -204,6 +205,13 @@ async def test_upstream_from_env_selects_realm_or_modelriver() -> None:
     assert isinstance(sync_upstream_from_env({}), ModelRiver)
     await realm.aclose()
     await default.aclose()
+    for typo in ("relam", "ModelRiverX", "1"):  # no silent fallback to ModelRiver
+        with pytest.raises(ValueError, match=r"MODELRIVER_UPSTREAM='.*': expected 'modelriver' or 'realm'"):
+            upstream_from_env({"MODELRIVER_UPSTREAM": typo})
+        with pytest.raises(ValueError, match="expected 'modelriver' or 'realm'"):
+            sync_upstream_from_env({"MODELRIVER_UPSTREAM": typo})
+    assert upstream_name({}) == upstream_name({"MODELRIVER_UPSTREAM": " ModelRiver "}) == "modelriver"
+    assert upstream_name({"MODELRIVER_UPSTREAM": "REALM"}) == "realm"
 
 
 def test_realm_prompt_is_the_last_user_message_or_a_transcript() -> None:

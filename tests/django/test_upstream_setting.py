@@ -64,6 +64,10 @@ def test_system_check_names_a_bad_upstream_factory(monkeypatch: pytest.MonkeyPat
     assert check_ids(UPSTREAM="djmr_support.counting_upstream") == set()
     monkeypatch.setenv("MODELRIVER_UPSTREAM", "realm")
     assert check_ids() == set()
+    # A misspelt switch is an error (not a silent ModelRiver), unless the project's own factory decides.
+    monkeypatch.setenv("MODELRIVER_UPSTREAM", "relam")
+    assert check_ids() == {"django_modelriver.E010"}
+    assert check_ids(UPSTREAM="djmr_support.counting_upstream") == set()
 
 
 async def test_the_default_upstream_is_modelriver_unless_core_env_selects_another(

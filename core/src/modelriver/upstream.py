@@ -78,12 +78,13 @@ __all__ = [
     "UpstreamError",
     "sync_upstream_from_env",
     "upstream_from_env",
+    "upstream_name",
 ]
 
 logger = logging.getLogger("modelriver.upstream")
 
 ENV_UPSTREAM = "MODELRIVER_UPSTREAM"
-"""``realm`` selects Realm in ``upstream_from_env()``; anything else (or unset): ModelRiver."""
+"""``realm`` selects Realm in ``upstream_from_env()``; unset or ``modelriver``: ModelRiver; else an error."""
 ENV_REALM_URL = "REALM_URL"
 ENV_REALM_API_KEY = "REALM_API_KEY"
 
@@ -771,8 +772,22 @@ class SyncRealmUpstream:
 # -- choosing by environment ------------------------------------------------------------------------
 
 
+def upstream_name(environ: Mapping[str, str] = os.environ) -> Literal["modelriver", "realm"]:
+    """Which upstream ``MODELRIVER_UPSTREAM`` names: ``modelriver`` (also when unset) or ``realm``.
+
+    Raises:
+        ValueError: any other value (a typo would otherwise send requests somewhere else silently).
+    """
+    value = (environ.get(ENV_UPSTREAM) or "").strip().lower()
+    if value in ("", "modelriver"):
+        return "modelriver"
+    if value == "realm":
+        return "realm"
+    raise ValueError(f"{ENV_UPSTREAM}={environ.get(ENV_UPSTREAM)!r}: expected 'modelriver' or 'realm'")
+
+
 def _realm_settings(environ: Mapping[str, str]) -> tuple[str, str | None] | None:
-    if (environ.get(ENV_UPSTREAM) or "").strip().lower() != "realm":
+    if upstream_name(environ) != "realm":
         return None
     return (environ.get(ENV_REALM_URL) or DEFAULT_URL), (environ.get(ENV_REALM_API_KEY) or None)
 
@@ -781,8 +796,11 @@ def upstream_from_env(environ: Mapping[str, str] = os.environ) -> AsyncUpstream:
     """The async upstream the environment selects.
 
     ``MODELRIVER_UPSTREAM=realm``: a ``RealmUpstream`` on ``REALM_URL`` (default
-    ``ws://localhost:8080``) with ``REALM_API_KEY``; otherwise an ``AsyncModelRiver`` (which reads
-    ``MODELRIVER_API_KEY`` / ``MODELRIVER_API_BASE``).
+    ``ws://localhost:8080``) with ``REALM_API_KEY``; unset or ``modelriver``: an ``AsyncModelRiver``
+    (which reads ``MODELRIVER_API_KEY`` / ``MODELRIVER_API_BASE``).
+
+    Raises:
+        ValueError: ``MODELRIVER_UPSTREAM`` names no known upstream.
     """
     realm = _realm_settings(environ)
     if realm is not None:

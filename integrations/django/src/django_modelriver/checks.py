@@ -10,6 +10,7 @@
 ``E007``               ``WORKFLOWS`` is malformed, or ``DEFAULT_WORKFLOW`` is not in it
 ``E008``               ``channels_redis`` configured but the ``redis`` package is missing
 ``E009``               ``UPSTREAM`` is not an importable callable that takes no arguments
+``E010``               ``MODELRIVER_UPSTREAM`` (environment) names no known upstream
 ``W001``               no API key (``API_KEY`` or ``MODELRIVER_API_KEY``) for the ModelRiver upstream
 ``W002``               no webhook secret: webhooks will be refused
 ``W003``               an unknown key in ``MODELRIVER`` (a typo?)
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,7 +30,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from django_modelriver.conf import DEFAULTS, modelriver_settings
-from modelriver.upstream import ENV_UPSTREAM
+from modelriver.upstream import upstream_name
 
 __all__ = ["check_settings"]
 
@@ -70,6 +70,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                               id=_id(3)))
     messages += _check_permission(conf.permission_path)
     messages += _check_upstream(conf.upstream_path)
+    messages += _check_upstream_env(conf.upstream_path)
     messages += _check_layers(raw)
     if not (apps.is_installed("django.contrib.sessions")
             and "django.contrib.sessions.middleware.SessionMiddleware" in settings.MIDDLEWARE):
@@ -128,8 +129,21 @@ def _check_upstream(path: str) -> list[CheckMessage]:
 
 def _modelriver_upstream(path: str) -> bool:
     """True when requests go to ModelRiver (the default factory, no other upstream chosen by env)."""
-    chosen = os.environ.get(ENV_UPSTREAM, "").strip().lower()
-    return path == DEFAULTS["UPSTREAM"] and chosen in ("", "modelriver")
+    try:
+        return path == DEFAULTS["UPSTREAM"] and upstream_name() == "modelriver"
+    except ValueError:
+        return False  # E010 says why
+
+
+def _check_upstream_env(path: str) -> list[CheckMessage]:
+    if path != DEFAULTS["UPSTREAM"]:
+        return []  # a factory of the project's own does not read the switch
+    try:
+        upstream_name()
+    except ValueError as exc:
+        return [Error(str(exc), hint="Unset MODELRIVER_UPSTREAM for ModelRiver, or set it to 'realm'.",
+                      id=_id(10))]
+    return []
 
 
 def _check_layers(raw: Mapping[str, Any]) -> list[CheckMessage]:
