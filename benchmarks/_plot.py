@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+from _procs import percentile
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,18 +29,9 @@ def latency_percentiles(series: Mapping[str, Sequence[float]], title: str, name:
         ordered = sorted(values)
         if not ordered:
             continue
-        ys = [ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] for q in qs]
+        ys = [percentile(ordered, q) for q in qs]
         ax.plot([str(q) for q in qs], ys, marker="o", label=f"{label} (n={len(ordered)})")
-    ax.set_xlabel("percentile")
-    ax.set_ylabel("added latency (ms)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    path = HERE / name
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, "percentile", "added latency (ms)", title, name)
 
 
 def over_time(minutes: Sequence[float], series: Mapping[str, Sequence[float]], title: str, ylabel: str,
@@ -47,7 +41,12 @@ def over_time(minutes: Sequence[float], series: Mapping[str, Sequence[float]], t
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, values in series.items():
         ax.plot(list(minutes), list(values), marker=".", label=label)
-    ax.set_xlabel("minutes")
+    return _save(fig, ax, "minutes", ylabel, title, name)
+
+
+def _save(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str, name: str) -> Path:
+    """Label, grid and legend, then write ``benchmarks/<name>`` and free the figure."""
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -55,5 +54,5 @@ def over_time(minutes: Sequence[float], series: Mapping[str, Sequence[float]], t
     path = HERE / name
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path

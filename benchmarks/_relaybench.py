@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +232,22 @@ async def latency_paths(n: int, tokens: int, rate: float, sample: int, gw_url: s
 
 def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 90, 99)) -> dict[str, float]:
     return {f"p{q:g}": round(dr.percentile(values, q), 2) for q in qs}
+
+
+@contextlib.contextmanager
+def running_gateway() -> Iterator[tuple[dr.Server, str]]:
+    """`modelriver dev` on a free port for the ``with`` block: the process and its URL."""
+    port = dr.free_port()
+    gateway = dr.start_gateway(port)
+    try:
+        yield gateway, f"http://127.0.0.1:{port}"
+    finally:
+        gateway.stop()
+
+
+def sizes_arg(value: str) -> list[int]:
+    """``--sizes 100,1000`` → [100, 1000]."""
+    return [int(s) for s in value.split(",")]
 
 
 def progress(total: int, desc: str) -> Any:

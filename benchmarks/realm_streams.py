@@ -35,7 +35,7 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,16 @@ class Subprocess:
 # -- clients --------------------------------------------------------------------------------------
 
 
+async def timed(one: Callable[[], Awaitable[str]], n: int, expected: str, what: str) -> float:
+    """Seconds for ``n`` concurrent ``one()`` answers; each must equal ``expected`` whole."""
+    start = time.perf_counter()
+    texts = await asyncio.gather(*(one() for _ in range(n)))
+    elapsed = time.perf_counter() - start
+    if any(text != expected for text in texts):
+        raise AssertionError(f"a {what} stream lost or mixed tokens")
+    return elapsed
+
+
 class RealmRunner:
     """N ``generate_stream`` calls at once on one ``RealmClient`` (``model``: the gateway's workflow)."""
 
@@ -157,12 +167,7 @@ class RealmRunner:
                 "go", model=self.model, max_tokens=None, temperature=None)]
             return "".join(parts)
 
-        start = time.perf_counter()
-        texts = await asyncio.gather(*(one() for _ in range(n)))
-        elapsed = time.perf_counter() - start
-        if any(text != self.expected for text in texts):
-            raise AssertionError("a realm stream lost or mixed tokens")
-        return elapsed
+        return await timed(one, n, self.expected, "realm")
 
 
 class ModelRiverRunner:
@@ -186,12 +191,7 @@ class ModelRiverRunner:
                 raise AssertionError(f"a ModelRiver request failed: {stream.response}")
             return stream.text
 
-        start = time.perf_counter()
-        texts = await asyncio.gather(*(one() for _ in range(n)))
-        elapsed = time.perf_counter() - start
-        if any(text != self.expected for text in texts):
-            raise AssertionError("a ModelRiver stream lost or mixed tokens")
-        return elapsed
+        return await timed(one, n, self.expected, "ModelRiver")
 
 
 class PlainRunner:

@@ -20,38 +20,33 @@ import json
 import sys
 from typing import Any
 
-from _relaybench import HERE, dr, latency_paths, percentiles, profile_top, progress
+from _relaybench import HERE, latency_paths, percentiles, profile_top, progress, running_gateway, sizes_arg
 
 
 async def bench(sizes: list[int], tokens: int, rate: float, sample: int, profile: bool) -> list[dict[str, Any]]:
-    port = dr.free_port()
-    gateway = dr.start_gateway(port)
     out = []
-    try:
-        with progress(len(sizes), "relay_latency") as bar:
-            for n in sizes:
-                out.append(await latency_paths(n, tokens, rate, min(n, sample), f"http://127.0.0.1:{port}"))
-                bar.update()
-            if profile:  # a separate pass: cProfile slows the relay, so its latencies are not reported
-                n = sizes[0]
-                prof = str(HERE / f"relay_profile_{n}.prof")
-                await latency_paths(n, tokens, rate, min(n, sample), f"http://127.0.0.1:{port}", profile=prof)
-                out[0]["profile_top"] = profile_top(prof)
-    finally:
-        gateway.stop()
+    with running_gateway() as (_, gw_url), progress(len(sizes), "relay_latency") as bar:
+        for n in sizes:
+            out.append(await latency_paths(n, tokens, rate, min(n, sample), gw_url))
+            bar.update()
+        if profile:  # a separate pass: cProfile slows the relay, so its latencies are not reported
+            n = sizes[0]
+            prof = str(HERE / f"relay_profile_{n}.prof")
+            await latency_paths(n, tokens, rate, min(n, sample), gw_url, profile=prof)
+            out[0]["profile_top"] = profile_top(prof)
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI size")
-    parser.add_argument("--sizes", default=None, help="comma-separated N (default 100,1000)")
+    parser.add_argument("--sizes", type=sizes_arg, default=None, help="comma-separated N (default 100,1000)")
     parser.add_argument("--rate", type=float, default=50.0, help="tokens/s per stream")
     parser.add_argument("--tokens", type=int, default=None)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-profile", action="store_true", help="full runs profile the relay (cProfile)")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([20] if args.quick else [100, 1000])
+    sizes = args.sizes or ([20] if args.quick else [100, 1000])
     tokens = args.tokens or (40 if args.quick else 250)
     result = asyncio.run(bench(sizes, tokens, args.rate, 20, not args.quick and not args.no_profile))
     rows = []

@@ -21,37 +21,32 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from _relaybench import dr, progress, throughput_paths
+from _relaybench import progress, running_gateway, sizes_arg, throughput_paths
 
 
 async def bench(sizes: list[int], tokens: int) -> list[dict[str, Any]]:
-    port = dr.free_port()
-    gateway = dr.start_gateway(port)
     out = []
-    try:
-        with progress(len(sizes), "relay_throughput") as bar:
-            for n in sizes:
-                runs = await throughput_paths(n, tokens, gateway, f"http://127.0.0.1:{port}")
-                fwd, relay, direct = runs["forwarder"], runs["relay"], runs["direct"]
-                out.append({"n": n, "tokens": tokens, **{k: asdict(v) for k, v in runs.items()},
-                            "relay_vs_forwarder": round(relay.frames_per_s / fwd.frames_per_s, 3)
-                            if fwd.frames_per_s else 0.0,
-                            "relay_vs_direct": round(relay.frames_per_s / direct.frames_per_s, 3)
-                            if direct.frames_per_s else 0.0})
-                bar.update()
-    finally:
-        gateway.stop()
+    with running_gateway() as (gateway, gw_url), progress(len(sizes), "relay_throughput") as bar:
+        for n in sizes:
+            runs = await throughput_paths(n, tokens, gateway, gw_url)
+            fwd, relay, direct = runs["forwarder"], runs["relay"], runs["direct"]
+            out.append({"n": n, "tokens": tokens, **{k: asdict(v) for k, v in runs.items()},
+                        "relay_vs_forwarder": round(relay.frames_per_s / fwd.frames_per_s, 3)
+                        if fwd.frames_per_s else 0.0,
+                        "relay_vs_direct": round(relay.frames_per_s / direct.frames_per_s, 3)
+                        if direct.frames_per_s else 0.0})
+            bar.update()
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI size")
-    parser.add_argument("--sizes", default=None, help="comma-separated N (default 100,1000)")
+    parser.add_argument("--sizes", type=sizes_arg, default=None, help="comma-separated N (default 100,1000)")
     parser.add_argument("--tokens", type=int, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([20] if args.quick else [100, 1000])
+    sizes = args.sizes or ([20] if args.quick else [100, 1000])
     tokens = args.tokens or (40 if args.quick else 200)
     result = asyncio.run(bench(sizes, tokens))
     rows = []

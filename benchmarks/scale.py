@@ -20,7 +20,7 @@ import json
 import sys
 from typing import Any
 
-from _relaybench import dr, progress, text_of
+from _relaybench import dr, progress, running_gateway, sizes_arg, text_of
 
 
 async def one(n: int, tokens: int, rate: float, gw_url: str) -> dict[str, Any]:
@@ -55,29 +55,23 @@ async def one(n: int, tokens: int, rate: float, gw_url: str) -> dict[str, Any]:
 
 
 async def bench(sizes: list[int], tokens: int, rate: float) -> list[dict[str, Any]]:
-    port = dr.free_port()
-    gateway = dr.start_gateway(port)
     out = []
-    try:
-        with progress(len(sizes), "scale") as bar:
-            for n in sizes:
-                out.append(await one(n, tokens, rate, f"http://127.0.0.1:{port}"))
-                bar.update()
-    finally:
-        gateway.stop()
+    with running_gateway() as (_, gw_url), progress(len(sizes), "scale") as bar:
+        for n in sizes:
+            out.append(await one(n, tokens, rate, gw_url))
+            bar.update()
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI size")
-    parser.add_argument("--sizes", default=None, help="comma-separated N (default 100,250,500,1000)")
+    parser.add_argument("--sizes", type=sizes_arg, default=None, help="comma-separated N (default 100,250,500,1000)")
     parser.add_argument("--rate", type=float, default=10.0, help="tokens/s per stream")
     parser.add_argument("--tokens", type=int, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
-        [20] if args.quick else [100, 250, 500, 1000])
+    sizes = args.sizes or ([20] if args.quick else [100, 250, 500, 1000])
     tokens = args.tokens or (20 if args.quick else 100)
     result = asyncio.run(bench(sizes, tokens, args.rate))
     print(f"{'N':>5} {'frames/s':>9} {'offered':>8} {'effic.':>7} {'cores':>6} {'RSS/stream KiB':>15} {'errors':>6}")
