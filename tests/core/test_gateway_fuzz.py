@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -23,11 +22,11 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from modelriver.types import AsyncRequest, socket_endpoint
-from support import Gateway, start_gateway
+from support import Gateway, reopen_socket, start_gateway
 from support.gatewaytest import WebhookReceiver
 
 pytestmark = pytest.mark.timeout(120)
@@ -53,21 +52,11 @@ class Sock:
     def ensure(self) -> ClientConnection:
         if self.ws is not None:
             return self.ws
-        url = socket_endpoint(self.request.websocket_url, self.request.ws_token)
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                self._stack = contextlib.ExitStack()
-                self.ws = self._stack.enter_context(
-                    connect(url, max_size=None, open_timeout=5, compression=None)
-                )
-                self.opened += 1
-                return self.ws
-            except InvalidStatus as exc:
-                # The gateway may still count the socket it just closed as live.
-                if exc.response.status_code != 403 or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.005)
+        self._stack = contextlib.ExitStack()
+        self.ws = self._stack.enter_context(
+            reopen_socket(socket_endpoint(self.request.websocket_url, self.request.ws_token)))
+        self.opened += 1
+        return self.ws
 
     def close(self) -> None:
         self._stack.close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,12 +24,12 @@ import pytest
 from djmr_demo import Demo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from modelriver.types import AsyncRequest, socket_endpoint
 from modelriver.webhooks import encode_body, signature_headers
-from support import Gateway
+from support import Gateway, reopen_socket
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -88,17 +87,8 @@ class Sock:
 
     def ensure(self) -> ClientConnection:
         if self.ws is None:
-            deadline = time.monotonic() + 5
-            while True:
-                try:
-                    self.ws = connect(socket_endpoint(self.request.websocket_url, self.request.ws_token),
-                                      origin=self.relay.url, max_size=None, open_timeout=5,  # type: ignore[arg-type]
-                                      compression=None)
-                    break
-                except InvalidStatus as exc:  # the relay may count its last socket live a moment more
-                    if exc.response.status_code != 403 or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.005)
+            self.ws = reopen_socket(socket_endpoint(self.request.websocket_url, self.request.ws_token),
+                                    origin=self.relay.url)
             self.opened += 1
         return self.ws
 

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "tests" / "node"
 TEST_API_KEY = "mr_test_0123456789abcdef"
@@ -30,6 +33,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def reopen_socket(url: str, *, origin: str | None = None, within: float = 5.0) -> ClientConnection:
+    """A sync WebSocket to ``url`` whose token's previous socket has just closed.
+
+    The server allows one live socket per token and may count the closed one live a moment longer
+    (403 until it lets go); nothing on the client side signals that, so this retries for ``within`` s.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return connect(url, origin=origin, max_size=None, open_timeout=5,  # type: ignore[arg-type]
+                           compression=None)
+        except InvalidStatus as exc:
+            if exc.response.status_code != 403 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def chromium_path() -> str:
