@@ -12,7 +12,7 @@ import pytest
 from phoenix_testserver import PhoenixTestServer
 
 from modelriver.events import Error, Response, Status, Step, StreamEvent, Token
-from modelriver.exceptions import JoinError, ProtocolError, RequestTimeoutError
+from modelriver.exceptions import JoinError, ProtocolError, RequestTimeoutError, StreamError
 from modelriver.phoenix import ChannelJoined, coalesce_tokens
 from modelriver.stream import Stream, SyncStream, connect
 from modelriver.types import AsyncRequest
@@ -249,6 +249,34 @@ async def test_callbacks_and_unsubscribe(server: PhoenixTestServer) -> None:
     assert lifecycle == ["connected", "joined"]
 
 
+async def test_wait_runs_the_callbacks_and_keeps_no_events_for_iteration(server: PhoenixTestServer) -> None:
+    """A callbacks-only consumer (a relay) waits: every callback runs; nothing piles up unread."""
+    stream = await connect(request_for(server))
+    seen: list[str] = []
+    messages: list[str] = []
+    stream.on("token", lambda t: seen.append(t.data))
+    stream.on("message", lambda m: messages.append(m.event))
+    await server.wait_joined(TOPIC)
+    await publish_tokens(server, WORDS[:5])
+    waiting = asyncio.create_task(stream.wait())
+    await publish_tokens(server, WORDS[5:])
+    await finish(server, "".join(WORDS))
+    response = await waiting
+    assert seen == WORDS and messages == ["tokens"] * len(WORDS) + ["response"]
+    assert response.content == stream.text == "".join(WORDS)
+    assert await collect(stream) == []  # iterate or wait: wait() consumed the events
+
+
+async def test_wait_on_a_stream_closed_before_its_end_raises(server: PhoenixTestServer) -> None:
+    stream = await connect(request_for(server))
+    await server.wait_joined(TOPIC)
+    waiting = asyncio.create_task(stream.wait())
+    await publish_tokens(server, ["a"])
+    await stream.close()
+    with pytest.raises(StreamError, match="closed before the terminal response"):
+        await waiting
+
+
 async def test_coalesced_tokens_reassemble_the_same_text(server: PhoenixTestServer) -> None:
     await publish_tokens(server, WORDS)
     await finish(server, "".join(WORDS))
@@ -289,6 +317,8 @@ def test_sync_facade_gives_the_same_events() -> None:
 
         assert sync_events == run(async_events())
         assert sum(isinstance(e, Token) for e in sync_events) == 10
+        with SyncStream(request_for(server)) as waited:  # wait(): one call into the loop thread
+            assert waited.wait().content == waited.text == "".join(WORDS[:10])
     finally:
         run(server.close())
         loop.call_soon_threadsafe(loop.stop)

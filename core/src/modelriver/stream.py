@@ -92,6 +92,7 @@ class Stream:
         self._start_seq = last_seq
         self._tracker = StepTracker()
         self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._queueing = True
         self._emitter = Emitter(EVENTS, logger)
         self._parts: list[str] = []
         self._joined_once = False
@@ -145,12 +146,25 @@ class Stream:
     async def wait(self) -> AIResponse:
         """Run to the end and return the terminal response (``status == "error"`` on failure).
 
+        Callbacks keep running; events are no longer queued for iteration (iterate or wait), so
+        a callbacks-only consumer costs no task switch per event.
+
         Raises:
             JoinError, RequestTimeoutError, StreamError, ProtocolError: the stream failed.
         """
-        async for _ in self:
-            pass
-        assert self.response is not None
+        self.start()
+        self._queueing = False
+        while not self._queue.empty():  # what was queued is consumed, as iterating would
+            if self._queue.get_nowait() is _END:
+                self._queue.put_nowait(_END)
+                break
+        task = self._task
+        assert task is not None
+        await asyncio.wait([task])
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+        if self.response is None:
+            raise StreamError("the stream was closed before the terminal response")
         return self.response
 
     async def close(self) -> None:
@@ -349,7 +363,8 @@ class Stream:
             self._emit(Step(step))
 
     def _emit(self, event: StreamEvent) -> None:
-        self._queue.put_nowait(event)
+        if self._queueing:
+            self._queue.put_nowait(event)
         self._fire(event.type, event)
 
     def _fire(self, name: str, arg: Any) -> None:
@@ -429,11 +444,8 @@ class SyncStream:
             raise StopIteration from None
 
     def wait(self) -> AIResponse:
-        """Run to the end; see ``Stream.wait``."""
-        for _ in self:
-            pass
-        assert self._stream.response is not None
-        return self._stream.response
+        """Run to the end; see ``Stream.wait`` (one call into the stream's thread, not one per event)."""
+        return self._portal.call(self._stream.wait())
 
     def close(self) -> None:
         """Stop streaming (and release the thread when it is the stream's own). Idempotent."""

@@ -152,6 +152,7 @@ class Hub:
         self._subs: dict[str, set[Subscription]] = {}
         self._pumps: dict[str, Pump] = {}
         self._dirty: dict[Sink, None] = {}
+        self._flusher: asyncio.Task[None] | None = None
         self._tails: dict[str, EntryBuffer] = {}
         self._outbox: dict[str, list[Entry]] = {}
         self._outbox_event = asyncio.Event()
@@ -292,6 +293,11 @@ class Hub:
             for sub in subs:
                 if sub.push(entries):
                     self._dirty[sub.sink] = None
+
+    def flush_soon(self) -> None:
+        """``flush_dirty()`` in a task of its own, one for whatever is published meanwhile."""
+        if self._dirty and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.get_running_loop().create_task(self.flush_dirty())
 
     async def flush_dirty(self) -> None:
         """Write out every socket that has queued frames."""

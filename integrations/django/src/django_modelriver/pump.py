@@ -61,7 +61,7 @@ class Pump:
         self.last_seq = last_seq or 0
         self.task: asyncio.Task[Any] | None = None
         self.final: Entry | None = None
-        self._pending: list[Entry] = []
+        self._moved = False
         self._stream: AsyncUpstreamStream | None = None
         self._lost = False
 
@@ -74,7 +74,6 @@ class Pump:
     async def run(self) -> None:
         try:
             ended = await self._pump()
-            self._drain()
             await self.hub.flush_dirty()
             if self.hub.distributed:
                 await self.hub.flush_outbox()
@@ -108,24 +107,20 @@ class Pump:
                     return self._give_up(unknown)
                 raise
             stream.on("message", self._on_message)
+            self._moved = False
             try:
-                async for _event in stream:
-                    if self._pending:
-                        self._drain()
-                        await self.hub.flush_dirty()
-                        failures = 0
+                await stream.wait()  # the work is in _on_message: no task switch per event
                 return True
             except JoinError as exc:
                 return self._give_up(f"upstream join refused: {exc.reason}")
             except ModelRiverError as exc:
-                failures += 1
+                failures = (0 if self._moved else failures) + 1
                 logger.warning("pump of %s: upstream failed (%s), attempt %d",
                                self.channel_id, type(exc).__name__, failures)
                 if failures >= MAX_ATTEMPTS:
                     return self._give_up("upstream connection lost")
             finally:
                 await stream.close()
-                self._drain()
             await asyncio.sleep(min(0.5 * 2 ** (failures - 1), 5.0))
             try:
                 self.upstream = await self.hub.upstream().reconnect(self.channel_id)
@@ -136,27 +131,26 @@ class Pump:
                 pass
 
     def _on_message(self, message: ChannelMessage) -> None:
-        """Called by the stream for every raw channel message, in order, seq kept."""
+        """Called by the stream for every raw channel message, in order, seq kept: published at
+        once, the sockets written by the hub's next flush (one for all pumps' events of a loop turn)."""
         entry = make_entry(self.topic, message.event, message.payload, self.last_seq, message.frame)
         if entry is None:
             return
+        self._moved = True
+        self._publish(entry)
+        self.hub.flush_soon()
+
+    def _publish(self, entry: Entry) -> None:
         self.last_seq = entry.seq
-        self._pending.append(entry)
         if entry.event in ("response", "error"):
             self.final = entry
-
-    def _drain(self) -> None:
-        if self._pending:
-            entries, self._pending = self._pending, []
-            self.hub.publish(self.channel_id, entries)
+        self.hub.publish(self.channel_id, [entry])
 
     def _give_up(self, message: str) -> bool:
         logger.error("pump of %s gave up: %s", self.channel_id, message)
         entry = make_entry(self.topic, "error", {"message": message}, self.last_seq)
         if entry is not None:
-            self.last_seq = entry.seq
-            self._pending.append(entry)
-            self.final = entry
+            self._publish(entry)
         return True
 
     async def _notify(self) -> None:
