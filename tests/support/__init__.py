@@ -44,8 +44,10 @@ def reopen_socket(url: str, *, origin: str | None = None, within: float = 5.0) -
     deadline = time.monotonic() + within
     while True:
         try:
-            return connect(url, origin=origin, max_size=None, open_timeout=5,  # type: ignore[arg-type]
-                           compression=None)
+            ws = connect(url, origin=origin, max_size=None, open_timeout=5,  # type: ignore[arg-type]
+                         compression=None)
+            # Entered, though the caller closes it outside a `with`: websockets >= 17.1 warns otherwise.
+            return ws.__enter__()
         except InvalidStatus as exc:
             if exc.response.status_code != 403 or time.monotonic() > deadline:
                 raise
@@ -87,9 +89,10 @@ class Process:
 
     def _pump(self) -> None:
         assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            self.lines.append(line)
-            self._queue.put(line)
+        with self.popen.stdout:  # closed at EOF: the process and its group are gone
+            for line in self.popen.stdout:
+                self.lines.append(line)
+                self._queue.put(line)
         self._queue.put(None)
 
     def wait_for(self, text: str, timeout: float = 30.0) -> str:
