@@ -6,7 +6,8 @@
 
 With ``--only``, the named benchmarks' rows and notes replace theirs in the existing RESULTS.md
 (rows of a benchmark not there yet go at the end of the table); every other row, note and
-hand-written section is kept, and the header says what was re-run, when, and how.
+hand-written section is kept, and the header says what was re-run, when, and how (a line per
+re-run, newest first; a benchmark re-run again leaves its older line).
 
 Each ``benchmarks/<name>.py`` takes ``--quick`` and ``--json``; with ``--json`` its last stdout
 line is one JSON object whose ``summary`` is a list of rows ``{metric, measured, goal, met}``
@@ -24,6 +25,7 @@ import platform
 import re
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,7 @@ def merge(results: list[dict[str, Any]], quick: bool, command: str) -> tuple[str
     out: list[str] = []
     placed: set[str] = set()
     noted: set[str] = set()
+    stamps: list[str] = []
     for i, line in enumerate(lines):
         row, old_note = ROW.match(line), NOTE.match(line)
         if row and row.group(1) in fresh:
@@ -141,23 +144,50 @@ def merge(results: list[dict[str, Any]], quick: bool, command: str) -> tuple[str
             noted.add(name)
             continue
         if line.startswith("- updated: "):
-            continue  # replaced below
+            if (kept := restamp(line, fresh.keys())) is not None:
+                stamps.append(kept)
+            continue  # re-added below, after the new one
         out.append(line)
         next_line = lines[i + 1] if i + 1 < len(lines) else ""
         if line.startswith("|") and not next_line.startswith("|"):  # the table's end
             for name in fresh.keys() - placed:
                 out.extend(rows(fresh[name]))
                 placed.add(name)
-    names = ", ".join(f"`{n}`" for n in fresh)
-    stamp = (f"- updated: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {names} re-run with "
-             f"`{command}`{' (quick sizes)' if quick else ''}; the other rows are from the command above")
+    stamp = (f"- updated: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {ticked(fresh)} re-run with "
+             f"`{command}`{' (quick sizes)' if quick else ''}")
     at = next((i + 1 for i, line in enumerate(out) if line.startswith("- command: ")), 1)
-    out.insert(at, stamp)
+    out[at:at] = [stamp, *stamps]
     RESULTS.write_text("\n".join(out) + "\n")
     body = "\n".join(line for line in out if line.startswith("|"))
     original = next((line[len("- command: "):] for line in out if line.startswith("- command: ")),
                     "`make bench`")
-    return body, f"{original.split(' (')[0]}, {names} re-run with `{command}`"
+    rerun = [*fresh, *(n for line in stamps for n in stamped_names(line) if n not in fresh)]
+    how = f"{original.split(' (')[0]}, {ticked(rerun)} re-run with `{command}`"
+    if stamps:
+        how = f"{original.split(' (')[0]}; {ticked(rerun)} re-run since (when and how: the results' header)"
+    return body, how
+
+
+STAMP = re.compile(r"^- updated: (?P<when>[^,]+), (?P<names>(?:`\w+`(?:, )?)+) re-run with (?P<how>`.*)$")
+
+
+def ticked(names: Iterable[str]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
+
+
+def stamped_names(line: str) -> list[str]:
+    match = STAMP.match(line)
+    return re.findall(r"`(\w+)`", match["names"]) if match else []
+
+
+def restamp(line: str, rerun: Iterable[str]) -> str | None:
+    """An earlier re-run's header line without the benchmarks re-run now (None: nothing left)."""
+    match = STAMP.match(line)
+    if match is None:
+        return None  # an old free-form stamp: superseded
+    left = [n for n in stamped_names(line) if n not in set(rerun)]
+    how = match["how"].split("; the other rows", 1)[0]
+    return f"- updated: {match['when']}, {ticked(left)} re-run with {how}" if left else None
 
 
 def update_readme(body: str, how: str) -> None:

@@ -102,3 +102,17 @@ def test_only_with_a_new_benchmark_appends_its_rows_and_a_second_run_keeps_one_s
     assert table[-1] == "| `brand_new` | m0 | Y | >= 1 | met |" and len(table) == 7
     stamps = [line for line in lines if line.startswith("- updated: ")]
     assert len(stamps) == 1 and "(quick sizes)" in stamps[0]
+
+
+def test_each_re_run_keeps_its_own_stamp_until_its_benchmarks_are_re_run_again(run_all: ModuleType) -> None:
+    run_all.merge([result("soak", "1"), result("realm_streams", "2")], False, "run_all.py --only soak realm_streams")
+    run_all.merge([result("core_decode", "3")], False, "run_all.py --only core_decode")
+    body, how = run_all.merge([result("soak", "4")], False, "run_all.py --only soak")
+    stamps = [line for line in run_all.RESULTS.read_text().splitlines() if line.startswith("- updated: ")]
+    assert len(stamps) == 3
+    assert stamps[0].endswith(", `soak` re-run with `run_all.py --only soak`")
+    assert stamps[1].endswith(", `core_decode` re-run with `run_all.py --only core_decode`")
+    assert stamps[2].endswith(", `realm_streams` re-run with `run_all.py --only soak realm_streams`")
+    assert how == ("`make bench`; `soak`, `core_decode`, `realm_streams` re-run since "
+                   "(when and how: the results' header)")
+    assert "| `soak` | m0 | 4 |" in body and "| `core_decode` | m0 | 3 |" in body
