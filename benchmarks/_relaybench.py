@@ -31,7 +31,8 @@ sys.path.insert(0, str(HERE))
 
 import django_relay as dr  # noqa: E402  (the clients and launchers of benchmarks/django_relay.py)
 
-__all__ = ["dr", "latency_paths", "profile_top", "start_daphne_probed", "start_forwarder", "throughput_paths"]
+__all__ = ["HOP_CORE", "REST_CORE", "dr", "latency_paths", "pin", "profile_top", "start_daphne_probed",
+           "start_forwarder", "throughput_paths"]
 
 FORWARDER_READY = "forwarder ready"
 
@@ -189,15 +190,30 @@ def _added(hops: Sequence[dr.Stream], shadows: Sequence[dr.Stream]) -> list[floa
     return added
 
 
+HOP_CORE, REST_CORE = 1, 0
+"""With ``pin``: the hop (forwarder or Daphne) runs on core 1, the gateway and the clients on core 0."""
+
+
+def pin(pid: int, core: int) -> None:
+    """Run every thread of process ``pid`` on ``core`` only (threads started later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), {core})
+
+
 async def latency_paths(n: int, tokens: int, rate: float, sample: int, gw_url: str, *,
-                        profile: str | None = None) -> dict[str, Any]:
+                        profile: str | None = None, pinned: bool = False) -> dict[str, Any]:
     """Paced answers to N clients through the forwarder, then through the relay; a direct shadow
-    client on each of ``sample`` channels gives the latency each hop adds."""
+    client on each of ``sample`` channels gives the latency each hop adds. In the relay pass a
+    second direct client on five of them gives the method's floor: the same subtraction between
+    two clients that take no hop. ``pinned``: each hop on a core of its own (``pin``)."""
     script = {"tokens_per_second": rate, "first_token_ms": 2000 + 30 * n, "text": text_of(tokens)}
-    out: dict[str, Any] = {"n": n, "rate": rate}
+    out: dict[str, Any] = {"n": n, "rate": rate, "pinned": pinned}
 
     fport = dr.free_port()
     forwarder = start_forwarder(fport, gw_url.split("//", 1)[1])
+    if pinned:
+        pin(forwarder.popen.pid, HOP_CORE)
     try:
         answers = await dr.create_direct(gw_url, n, script)
         hops = [dr.Stream(via_port(dr.socket_url(a), fport), a["websocket_channel"]) for a in answers]
@@ -212,6 +228,8 @@ async def latency_paths(n: int, tokens: int, rate: float, sample: int, gw_url: s
 
     port = dr.free_port()
     daphne = start_daphne_probed(port, gw_url, script, profile=profile)
+    if pinned:
+        pin(daphne.popen.pid, HOP_CORE)
     try:
         site = f"http://127.0.0.1:{port}"
         await dr.warm_up(site)
@@ -220,11 +238,16 @@ async def latency_paths(n: int, tokens: int, rate: float, sample: int, gw_url: s
         with dr.RssSampler(daphne.popen.pid) as rss:
             answers = await dr.create_relay(site, n)
             hops = [dr.Stream(dr.socket_url(a), a["websocket_channel"], origin=site) for a in answers]
-            shadow_answers = await dr.reconnect_direct(gw_url, [a["channel_id"] for a in answers[:sample]])
-            shadows = [dr.Stream(dr.socket_url(a), a["websocket_channel"]) for a in shadow_answers]
-            await asyncio.gather(*(dr.listen(s, record=True) for s in hops + shadows))
+            sampled = [a["channel_id"] for a in answers[:sample]]
+            shadows = [dr.Stream(dr.socket_url(a), a["websocket_channel"])
+                       for a in await dr.reconnect_direct(gw_url, sampled)]
+            twins = [dr.Stream(dr.socket_url(a), a["websocket_channel"])  # a few: they add load too
+                     for a in await dr.reconnect_direct(gw_url, sampled[:5])]
+            await asyncio.gather(*(dr.listen(s, record=True) for s in hops + shadows + twins))
         out["relay"] = {"added_ms": _added(hops[:sample], shadows), "errors": sum(bool(s.error) for s in hops),
                         "cpu_s": round(rss.cpu, 2)}
+        out["floor"] = {"added_ms": _added(twins, shadows[:5]), "errors": sum(bool(s.error) for s in twins),
+                        "cpu_s": 0.0}
     finally:
         daphne.stop()
     return out
@@ -235,10 +258,13 @@ def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 90, 99)) -> 
 
 
 @contextlib.contextmanager
-def running_gateway() -> Iterator[tuple[dr.Server, str]]:
-    """`modelriver dev` on a free port for the ``with`` block: the process and its URL."""
+def running_gateway(*, core: int | None = None) -> Iterator[tuple[dr.Server, str]]:
+    """`modelriver dev` on a free port for the ``with`` block: the process and its URL; ``core``:
+    the one CPU core it runs on."""
     port = dr.free_port()
     gateway = dr.start_gateway(port)
+    if core is not None:
+        pin(gateway.popen.pid, core)
     try:
         yield gateway, f"http://127.0.0.1:{port}"
     finally:
