@@ -11,9 +11,9 @@ import uuid
 from typing import Any
 
 from django_modelriver.conf import AppSettings
-from django_modelriver.hub import Hub, Subscription, payload_of
+from django_modelriver.hub import Hub, Subscription
 from django_modelriver.store import EntryBuffer, MemoryBackend, RequestRecord, make_entry
-from modelriver.phoenix import Entry, ServerConnection, encode_parts
+from modelriver.phoenix import Entry, ServerConnection, encode_parts, payload_of
 
 TOPIC = "ai_response:p:c"
 

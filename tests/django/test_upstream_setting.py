@@ -16,10 +16,11 @@ from djmr_support import Browser, Socket, settle, text_of
 
 from django_modelriver import asend_callback
 from django_modelriver.checks import check_settings
-from django_modelriver.hub import get_hub, payload_of
+from django_modelriver.hub import get_hub
 from django_modelriver.pump import UNSTORED_ROOM
 from django_modelriver.store import RequestRecord
 from modelriver.api import AsyncModelRiver
+from modelriver.phoenix import payload_of
 from modelriver.upstream import RealmUpstream, UpstreamError
 from support import Gateway, free_port, start_gateway
 from support.upstreams import REALM_KEY

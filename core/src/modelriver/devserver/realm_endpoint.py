@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from modelriver.devserver.config import ScriptedOverrides, WorkflowConfig
-from modelriver.phoenix import Entry
+from modelriver.phoenix import Entry, payload_of
 from modelriver.realm.exceptions import RealmCancelledError, RealmInternalError, RealmInvalidParamsError
 from modelriver.realm.server import GenerateRequest, RealmServer
 
@@ -117,7 +117,7 @@ class GatewayRealmServer(RealmServer):
         try:
             while True:
                 entry = await feed.queue.get()
-                event, payload = entry.event, entry.payload
+                event, payload = entry.event, payload_of(entry)
                 if event == "tokens":
                     text = payload.get("data")
                     if not isinstance(text, str):

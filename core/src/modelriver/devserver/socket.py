@@ -29,6 +29,7 @@ from modelriver.phoenix import (
     ServerConnection,
     coalesce_tokens,
     encode_parts,
+    payload_of,
     socket_token,
 )
 
@@ -199,8 +200,8 @@ class SocketSession:
             return
         topic = sub.topic
         if sub.alias:
-            batch = [Entry(e.seq, e.event, e.payload, encode_parts(None, None, topic, e.event, e.payload))
-                     for e in batch]
+            batch = [Entry(e.seq, e.event, p, encode_parts(None, None, topic, e.event, p))
+                     for e in batch for p in (payload_of(e),)]
         frames = (coalesce_tokens(batch, topic) if sub.coalesce and len(batch) > 1
                   else [e.frame for e in batch])
         self.conn.deliver(topic, frames)

@@ -26,6 +26,7 @@ from modelriver.phoenix.server import (
     ServerConnection,
     ServerEvent,
     coalesce_tokens,
+    payload_of,
     socket_token,
 )
 from modelriver.phoenix.server import Joined as ChannelJoined
@@ -56,6 +57,7 @@ __all__ = [
     "decode",
     "encode",
     "encode_parts",
+    "payload_of",
     "reconnect_backoff",
     "rejoin_backoff",
     "socket_token",

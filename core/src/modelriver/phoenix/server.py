@@ -68,7 +68,10 @@ def socket_token(params: Mapping[str, str], subprotocols: Sequence[str] = ()) ->
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One event in a channel's log: its seq, name, payload and encoded broadcast frame."""
+    """One event in a channel's log: its seq, name, payload and encoded broadcast frame.
+
+    A replayed entry may carry only its frame (an empty ``payload``): read it with ``payload_of``.
+    """
 
     seq: int
     event: str
@@ -82,7 +85,7 @@ class ChannelLog:
     The buffer keeps ``(seq, event, frame)`` per event, ints and strings only, which the garbage
     collector stops tracking: a process holding many answers for replay (the gateway) does not
     walk every token in each full collection (which paused it for ~100 ms in the relay
-    benchmarks). A replay decodes the payloads again from the frames.
+    benchmarks). Replayed entries carry their frame only; ``payload_of`` decodes one when needed.
 
     Args:
         topic: the channel topic.
@@ -115,8 +118,15 @@ class ChannelLog:
             return []
         first = entries[0][0]
         start = 0 if last_seq is None or last_seq < first else last_seq - first + 1
-        return [Entry(seq, event, json.loads(frame)[4], frame)
-                for seq, event, frame in itertools.islice(entries, start, None)]
+        return [Entry(seq, event, {}, frame) for seq, event, frame in itertools.islice(entries, start, None)]
+
+
+def payload_of(entry: Entry) -> dict[str, Any]:
+    """An entry's payload, decoded from its frame when it carries only the frame (a replay)."""
+    if entry.payload:
+        return entry.payload
+    payload: dict[str, Any] = json.loads(entry.frame)[4]
+    return payload
 
 
 def coalesce_tokens(entries: Iterable[Entry], topic: str) -> list[str]:
@@ -131,8 +141,8 @@ def coalesce_tokens(entries: Iterable[Entry], topic: str) -> list[str]:
         if len(run) == 1:
             frames.append(run[0].frame)
         elif run:
-            payload = {**run[-1].payload, "from_seq": run[0].seq,
-                       "data": "".join(e.payload.get("data", "") for e in run)}
+            payload = {**payload_of(run[-1]), "from_seq": run[0].seq,
+                       "data": "".join(payload_of(e).get("data", "") for e in run)}
             frames.append(encode_parts(None, None, topic, "tokens", payload))
         run.clear()
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import weakref
@@ -38,7 +37,7 @@ from django_modelriver.store import (
     RequestRecord,
 )
 from modelriver.exceptions import APIError, ModelRiverError
-from modelriver.phoenix import Entry, ServerConnection, coalesce_tokens, encode_parts
+from modelriver.phoenix import Entry, ServerConnection, coalesce_tokens, encode_parts, payload_of
 from modelriver.upstream import AsyncUpstream, UpstreamError
 
 if TYPE_CHECKING:
@@ -70,14 +69,6 @@ class Sink(Protocol):
 
     async def flush(self) -> None:
         """Write the connection's ``data_to_send()`` to the socket."""
-
-
-def payload_of(entry: Entry) -> dict[str, Any]:
-    """An entry's payload; replayed entries (and those that crossed processes) carry only their frame."""
-    if entry.payload:
-        return entry.payload
-    payload: dict[str, Any] = json.loads(entry.frame)[4]
-    return payload
 
 
 class Subscription:
@@ -126,7 +117,6 @@ class Subscription:
             entries = fresh
         self.sent_seq = entries[-1].seq
         if coalesce and len(entries) > 1:
-            entries = [e if e.payload else Entry(e.seq, e.event, payload_of(e), e.frame) for e in entries]
             frames = coalesce_tokens(entries, self.topic)
         elif self.topic == self.canonical:
             frames = [e.frame for e in entries]

@@ -70,7 +70,7 @@ class EntryBuffer:
     """A request's bounded, seq-ordered replay log: ``add(entries)``, ``after(last_seq)``.
 
     It keeps each event's broadcast frame and its seq, nothing else (``after`` makes the
-    ``Entry``s, payloads read from the frame when needed: ``hub.payload_of``), and of a frame on
+    ``Entry``s, payloads read from the frame when needed: ``phoenix.payload_of``), and of a frame on
     the log's ``topic`` only what follows the topic: a token weighs about its JSON payload, not an
     ``Entry``, a payload dict and a whole frame. ``seal()`` (the request ended) packs the log into
     one zlib block for the retention time; a late rejoin or reload unpacks it, an ``add`` unseals.
