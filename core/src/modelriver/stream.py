@@ -158,11 +158,7 @@ class Stream:
             if self._queue.get_nowait() is _END:
                 self._queue.put_nowait(_END)
                 break
-        task = self._task
-        assert task is not None
-        await asyncio.wait([task])
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+        await self._ended()
         if self.response is None:
             raise StreamError("the stream was closed before the terminal response")
         return self.response
@@ -193,13 +189,17 @@ class Stream:
             item = await self._queue.get()
             if item is _END:
                 self._queue.put_nowait(_END)  # later iterators end too
-                task = self._task
-                if task is not None:
-                    await asyncio.wait([task])
-                    if not task.cancelled() and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
+                await self._ended()
                 return
             yield item  # type: ignore[misc]
+
+    async def _ended(self) -> None:
+        """Wait for the background task to finish; raise what made it fail."""
+        task = self._task
+        if task is not None:
+            await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -200,8 +200,7 @@ class SocketSession:
             return
         topic = sub.topic
         if sub.alias:
-            batch = [Entry(e.seq, e.event, p, encode_parts(None, None, topic, e.event, p))
-                     for e in batch for p in (payload_of(e),)]
+            batch = [_aliased(e, topic) for e in batch]
         frames = (coalesce_tokens(batch, topic) if sub.coalesce and len(batch) > 1
                   else [e.frame for e in batch])
         self.conn.deliver(topic, frames)
@@ -236,3 +235,9 @@ async def socket_endpoint(websocket: WebSocket) -> None:
         pass
     finally:
         gateway.live.release(claims.jti, session)
+
+
+def _aliased(entry: Entry, topic: str) -> Entry:
+    """``entry`` with its frame encoded for ``topic`` (a join by an alias of the request's topic)."""
+    payload = payload_of(entry)
+    return Entry(entry.seq, entry.event, payload, encode_parts(None, None, topic, entry.event, payload))
