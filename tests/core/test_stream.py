@@ -324,3 +324,29 @@ def test_sync_facade_gives_the_same_events() -> None:
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+
+
+async def test_origin_and_headers_go_into_the_handshake(server: PhoenixTestServer) -> None:
+    stream = await connect(request_for(server), origin="https://app.example", headers={"X-Trace": "t-1"})
+    await server.wait_joined(TOPIC)
+    handshake = server.accepted[-1].websocket.request
+    assert handshake is not None
+    assert handshake.headers["Origin"] == "https://app.example"
+    assert handshake.headers["X-Trace"] == "t-1"
+    await finish(server, "")
+    await stream.wait()
+
+
+async def test_a_token_refused_again_after_refresh_fails_naming_the_handshake(server: PhoenixTestServer) -> None:
+    calls = 0
+
+    def refresh() -> AsyncRequest:
+        nonlocal calls
+        calls += 1
+        return request_for(server, token="still-refused")
+
+    stream = await connect(request_for(server, token="expired"), refresh=refresh, request_timeout=10)
+    with pytest.raises(StreamError, match=r"handshake with ws://127\.0\.0\.1:\d+/socket/websocket was refused "
+                                          r"with HTTP 403"):
+        await stream.wait()
+    assert calls == 1  # one fresh token, not a refresh loop until the request timeout

@@ -674,12 +674,15 @@ class ModelRiver(_BaseModelRiver):
         metadata: Mapping[str, Any] | None = None,
         request_timeout: float | None = 300.0,
         coalesce: bool = False,
+        headers: Mapping[str, str] | None = None,
+        origin: str | None = None,
     ) -> SyncStream:
         """Start a request and stream its events: ``create_request`` then ``connect``."""
         request = self.create_request(
             workflow, messages, events=events, webhook_url=webhook_url, metadata=metadata
         )
-        return self.connect(request, request_timeout=request_timeout, coalesce=coalesce)
+        return self.connect(request, request_timeout=request_timeout, coalesce=coalesce,
+                            headers=headers, origin=origin)
 
     def connect(
         self,
@@ -688,10 +691,13 @@ class ModelRiver(_BaseModelRiver):
         last_seq: int | None = None,
         request_timeout: float | None = 300.0,
         coalesce: bool = False,
+        headers: Mapping[str, str] | None = None,
+        origin: str | None = None,
     ) -> SyncStream:
         """Stream an existing request (e.g. after a reload, from ``last_seq``).
 
-        A refused socket token is renewed through ``reconnect``.
+        A refused socket token is renewed through ``reconnect``. ``origin`` and ``headers`` go
+        into the WebSocket handshake (``Origin`` and extra headers).
         """
         channel_id = request.channel_id
         return SyncStream(
@@ -700,6 +706,8 @@ class ModelRiver(_BaseModelRiver):
             last_seq=last_seq,
             request_timeout=request_timeout,
             coalesce=coalesce,
+            headers=headers,
+            origin=origin,
         )
 
     def close(self) -> None:
@@ -902,12 +910,15 @@ class AsyncModelRiver(_BaseModelRiver):
         metadata: Mapping[str, Any] | None = None,
         request_timeout: float | None = 300.0,
         coalesce: bool = False,
+        headers: Mapping[str, str] | None = None,
+        origin: str | None = None,
     ) -> Stream:
         """Start a request and stream its events: ``create_request`` then ``connect``."""
         request = await self.create_request(
             workflow, messages, events=events, webhook_url=webhook_url, metadata=metadata
         )
-        return await self.connect(request, request_timeout=request_timeout, coalesce=coalesce)
+        return await self.connect(request, request_timeout=request_timeout, coalesce=coalesce,
+                                  headers=headers, origin=origin)
 
     async def connect(
         self,
@@ -916,10 +927,13 @@ class AsyncModelRiver(_BaseModelRiver):
         last_seq: int | None = None,
         request_timeout: float | None = 300.0,
         coalesce: bool = False,
+        headers: Mapping[str, str] | None = None,
+        origin: str | None = None,
     ) -> Stream:
         """Stream an existing request (e.g. after a reload, from ``last_seq``).
 
-        A refused socket token is renewed through ``reconnect``.
+        A refused socket token is renewed through ``reconnect``. ``origin`` and ``headers`` go
+        into the WebSocket handshake (``Origin`` and extra headers).
         """
         channel_id = request.channel_id
         stream = Stream(
@@ -928,6 +942,8 @@ class AsyncModelRiver(_BaseModelRiver):
             last_seq=last_seq,
             request_timeout=request_timeout,
             coalesce=coalesce,
+            headers=headers,
+            origin=origin,
         )
         stream.start()
         return stream

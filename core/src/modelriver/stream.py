@@ -19,12 +19,13 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.typing import Origin
 
 from modelriver._emitter import Callback, Emitter
 from modelriver._portal import Portal
@@ -65,6 +66,10 @@ class Stream:
 
     Iterate it for ``StreamEvent``s, or register callbacks with ``on()``. Either way the stream
     runs in a background task from ``connect()`` until the terminal response.
+
+    ``origin`` is sent as the handshake's ``Origin`` header and ``headers`` as extra headers
+    (e.g. a relay behind Channels' ``AllowedHostsOriginValidator`` refuses a socket without an
+    allowed ``Origin``: ``connect(request, origin="https://example.com")``).
     """
 
     def __init__(
@@ -79,8 +84,12 @@ class Stream:
         coalesce: bool = False,
         last_seq: int | None = None,
         max_frame_size: int = DEFAULT_MAX_FRAME,
+        headers: Mapping[str, str] | None = None,
+        origin: str | None = None,
     ) -> None:
         self.request = request
+        self._headers = dict(headers) if headers else None
+        self._origin = Origin(origin) if origin else None
         self._refresh = refresh
         self._request_timeout = request_timeout
         self._open_timeout = open_timeout
@@ -223,6 +232,7 @@ class Stream:
         topic = self.request.topic
         self._phx.join(topic, self._join_params, loop.time(), last_seq=self._start_seq)
         delays = reconnect_backoff()
+        renewed = False  # refused again right after a fresh token: the token is not the reason
         while not self._done:
             self._fire("connecting", None)
             try:
@@ -232,19 +242,23 @@ class Stream:
                     max_size=self._max_frame_size,
                     ping_interval=None,  # Phoenix heartbeats instead
                     compression=None,
+                    origin=self._origin,
+                    additional_headers=self._headers,
                 )
             except InvalidStatus as exc:
                 status = exc.response.status_code
-                if status in (401, 403) and self._refresh is not None:
+                if status in (401, 403) and self._refresh is not None and not renewed:
                     logger.info("socket token refused (HTTP %s): fetching a fresh one", status)
                     await self._renew_token()
+                    renewed = True
                     continue
-                raise StreamError(f"socket refused with HTTP {status}") from exc
+                raise StreamError(self._refusal(status)) from exc
             except (OSError, InvalidHandshake, TimeoutError) as exc:
                 logger.info("socket connect failed (%s); retrying", exc)
                 await asyncio.sleep(next(delays))
                 continue
             delays = reconnect_backoff()
+            renewed = False
             self._fire("connected", None)
             try:
                 await self._session(self._ws)
@@ -256,6 +270,15 @@ class Stream:
                 self.reconnects += 1
                 self._fire("disconnected", "connection lost")
                 await asyncio.sleep(next(delays))
+
+    def _refusal(self, status: int) -> str:
+        """The error message of a refused handshake (the URL without its token)."""
+        url = self.request.socket_url.split("?", 1)[0]
+        message = f"the WebSocket handshake with {url} was refused with HTTP {status}"
+        if status == 403 and self._origin is None:
+            message += (" (a server that checks Origin, e.g. Channels' AllowedHostsOriginValidator, "
+                        "refuses a socket without one: pass origin=\"https://your.site\")")
+        return message
 
     async def _renew_token(self) -> None:
         assert self._refresh is not None
