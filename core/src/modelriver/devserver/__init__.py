@@ -10,7 +10,7 @@ OpenAI-compatible), ``tokens`` (socket JWTs, topic rules), ``requests`` (one req
 the replay store), ``socket`` (the Phoenix endpoint), ``http`` (routes), ``webhook_delivery``,
 ``realm_endpoint`` (Realm's protocol over the workflows, ``--realm-port``),
 ``gateway`` (the state), ``app`` (``create_app``), ``server`` (uvicorn).
-Needs the ``dev`` extra: ``pip install 'modelriver[dev]'``.
+Needs the ``gateway`` extra: ``pip install 'modelriver[gateway]'``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ _missing = [name for name in ("starlette", "uvicorn", "jsonschema")
             if importlib.util.find_spec(name) is None]
 if _missing:  # pragma: no cover - depends on the environment
     raise ImportError(
-        f"modelriver.devserver needs the 'dev' extra ({', '.join(_missing)} missing): "
-        "pip install 'modelriver[dev]'"
+        f"modelriver.devserver needs the 'gateway' extra ({', '.join(_missing)} missing): "
+        "pip install 'modelriver[gateway]'"
     )
 
 from modelriver.devserver.app import create_app  # noqa: E402
