@@ -109,12 +109,13 @@ async def test_missing_or_wrong_api_key_is_401(
     assert payload["message"]
 
 
-async def test_health_and_index_need_no_key(http: httpx.AsyncClient) -> None:
+async def test_health_needs_no_key_and_the_html_log_does(http: httpx.AsyncClient, gateway: Gateway) -> None:
     health = await http.get("/health")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
     assert health.json()["version"]
-    index = await http.get("/")
+    assert (await http.get("/")).status_code == 401  # the key form (tests/core/test_gateway_input.py)
+    index = await http.get("/", headers=bearer(gateway.api_key))
     assert index.status_code == 200
     assert "text/html" in index.headers["content-type"]
 

@@ -174,18 +174,23 @@ class RealmEndpointConfig:
     Attributes:
         port: the port it listens on (0: any free port, logged at start).
         host: the interface it binds.
-        api_key: the key Realm clients must send in ``{type: "auth"}``; None: no auth.
+        api_key: the key Realm clients must send in ``{type: "auth"}``; None: the gateway's
+            API key.
+        auth: False for an open endpoint (no key at all; logged as a warning).
     """
 
     port: int = 8080
     host: str = "127.0.0.1"
     api_key: str | None = field(default=None, repr=False)
+    auth: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"the Realm port must be from 0 to 65535, not {self.port}")
         if self.api_key is not None and not self.api_key:
             raise ConfigError("the Realm API key is empty")
+        if self.api_key is not None and not self.auth:
+            raise ConfigError("a Realm API key was given for an endpoint without authentication")
 
 
 CHATBOT_RESPONSE_SCHEMA: Mapping[str, Any] = {
@@ -504,6 +509,8 @@ def _scripted_value(key: str, value: Any, where: str) -> Any:
 def _number(value: Any, name: str, *, integer: bool = False) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{name} must be a number")
+    if isinstance(value, int) and value.bit_length() > 64:  # float() of it would overflow
+        raise ConfigError(f"{name} is too large")
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{name} must be a finite number >= 0")
     if integer:

@@ -1,29 +1,51 @@
 """The HTTP API (docs/gateway.md): async, reconnect, callback, cancel, request log, health.
 
 Every error is JSON ``{"error": <code>, "message": <what to fix>}``. Bodies are read with a size
-limit (413) and parsed strictly (400 naming the problem) before anything else happens.
+limit (413) and parsed strictly (400 naming the problem) before anything else happens; a string
+UTF-8 cannot encode (a lone surrogate such as ``"\\ud800"``) anywhere in a body is a 400. Answers
+that show stored text (the request log) replace such characters, so they never fail.
+
+The HTML log at ``/`` needs the API key like ``/v1/requests``: an ``Authorization: Bearer`` header,
+or the key posted once by the page's form, which sets an HttpOnly cookie holding an HMAC of the key
+(never the key itself, never in a URL).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from modelriver._text import scrub, unencodable_path
 from modelriver._version import __version__
 from modelriver.devserver.config import ConfigError, ScriptedOverrides, parse_overrides
 from modelriver.devserver.gateway import Gateway
-from modelriver.devserver.logview import render_log
+from modelriver.devserver.logview import render_key_form, render_log
 from modelriver.devserver.requests import RequestRun
 
-__all__ = ["ApiError", "AsyncBody", "HttpApi", "parse_async_body", "public_urls"]
+__all__ = ["ApiError", "AsyncBody", "HttpApi", "SafeJSONResponse", "parse_async_body", "public_urls"]
+
+LOG_COOKIE = "modelriver_dev_log"
+"""The HTML log's cookie: an HMAC of the API key, set by the key form (HttpOnly, SameSite=Strict)."""
+
+
+class SafeJSONResponse(JSONResponse):
+    """A JSON answer that any stored string can be written into (lone surrogates become U+FFFD)."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            return scrub(text).encode("utf-8")
 
 
 class ApiError(Exception):
@@ -38,7 +60,7 @@ class ApiError(Exception):
         self.headers = headers
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": self.code, "message": self.message}, self.status,
+        return SafeJSONResponse({"error": self.code, "message": self.message}, self.status,
                             headers=self.headers)
 
 
@@ -154,6 +176,8 @@ class HttpApi:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._key = gateway.config.api_key.encode()
+        self._log_cookie = hmac.new(self._key, b"modelriver dev: HTML request log",
+                                    hashlib.sha256).hexdigest()
 
     def routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = []
@@ -169,6 +193,7 @@ class HttpApi:
         routes += [
             Route("/health", self.health, methods=["GET"]),
             Route("/", self.index, methods=["GET"]),
+            Route("/", self.log_in, methods=["POST"]),
         ]
         return routes
 
@@ -190,10 +215,11 @@ class HttpApi:
         assert key is not None
         return key
 
-    async def _json(self, request: Request) -> Any:
+    async def _body(self, request: Request) -> bytes:
         limit = self.gateway.config.server.max_body
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if declared is not None and declared.isascii() and declared.isdigit() and (
+                len(declared) > 18 or int(declared) > limit):
             raise ApiError(413, "payload_too_large", f"body exceeds {limit} bytes")
         chunks: list[bytes] = []
         size = 0
@@ -202,13 +228,21 @@ class HttpApi:
             if size > limit:
                 raise ApiError(413, "payload_too_large", f"body exceeds {limit} bytes")
             chunks.append(chunk)
-        raw = b"".join(chunks)
+        return b"".join(chunks)
+
+    async def _json(self, request: Request) -> Any:
+        raw = await self._body(request)
         if not raw.strip():
             raise _bad("body is empty; expected a JSON object")
         try:
-            return json.loads(raw, parse_constant=_reject_constant)
+            value = json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:
             raise _bad(f"body is not valid JSON: {exc}") from exc
+        where = unencodable_path(value)
+        if where is not None:
+            raise _bad(f"{where} is not valid Unicode text (it holds a lone surrogate such as "
+                       "\\ud800, which UTF-8 cannot encode)")
+        return value
 
     async def _channel_body(self, request: Request) -> RequestRun:
         body = await self._json(request)
@@ -265,20 +299,20 @@ class HttpApi:
             instructions["webhook"] = (
                 f"A signed webhook goes to {webhook_url}; POST the enriched data to its callback_url"
                 if events else f"A signed notification webhook goes to {webhook_url}")
-        return JSONResponse({"message": "success", "status": "pending", **answer,
+        return SafeJSONResponse({"message": "success", "status": "pending", **answer,
                              "instructions": instructions, "test_mode": True})
 
     async def reconnect(self, request: Request) -> Response:
         self._authorize(request)
         run = await self._channel_body(request)
-        return JSONResponse(self._socket_answer(request, run))
+        return SafeJSONResponse(self._socket_answer(request, run))
 
     async def cancel(self, request: Request) -> Response:
         self._authorize(request)
         run = await self._channel_body(request)
         if not run.cancel():
             raise ApiError(409, "already_finished", f"request already ended ({run.status})")
-        return JSONResponse({"status": "cancelled", "channel_id": run.channel_id})
+        return SafeJSONResponse({"status": "cancelled", "channel_id": run.channel_id})
 
     async def callback(self, request: Request) -> Response:
         channel_id = request.path_params["channel_id"]
@@ -306,23 +340,45 @@ class HttpApi:
         if result == "conflict":
             raise ApiError(409, "not_waiting",
                            f"request is not waiting for a callback (status: {run.status})")
-        return JSONResponse({"status": "ok", "channel_id": run.channel_id,
+        return SafeJSONResponse({"status": "ok", "channel_id": run.channel_id,
                              "duplicate": result == "repeat"})
 
     async def list_requests(self, request: Request) -> Response:
         self._authorize(request)
-        return JSONResponse({"requests": [run.to_log() for run in self.gateway.store.newest_first()]})
+        return SafeJSONResponse({"requests": [run.to_log() for run in self.gateway.store.newest_first()]})
 
     async def get_request(self, request: Request) -> Response:
         self._authorize(request)
-        return JSONResponse(self._run(request.path_params["channel_id"]).to_log())
+        return SafeJSONResponse(self._run(request.path_params["channel_id"]).to_log())
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "version": __version__})
+        return SafeJSONResponse({"status": "ok", "version": __version__})
 
     async def index(self, request: Request) -> Response:
+        """The HTML log, for the key (Bearer header or the form's cookie); else the key form (401)."""
+        cookie = request.cookies.get(LOG_COOKIE)
+        if not (self._key_ok(self._bearer(request)) or (
+                cookie is not None and hmac.compare_digest(cookie.encode(), self._log_cookie.encode()))):
+            return HTMLResponse(render_key_form(), 401)
         gateway = self.gateway
-        return HTMLResponse(render_log(gateway.store.newest_first(), gateway.config.workflows))
+        page = render_log(gateway.store.newest_first(), gateway.config.workflows)
+        return HTMLResponse(scrub(page), headers={"Cache-Control": "no-store"})
+
+    async def log_in(self, request: Request) -> Response:
+        """The key form's POST: a right key sets the log cookie and goes back to ``/``."""
+        try:
+            fields = parse_qs((await self._body(request)).decode("utf-8"), max_num_fields=10)
+        except (UnicodeDecodeError, ValueError):
+            fields = {}
+        key = (fields.get("key") or [""])[0].strip()
+        if not self._key_ok(key):
+            return HTMLResponse(render_key_form(wrong=bool(key)), 401)
+        response = RedirectResponse("/", 303)
+        secure = request.url.scheme == "https" or \
+            request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower() == "https"
+        response.set_cookie(LOG_COOKIE, self._log_cookie, httponly=True, samesite="strict",
+                            secure=secure, path="/")
+        return response
 
 
 async def api_error_handler(request: Request, exc: Exception) -> Response:
@@ -333,9 +389,9 @@ async def api_error_handler(request: Request, exc: Exception) -> Response:
 async def http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
-    return JSONResponse({"error": codes.get(exc.status_code, "http_error"), "message": exc.detail},
+    return SafeJSONResponse({"error": codes.get(exc.status_code, "http_error"), "message": exc.detail},
                         exc.status_code, headers=exc.headers)
 
 
 async def server_error_handler(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": "internal_error", "message": "internal gateway error"}, 500)
+    return SafeJSONResponse({"error": "internal_error", "message": "internal gateway error"}, 500)

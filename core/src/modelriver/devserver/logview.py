@@ -1,4 +1,4 @@
-"""The small HTML view of the request log served at ``/`` (no secrets in it)."""
+"""The small HTML view of the request log served at ``/`` (no secrets in it), and its key form."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from modelriver.devserver.config import WorkflowConfig
 
-__all__ = ["render_log"]
+__all__ = ["render_key_form", "render_log"]
 
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:2rem;color:#222}
@@ -54,4 +54,18 @@ def render_log(runs: Iterable[Any], workflows: Mapping[str, WorkflowConfig]) -> 
         "<th>status</th><th>provider</th><th>tokens</th><th>first token ms</th><th>duration ms</th>"
         "<th>failovers</th><th>webhooks</th><th>sockets / joins</th><th>prompt</th></tr>"
         f"{body}</table></body></html>"
+    )
+
+
+def render_key_form(*, wrong: bool = False) -> str:
+    """The page asking for the API key (posted to ``/``, which sets the log's cookie)."""
+    note = "<p class=error>That is not this gateway's API key.</p>" if wrong else ""
+    return (
+        "<!doctype html><html><head><meta charset=utf-8>"
+        f"<title>modelriver dev</title><style>{_STYLE}</style></head><body>"
+        "<h1>modelriver dev</h1><p>The request log needs this gateway's API key "
+        "(<code>--api-key</code> / <code>MODELRIVER_API_KEY</code>).</p>"
+        f"{note}<form method=post action='/'><input type=password name=key autocomplete=off "
+        "aria-label='API key' placeholder='API key' required> <button>Show the log</button></form>"
+        "</body></html>"
     )
