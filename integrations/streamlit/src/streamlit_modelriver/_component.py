@@ -11,10 +11,12 @@ import logging
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import streamlit as st
-from streamlit.components.v2.types import ComponentRenderer
+
+if TYPE_CHECKING:  # streamlit 1.51-1.52 have no such name at run time (a type hint only)
+    from streamlit.components.v2.types import ComponentRenderer
 
 from modelriver import AIResponse, AsyncRequest, WorkflowStep
 from modelriver.types import StepStatus
