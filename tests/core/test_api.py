@@ -36,6 +36,7 @@ from modelriver.exceptions import (
     APIError,
     APITimeoutError,
     AuthenticationError,
+    InvalidInputError,
     ModelRiverError,
     RateLimitError,
 )
@@ -306,6 +307,24 @@ async def test_missing_key_fails_before_sending(
         await client.callback("ch-1", {})
     assert server.arrivals == []
     assert await client.health() == {"status": "ok"}  # needs no key
+
+
+async def test_a_lone_surrogate_is_a_typed_error_before_sending(
+    make: Callable[..., Twin], server: ScriptedServer
+) -> None:
+    server.script(json_reply(200, {"status": "ok"}))
+    client = make()
+    with raises(InvalidInputError, match=r"request\.messages\[0\]\.content .*lone surrogate") as info:
+        await client.create_request("wf", "hi \ud800")
+    assert isinstance(info.value, ModelRiverError) and isinstance(info.value, ValueError)
+    with raises(InvalidInputError, match=r"request\.messages\[1\]\.content"):
+        await client.create_request("wf", [{"role": "user", "content": "ok"},
+                                           {"role": "user", "content": "\udfff"}])
+    with raises(InvalidInputError, match=r"request\.metadata\.note"):
+        await client.create_request("wf", "hi", metadata={"note": "\ud800"})
+    with raises(InvalidInputError, match=r"request\.data"):
+        await client.callback("ch-1", {"answer": "\ud800"})
+    assert server.arrivals == []
 
 
 async def test_client_repr_hides_the_key(make: Callable[..., Twin]) -> None:

@@ -33,8 +33,9 @@ Errors (``modelriver.exceptions``): 401/403 give ``AuthenticationError``; 429
 an answer that is not the expected JSON ``APIError`` with its status; ``httpx.TimeoutException``
 ``APITimeoutError``; other httpx request errors ``APIConnectionError``, always ``from`` the httpx
 error. A missing API key raises ``AuthenticationError`` at call time, before anything is sent
-(``health()`` needs no key). The key never appears in a repr, an error message or a log line;
-the ``modelriver.api`` logger logs method, path and status at debug level only.
+(``health()`` needs no key); text that UTF-8 cannot encode (a lone surrogate) raises
+``InvalidInputError`` (a ``ValueError`` too), before anything is sent. The key never appears in
+a repr, an error message or a log line; the ``modelriver.api`` logger logs method, path and status at debug level only.
 """
 
 from __future__ import annotations
@@ -56,12 +57,14 @@ from urllib.parse import quote
 import httpx
 
 from modelriver._config import Settings, mask_secret
+from modelriver._text import unencodable_path
 from modelriver._version import __version__
 from modelriver.exceptions import (
     APIConnectionError,
     APIError,
     APITimeoutError,
     AuthenticationError,
+    InvalidInputError,
     RateLimitError,
 )
 from modelriver.stream import Stream, SyncStream
@@ -303,7 +306,8 @@ class _BaseModelRiver:
             ``parse(response)`` of the first 2xx response.
 
         Raises:
-            APIError, AuthenticationError, RateLimitError, APIConnectionError, APITimeoutError.
+            APIError, AuthenticationError, RateLimitError, APIConnectionError, APITimeoutError,
+            InvalidInputError (from ``_build_request``, before anything is sent).
         """
         request = self._build_request(call)
         path = request.url.path
@@ -384,6 +388,12 @@ class _BaseModelRiver:
             )
         if call.auth != "none" and key is not None:
             headers["Authorization"] = f"Bearer {key}"
+        where = unencodable_path(call.body, "request") if call.body is not None else None
+        if where is not None:
+            raise InvalidInputError(
+                f"{where} is not valid Unicode text: it holds a lone surrogate such as \\ud800, "
+                "which UTF-8 cannot encode (nothing was sent)"
+            )
         try:
             return self._http.build_request(
                 call.method, call.url, json=call.body, headers=headers, timeout=self.timeout
@@ -574,6 +584,7 @@ class ModelRiver(_BaseModelRiver):
 
         Raises:
             AuthenticationError: no API key, or the key was refused (401/403).
+            InvalidInputError: text UTF-8 cannot encode (a lone surrogate); nothing was sent.
             RateLimitError: still rate limited after the retries (429).
             APIError: any other error status, or an answer that is not the expected JSON.
             APITimeoutError: the API did not answer in time.
@@ -810,6 +821,7 @@ class AsyncModelRiver(_BaseModelRiver):
 
         Raises:
             AuthenticationError: no API key, or the key was refused (401/403).
+            InvalidInputError: text UTF-8 cannot encode (a lone surrogate); nothing was sent.
             RateLimitError: still rate limited after the retries (429).
             APIError: any other error status, or an answer that is not the expected JSON.
             APITimeoutError: the API did not answer in time.

@@ -4,6 +4,7 @@
     ├── APIError                  the HTTP API answered with an error status (.status, .body)
     │   ├── AuthenticationError   401/403: bad or missing API key
     │   └── RateLimitError        429 (.retry_after seconds, or None)
+    ├── InvalidInputError         input that cannot be sent (also a ValueError); nothing was sent
     ├── APIConnectionError        the API could not be reached
     │   └── APITimeoutError       it did not answer in time
     ├── ProtocolError             a malformed, oversized or unexpected frame (.close_code)
@@ -24,6 +25,7 @@ __all__ = [
     "APIError",
     "APITimeoutError",
     "AuthenticationError",
+    "InvalidInputError",
     "JoinError",
     "ModelRiverError",
     "ProtocolError",
@@ -72,6 +74,14 @@ class RateLimitError(APIError):
     ) -> None:
         super().__init__(message, status=status, body=body)
         self.retry_after = retry_after
+
+
+class InvalidInputError(ModelRiverError, ValueError):
+    """Input that cannot be sent as given, found before anything was sent.
+
+    For example text holding a lone surrogate (``"\\ud800"``), which UTF-8 cannot encode. It is
+    also a ``ValueError``, so code catching either sees it.
+    """
 
 
 class APIConnectionError(ModelRiverError):
