@@ -363,3 +363,38 @@ def test_dev_on_port_0_shows_the_port_and_closes_sockets_with_1012_on_sigterm() 
         assert proc.popen.wait(timeout=15) == 0
     finally:
         proc.stop()
+
+
+# -- the newcomer's errors -------------------------------------------------------------------------
+
+
+def test_version_prints_the_package_version() -> None:
+    from modelriver import __version__
+
+    done = subprocess.run([*MODELRIVER, "--version"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout.strip() == f"modelriver {__version__}"
+
+
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_stream_without_a_key_names_the_flag_and_the_variable(gateway: Gateway, json_mode: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELRIVER_")}
+    before = len(gateway.requests())
+    done = subprocess.run([*MODELRIVER, "stream", "hello", "--api-base", gateway.url,
+                           *(["--json"] if json_mode else [])],
+                          env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "--api-key" in done.stderr and "MODELRIVER_API_KEY" in done.stderr, done.stderr
+    assert "401" not in done.stderr and "api_key=" not in done.stderr  # no HTTP call, no Python argument
+    assert "Traceback" not in done.stderr
+    assert len(gateway.requests()) == before
+
+
+def test_stream_to_a_refused_port_names_the_url_tried() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELRIVER_")}
+    for args, extra in (([], {"MODELRIVER_API_BASE": url}), (["--api-base", url], {})):
+        done = subprocess.run([*MODELRIVER, "stream", "hello", "--api-key", "mr_x", *args],
+                              env={**env, **extra}, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1
+        assert f"cannot reach {url}" in done.stderr and "MODELRIVER_API_BASE" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr

@@ -26,7 +26,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from modelriver._config import Settings, mask_secret
+from modelriver._config import ENV_API_BASE, ENV_API_KEY, Settings, mask_secret
+from modelriver._version import __version__
 
 __all__ = ["main"]
 
@@ -43,6 +44,7 @@ def _write(stream: TextIO, text: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelriver", description="ModelRiver from the command line.")
+    parser.add_argument("--version", action="version", version=f"modelriver {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     dev = commands.add_parser("dev", help="run the embedded ModelRiver-compatible gateway",
@@ -168,7 +170,8 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 async def _stream(args: argparse.Namespace) -> int:
-    from modelriver.exceptions import ModelRiverError
+    from modelriver.api import AsyncModelRiver
+    from modelriver.exceptions import APIConnectionError, ModelRiverError
     from modelriver.upstream import AsyncUpstream, RealmUpstream, upstream_from_env
 
     printer = _JsonPrinter() if args.json else _TextPrinter()
@@ -179,10 +182,12 @@ async def _stream(args: argparse.Namespace) -> int:
     elif args.api_key is None and args.api_base is None:
         upstream = upstream_from_env()  # MODELRIVER_UPSTREAM=realm selects Realm
     else:
-        from modelriver.api import AsyncModelRiver
-
         settings = Settings.from_env().merged(api_key=args.api_key, api_base=args.api_base)
         upstream = AsyncModelRiver(api_key=settings.api_key, api_base=settings.api_base)
+    if isinstance(upstream, AsyncModelRiver) and upstream.settings.api_key is None:
+        await upstream.aclose()
+        _write(sys.stderr, f"error: no API key: pass --api-key or set {ENV_API_KEY} (nothing was sent)\n")
+        return 2
     try:
         request = await upstream.create_request(args.workflow, args.prompt)
         stream = await upstream.connect(request)  # ModelRiver: token refresh through reconnect
@@ -192,6 +197,13 @@ async def _stream(args: argparse.Namespace) -> int:
         finally:
             await stream.close()
             printer.close()
+    except APIConnectionError as exc:
+        message = str(exc)
+        if upstream.api_base not in message:  # name the URL tried, and where it came from
+            where = f" (--api-base or {ENV_API_BASE})" if isinstance(upstream, AsyncModelRiver) else ""
+            message = f"cannot reach {upstream.api_base}{where}: {message}"
+        printer.failure(message)
+        return 1
     except ModelRiverError as exc:
         printer.failure(str(exc))
         return 1
