@@ -172,6 +172,21 @@ async def test_metadata_input_data_output_and_history(
         await anext(chat("hi", [], None, ""))
 
 
+async def test_a_lone_surrogate_is_a_clear_gradio_error_and_sends_nothing(
+    client: AsyncUpstream, upstream: Upstream,
+) -> None:
+    before = len(upstream.gateway.requests())
+    chat = modelriver_chat(workflow="demo-chat", client=client)
+    with pytest.raises(gr.Error, match="message holds a character that cannot be sent"):
+        await anext(chat("hi \ud800", []))
+    history = [{"role": "user", "content": "earlier \udfff"}, {"role": "assistant", "content": "ok"}]
+    with pytest.raises(gr.Error, match=r"messages\[0\]\.content holds a character"):
+        await anext(chat("fine", history))
+    with pytest.raises(gr.Error, match=r"metadata\.note holds a character"):
+        await anext(modelriver_chat(workflow="demo-chat", client=client, metadata={"note": "\ud800"})("hi", []))
+    assert len(upstream.gateway.requests()) == before
+
+
 async def test_webhooks_are_modelriver_only_a_clear_error_on_realm(
     client: AsyncUpstream, upstream: Upstream,
 ) -> None:

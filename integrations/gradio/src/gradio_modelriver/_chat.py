@@ -11,12 +11,14 @@ from typing import Any, TypeAlias
 import gradio as gr
 
 from gradio_modelriver._view import STRUCTURED_ID_PREFIX, ChatView, Structured
+from modelriver._text import unencodable_path
 from modelriver.events import StreamEvent
 from modelriver.exceptions import (
     APIConnectionError,
     APIError,
     APITimeoutError,
     AuthenticationError,
+    InvalidInputError,
     JoinError,
     ModelRiverError,
     RateLimitError,
@@ -126,6 +128,7 @@ def modelriver_chat(
         request_metadata = _merge(_resolve(metadata), _parse_metadata(extra.get("metadata")))
         messages = [*(_history_messages(history_ or []) if history else []),
                     {"role": "user", "content": text}]
+        _check_text({"messages": messages, "metadata": request_metadata})
         view = ChatView(name, show_steps=show_steps, structured=structured)
 
         def out() -> Any:
@@ -243,6 +246,8 @@ async def _create(
     except APIError as exc:
         raise gr.Error(f"The upstream refused the request: {exc.message} (HTTP {exc.status})",
                        title=_ERROR_TITLE) from exc
+    except InvalidInputError as exc:
+        raise gr.Error(f"The request cannot be sent: {exc}", title=_ERROR_TITLE) from exc
     except ModelRiverError as exc:  # e.g. a Realm server's INVALID_PARAMS (an unknown model)
         raise gr.Error(f"The upstream refused the request: {exc}", title=_ERROR_TITLE) from exc
 
@@ -294,9 +299,18 @@ def _merge(base: Mapping[str, Any] | None, override: Mapping[str, Any] | None) -
     return merged
 
 
+def _check_text(request: Mapping[str, Any]) -> None:
+    """A clear error for text no upstream can be sent (a lone surrogate, e.g. from an API client)."""
+    where = unencodable_path(request, "request")
+    if where is not None:
+        raise gr.Error(f"The {where.removeprefix('request.')} holds a character that cannot be sent "
+                       "(a lone surrogate such as \\ud800): please remove it.", title="Invalid text")
+
+
 def _validate(text: str, limit: int) -> None:
     if not text.strip():
         raise gr.Error("Please type a message first: it is empty.", title="Empty message")
+    _check_text({"message": text})
     size = len(text.encode("utf-8"))
     if size > limit:
         raise gr.Error(
