@@ -10,7 +10,8 @@
 
 Modules: ``phoenix`` (sans-I/O Phoenix Channels), ``stream`` (asyncio client + sync facade),
 ``api`` (HTTP client), ``webhooks`` (signatures), ``store`` (in-flight requests), ``events`` /
-``types`` / ``steps`` (the typed vocabulary), ``devserver`` (the embedded gateway, ``modelriver dev``).
+``types`` / ``steps`` (the typed vocabulary), ``state`` (one request's events folded: text, steps,
+notes, outcome), ``devserver`` (the embedded gateway, ``modelriver dev``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
         StreamError,
         WebhookVerificationError,
     )
+    from modelriver.state import RequestState
     from modelriver.steps import StepTracker
     from modelriver.stream import Stream, SyncStream, connect, connect_sync
     from modelriver.types import AIResponse, AsyncRequest, WorkflowStep
@@ -48,6 +50,7 @@ _LAZY = {
     "AsyncModelRiver": "api", "ModelRiver": "api",
     "Error": "events", "Response": "events", "Status": "events", "Step": "events",
     "StreamEvent": "events", "Token": "events", "ToolCall": "events",
+    "RequestState": "state",
     "StepTracker": "steps",
     "Stream": "stream", "SyncStream": "stream", "connect": "stream", "connect_sync": "stream",
     "AIResponse": "types", "AsyncRequest": "types", "WorkflowStep": "types",
@@ -90,6 +93,7 @@ __all__ = [
     "ModelRiverError",
     "ProtocolError",
     "RateLimitError",
+    "RequestState",
     "RequestTimeoutError",
     "Response",
     "Status",

@@ -1,7 +1,8 @@
 """The SDK's workflow-step model (PROTOCOL §4) as a pure state machine.
 
 Feed it what happened (joined, a response, an error); each call returns the steps that changed,
-in display order. No I/O; adapters render what it returns.
+in display order. No I/O; adapters render what it returns. ``modelriver.state.RequestState``
+drives one per request.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import replace
 
 from modelriver.types import AIResponse, StepStatus, WorkflowStep
 
-__all__ = ["INITIAL_STEPS", "StepTracker"]
+__all__ = ["INITIAL_STEPS", "STEP_ORDER", "StepTracker"]
 
 INITIAL_STEPS: tuple[WorkflowStep, ...] = (
     WorkflowStep("queue", "Queueing request"),
@@ -18,6 +19,9 @@ INITIAL_STEPS: tuple[WorkflowStep, ...] = (
     WorkflowStep("receive", "Waiting for response"),
     WorkflowStep("complete", "Response received"),
 )
+
+STEP_ORDER: tuple[str, ...] = ("queue", "process", "backend", "receive", "complete")
+"""Display order of the step ids (``backend`` exists only in event-driven requests)."""
 
 
 class StepTracker:
@@ -29,8 +33,8 @@ class StepTracker:
     @property
     def steps(self) -> list[WorkflowStep]:
         """Every step, in display order (``backend`` sits before ``receive``)."""
-        order = ["queue", "process", "backend", "receive", "complete"]
-        return [self._steps[i] for i in order if i in self._steps]
+        steps = self._steps
+        return [steps[i] for i in STEP_ORDER if i in steps]
 
     def joined(self) -> list[WorkflowStep]:
         """The channel join succeeded: queue done, the rest pending."""
@@ -57,6 +61,24 @@ class StepTracker:
         """The request failed: process, receive and complete turn to error."""
         return self._set(("process", "error"), ("receive", "error"), ("complete", "error"),
                          error_message=message)
+
+    def fail(self, message: str) -> list[WorkflowStep]:
+        """The request ended without the server's word: pending process/receive/complete fail.
+
+        Steps that already finished keep their status (a lost socket after ``ai_generated``
+        leaves process a success).
+        """
+        waiting: list[tuple[str, StepStatus]] = [
+            (i, "error") for i in ("process", "receive", "complete")
+            if self._steps[i].status in ("pending", "loading")]
+        return self._set(*waiting, error_message=message)
+
+    def absorb(self, step: WorkflowStep) -> list[WorkflowStep]:
+        """Take a step as another tracker reported it (a ``Step`` event); returns it if it changed."""
+        if self._steps.get(step.id) == step:
+            return []
+        self._steps[step.id] = step
+        return [step]
 
     def _set(
         self,

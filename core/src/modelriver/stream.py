@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import websockets
@@ -29,7 +29,7 @@ from websockets.typing import Origin
 
 from modelriver._emitter import Callback, Emitter
 from modelriver._portal import Portal
-from modelriver.events import Error, Response, Status, Step, StreamEvent, Token, event_from_message
+from modelriver.events import Step, StreamEvent, event_from_message
 from modelriver.exceptions import JoinError, ProtocolError, RequestTimeoutError, StreamError
 from modelriver.phoenix import (
     ChannelClosed,
@@ -42,7 +42,7 @@ from modelriver.phoenix import (
     reconnect_backoff,
 )
 from modelriver.phoenix.frames import DEFAULT_MAX_FRAME
-from modelriver.steps import StepTracker
+from modelriver.state import RequestState
 from modelriver.types import AIResponse, AsyncRequest, WorkflowStep
 
 if TYPE_CHECKING:
@@ -99,11 +99,10 @@ class Stream:
         )
         self._join_params: dict[str, Any] = {"coalesce": True} if coalesce else {}
         self._start_seq = last_seq
-        self._tracker = StepTracker()
+        self._state = RequestState(request.channel_id)
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._queueing = True
         self._emitter = Emitter(EVENTS, logger)
-        self._parts: list[str] = []
         self._joined_once = False
         self._done = False
         self._ws: ClientConnection | None = None
@@ -117,12 +116,12 @@ class Stream:
     @property
     def steps(self) -> list[WorkflowStep]:
         """The workflow steps as they stand now (PROTOCOL §4)."""
-        return self._tracker.steps
+        return self._state.steps
 
     @property
     def text(self) -> str:
         """The answer streamed so far (restarted on failover)."""
-        return "".join(self._parts)
+        return self._state.text
 
     @property
     def last_seq(self) -> int | None:
@@ -340,7 +339,7 @@ class Stream:
             self._fire("channel_joined", None)
             if not self._joined_once:
                 self._joined_once = True
-                self._emit_steps(self._tracker.joined())
+                self._emit_steps(self._state.joined().steps)
         elif isinstance(event, JoinRefused):
             self._fire("channel_error", event.reason)
             raise JoinError(event.reason)
@@ -357,31 +356,19 @@ class Stream:
             return
         if self._emitter.has("message"):
             self._fire("message", message)
-        name, payload = message.event, message.payload
-        event = event_from_message(name, payload)
+        event = event_from_message(message.event, message.payload)
         if event is None:
-            logger.debug("ignored channel event %r", name)
+            logger.debug("ignored channel event %r", message.event)
             return
-        if type(event) is Token:
-            self._parts.append(event.data)
-        elif type(event) is Status and event.reset:
-            self._parts.clear()
+        changes = self._state.feed(event)  # the state first: callbacks see it updated
         self._emit(event)
-        if type(event) is Response:
-            response = event.response
-            self._emit_steps(self._tracker.response(response))
-            if response.is_terminal:
-                self.response = response
-                self._done = True
-        elif type(event) is Error:
-            self._emit_steps(self._tracker.error(event.message))
-            self.response = AIResponse(
-                status="error", channel_id=self.request.channel_id,
-                error={"message": event.message}, raw={"message": event.message},
-            )
+        if changes.steps:
+            self._emit_steps(changes.steps)
+        if changes.done:
+            self.response = self._state.result
             self._done = True
 
-    def _emit_steps(self, steps: list[WorkflowStep]) -> None:
+    def _emit_steps(self, steps: Sequence[WorkflowStep]) -> None:
         for step in steps:
             self._emit(Step(step))
 
