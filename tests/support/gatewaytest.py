@@ -2,8 +2,8 @@
 
 * ``RawSocket``: a plain ``websockets`` client speaking Phoenix v2 frames by hand, keeping every
   frame it receives (the core client dedupes and hides frames; these tests need to see them).
-* ``WebhookReceiver``: a real HTTP server on loopback (a thread) that verifies each webhook with
-  ``modelriver.webhooks.verify_signature`` and answers a scripted status sequence.
+* ``WebhookReceiver``: ``modelriver.testing.WebhookInbox``, a real HTTP server on loopback (a
+  thread) that verifies each webhook and answers a scripted status sequence.
 * ``CHATBOT_RESPONSE_SCHEMA`` and small helpers shared by the gateway test modules.
 """
 
@@ -12,21 +12,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from modelriver.exceptions import WebhookVerificationError
+from modelriver.testing import Received, WebhookInbox
 from modelriver.types import AsyncRequest, socket_endpoint
-from modelriver.webhooks import verify_signature
 
 __all__ = [
     "CHATBOT_RESPONSE_SCHEMA",
@@ -232,111 +227,5 @@ def seqs(events: Iterable[tuple[str, dict[str, Any]]]) -> list[int]:
 
 # -- webhooks ------------------------------------------------------------------------------------
 
-
-@dataclass
-class Received:
-    """One HTTP request the receiver got, and what it made of it."""
-
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    answered: int
-    verified: bool
-    error: str | None = None
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class WebhookReceiver:
-    """A webhook endpoint on loopback, in a thread.
-
-    Each POST is verified with ``verify_signature`` (401 when it fails, as a real backend should);
-    verified ones are answered with the next status of ``statuses`` (then ``default_status``).
-
-    Args:
-        secret: the webhook secret.
-        statuses: statuses to answer verified webhooks with, in order; ``default_status`` after them.
-        default_status: the answer once ``statuses`` is used up.
-        before_answer: called with the parsed body of a verified webhook before it is answered
-            (on the server's thread), e.g. to call back first, as a fast backend may.
-    """
-
-    secret: str
-    statuses: list[int] = field(default_factory=list)
-    default_status: int = 200
-    before_answer: Callable[[Any], None] | None = None
-    received: queue.Queue[Received] = field(default_factory=queue.Queue)
-    log: list[Received] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        receiver = self
-        lock = threading.Lock()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                error = None
-                try:
-                    verify_signature(
-                        body, headers.get("x-modelriver-signature"),
-                        headers.get("x-modelriver-timestamp"), receiver.secret,
-                    )
-                except WebhookVerificationError as exc:
-                    error = str(exc)
-                with lock:
-                    if error is not None:
-                        status = 401
-                    elif receiver.statuses:
-                        status = receiver.statuses.pop(0)
-                    else:
-                        status = receiver.default_status
-                if error is None and receiver.before_answer is not None:
-                    receiver.before_answer(json.loads(body))
-                answer = json.dumps({"ok": status < 300}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-                item = Received(self.path, headers, body, status, error is None, error)
-                receiver.log.append(item)
-                receiver.received.put(item)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/hooks/modelriver"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> WebhookReceiver:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def get(self, *, within: float = 10.0) -> Received:
-        """The next request received (blocking)."""
-        try:
-            return self.received.get(timeout=within)
-        except queue.Empty:
-            raise TimeoutError(f"no webhook within {within}s") from None
-
-    async def aget(self, *, within: float = 10.0) -> Received:
-        return await asyncio.to_thread(self.get, within=within)
-
+WebhookReceiver = WebhookInbox
+"""The webhook endpoint users get from ``modelriver.testing`` (signature-checking, scripted answers)."""
