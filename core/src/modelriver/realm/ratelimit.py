@@ -1,12 +1,30 @@
-"""A per-tenant token bucket, sans-I/O: the caller passes ``now`` in."""
+"""A per-tenant token bucket, sans-I/O: the caller passes ``now`` in.
+
+``take`` is the bucket's arithmetic alone, for state kept elsewhere (the Django relay keeps it in
+Django's cache, shared by its processes).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "take"]
 
 _PRUNE_AT = 10_000
+
+
+def take(tokens: float, updated: float, now: float, *, per_second: float,
+         burst: float) -> tuple[float, float | None]:
+    """Refill a bucket of ``tokens`` last updated at ``updated`` up to ``now``, then take one.
+
+    Returns:
+        ``(tokens left, None)`` when one was taken, else ``(tokens now, seconds until one is
+        there)``; ``updated`` becomes ``now`` either way.
+    """
+    tokens = min(burst, tokens + max(0.0, now - updated) * per_second)
+    if tokens >= 1.0:
+        return tokens - 1.0, None
+    return tokens, (1.0 - tokens) / per_second
 
 
 @dataclass(slots=True)
@@ -46,14 +64,10 @@ class RateLimiter:
             if len(self._buckets) >= _PRUNE_AT:
                 self._prune(now)
             bucket = self._buckets[tenant] = _Bucket(float(self.burst), now)
-        else:
-            elapsed = max(0.0, now - bucket.updated)
-            bucket.tokens = min(float(self.burst), bucket.tokens + elapsed * self._rate)
-            bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return None
-        return (1.0 - bucket.tokens) / self._rate
+        bucket.tokens, wait = take(bucket.tokens, bucket.updated, now, per_second=self._rate,
+                                   burst=float(self.burst))
+        bucket.updated = now
+        return wait
 
     def _prune(self, now: float) -> None:
         """Forget tenants whose buckets have refilled (they are as good as new)."""
