@@ -50,13 +50,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from modelriver._emitter import Callback, Emitter
 from modelriver._portal import Portal
-from modelriver.events import Error, Response, Status, Step, StreamEvent, Token, event_from_message
+from modelriver.events import Error, Response, Step, StreamEvent, Token, event_from_message
 from modelriver.exceptions import APIError, RequestTimeoutError
 from modelriver.phoenix import ChannelMessage
 from modelriver.realm.client import RealmClient
 from modelriver.realm.exceptions import RealmConnectionError, RealmProtocolError
 from modelriver.realm.protocol import DEFAULT_URL
-from modelriver.steps import StepTracker
+from modelriver.state import RequestState
 from modelriver.stream import SyncStream
 from modelriver.types import AIResponse, AsyncRequest, WorkflowStep
 
@@ -372,9 +372,8 @@ class RealmStream:
         self._index = last_seq or 0
         self._request_timeout = request_timeout
         self._coalesce = coalesce
-        self._tracker = StepTracker()
+        self._state = RequestState(run.request.channel_id)
         self._emitter = Emitter(STREAM_EVENTS, logger)
-        self._parts: list[str] = []
         self._last_seq: int | None = last_seq
         self._closed = False
         self.response: AIResponse | None = None
@@ -382,11 +381,11 @@ class RealmStream:
     @property
     def text(self) -> str:
         """The answer streamed so far."""
-        return "".join(self._parts)
+        return self._state.text
 
     @property
     def steps(self) -> list[WorkflowStep]:
-        return self._tracker.steps
+        return self._state.steps
 
     @property
     def last_seq(self) -> int | None:
@@ -432,7 +431,7 @@ class RealmStream:
         limit = self._request_timeout
         deadline = None if limit is None else loop.time() + limit
         if self._index == 0:
-            for step in self._tracker.joined():
+            for step in self._state.joined().steps:
                 yield self._emit(Step(step))
         while not self.done:
             if self._index >= len(run.messages):
@@ -473,24 +472,12 @@ class RealmStream:
         event = event_from_message(message.event, message.payload)
         if event is None:
             return
-        if type(event) is Token:
-            self._parts.append(event.data)
-        elif type(event) is Status and event.reset:
-            self._parts.clear()
+        changes = self._state.feed(event)
         yield self._emit(event)
-        if type(event) is Response:
-            response = event.response
-            for step in self._tracker.response(response):
-                yield self._emit(Step(step))
-            if response.is_terminal:
-                self.response = response
-        elif type(event) is Error:
-            for step in self._tracker.error(event.message):
-                yield self._emit(Step(step))
-            self.response = AIResponse(
-                status="error", channel_id=self.request.channel_id,
-                error={"message": event.message}, raw={"message": event.message},
-            )
+        for step in changes.steps:
+            yield self._emit(Step(step))
+        if changes.done:
+            self.response = self._state.result
 
     def _emit(self, event: StreamEvent) -> StreamEvent:
         self._emitter.fire(event.type, event)
