@@ -17,16 +17,20 @@ from hypothesis import strategies as st
 from modelriver.exceptions import ProtocolError
 from modelriver.phoenix import (
     AUTH_SUBPROTOCOL_PREFIX,
+    CLOSE_POLICY,
     ChannelJoined,
     ChannelLog,
     Entry,
     Left,
     Pushed,
     ServerConnection,
+    channel_topics,
     coalesce_tokens,
     decode,
+    encode_parts,
     payload_of,
     socket_token,
+    topic_refusal,
 )
 
 PROJECT = "0b0c6f6e-3c8e-4f53-9d35-5d7b3f0a1c11"
@@ -300,7 +304,9 @@ def test_join_leave_join_then_stale_leave_keeps_the_subscription() -> None:
 
 def test_rejoin_replaces_join_ref_so_the_old_leave_is_stale() -> None:
     conn = joined(server(), join_ref="1")
-    joined(conn, join_ref="2")  # phoenix.js rejoin on the same socket
+    conn.receive(f'["2","2","{TOPIC}","phx_join",{{}}]')  # phoenix.js rejoin on the same socket
+    assert conn.data_to_send() == [f'["1","1","{TOPIC}","phx_close",{{}}]', ok_reply("2", "2")]
+    assert conn.events_received() == [Left(TOPIC), ChannelJoined(TOPIC, {}, None, False, "2")]
     conn.receive(f'["1","3","{TOPIC}","phx_leave",{{}}]')
     assert conn.events_received() == []
     assert conn.topics == [TOPIC]
@@ -346,6 +352,195 @@ def test_deliver_stamps_broadcast_frames_with_the_join_ref() -> None:
     conn.data_to_send()
     conn.deliver(TOPIC, [entry.frame])
     assert decode(conn.data_to_send()[0]).join_ref == "9"
+
+
+# -- hardening: repeated joins, the topic limit, canonical topics -----------------------------------
+
+
+def test_repeat_join_replaces_the_subscription_and_drops_what_was_queued_for_it() -> None:
+    """Phoenix's rule: a join of a joined topic closes the old join first. What was queued for
+    the old join (a whole replay, say) is dropped, not sent and then ignored by the client."""
+    conn = server()
+    log = ChannelLog(TOPIC)
+    frames = [log.append("tokens", {"data": f"w{i}"}).frame for i in range(3)]
+    conn.receive(f'["1","1","{TOPIC}","phx_join",{{}}]')
+    assert conn.deliver(TOPIC, frames)
+    conn.receive('[null,"2","phoenix","heartbeat",{}]')
+    conn.receive(f'["3","3","{TOPIC}","phx_join",{{}}]')
+    assert conn.data_to_send() == [
+        ok_reply("1", "1"),
+        '[null,"2","phoenix","phx_reply",{"status":"ok","response":{}}]',
+        f'["1","1","{TOPIC}","phx_close",{{}}]',
+        ok_reply("3", "3"),
+    ]
+    assert conn.buffered == sum(len(f) for f in [ok_reply("1", "1"), ok_reply("3", "3"),
+                                                  f'["1","1","{TOPIC}","phx_close",{{}}]',
+                                                  '[null,"2","phoenix","phx_reply",{"status":"ok","response":{}}]'])
+    assert conn.events_received() == [ChannelJoined(TOPIC, {}, None, False, "1"), Left(TOPIC),
+                                      ChannelJoined(TOPIC, {}, None, False, "3")]
+    assert conn.topics == [TOPIC]
+    assert conn.deliver(TOPIC, frames[:1])
+    assert conn.data_to_send() == ['["3"' + frames[0][5:]]
+
+
+def test_a_thousand_repeated_joins_queue_one_subscription_only() -> None:
+    conn = server()
+    log = ChannelLog(TOPIC)
+    frames = [log.append("tokens", {"data": "x" * 50}).frame for _ in range(200)]
+    for n in range(1, 1001):
+        conn.receive(f'["{n}","{n}","{TOPIC}","phx_join",{{}}]')
+        conn.deliver(TOPIC, frames)  # what an I/O layer does on Joined: the replay
+    out = conn.data_to_send()
+    assert sum(1 for f in out if '"tokens"' in f) == 200  # the last join's replay only
+    assert all(f.startswith('["1000",null,') for f in out if '"tokens"' in f)
+    assert conn.topics == [TOPIC]
+
+
+def test_joined_topics_are_limited_per_socket() -> None:
+    conn = ServerConnection(lambda topic, payload: None, max_topics=2)
+    for n, topic in enumerate(("a", "b"), 1):
+        conn.receive(f'["{n}","{n}","{topic}","phx_join",{{}}]')
+    conn.receive('["3","3","c","phx_join",{}]')
+    assert conn.data_to_send()[-1] == (
+        '["3","3","c","phx_reply",{"status":"error","response":{"reason":"too_many_topics"}}]')
+    assert conn.topics == ["a", "b"]
+    conn.receive('["4","4","a","phx_join",{}]')  # a rejoin replaces: still two topics
+    assert conn.data_to_send()[-1] == '["4","4","a","phx_reply",{"status":"ok","response":{}}]'
+    conn.receive('["2","5","b","phx_leave",{}]')
+    conn.receive('["6","6","c","phx_join",{}]')
+    assert conn.data_to_send()[-1] == '["6","6","c","phx_reply",{"status":"ok","response":{}}]'
+    assert sorted(conn.topics) == ["a", "c"]
+
+
+def test_the_default_topic_limit_is_sixteen() -> None:
+    conn = ServerConnection(lambda topic, payload: None)
+    for n in range(17):
+        conn.receive(f'["{n}","{n}","room:{n}","phx_join",{{}}]')
+    assert len(conn.topics) == 16
+    assert json.loads(conn.data_to_send()[-1])[4]["response"] == {"reason": "too_many_topics"}
+
+
+OWN = channel_topics(CHANNEL, TOPIC)
+
+
+@pytest.mark.parametrize(
+    ("topic", "reason"),
+    [
+        (TOPIC, None),
+        (f"ai_response:{CHANNEL}", None),
+        (TOPIC.upper().replace("AI_RESPONSE", "ai_response"), "noncanonical_topic"),
+        (f"ai_response:{CHANNEL.upper()}", "noncanonical_topic"),
+        (f"ai_response:{PROJECT}:{CHANNEL[:9]}{CHANNEL[9:].upper()}", "noncanonical_topic"),
+        (f"ai_response:{PROJECT}:{{{CHANNEL[:-2]}}}", "invalid_channel_uuid"),
+        (f"ai_response:{PROJECT}:{CHANNEL.replace('-', '')}", "invalid_channel_uuid"),
+        (f"ai_response:{CHANNEL}:{CHANNEL}", "unauthorized_project_access"),
+        (f"ai_response:{PROJECT}:{PROJECT}", "unauthorized_project_access"),
+        ("room:lobby", "invalid_channel_format"),
+        (f"ai_response:p:{CHANNEL}", "invalid_project_uuid"),
+    ],
+)
+def test_one_spelling_per_channel(topic: str, reason: str | None) -> None:
+    """Both servers use this rule: the issued topic or ``ai_response:<channel>``, as issued."""
+    assert (TOPIC, f"ai_response:{CHANNEL}") == OWN
+    assert topic_refusal(topic, OWN) == reason
+
+
+def test_alias_spellings_do_not_multiply_subscriptions() -> None:
+    conn = ServerConnection(lambda topic, payload: topic_refusal(topic, OWN))
+    spellings = {TOPIC, f"ai_response:{CHANNEL}"}
+    for n in range(1000):
+        variant = "".join(c.upper() if (n >> (i % 12)) & 1 else c for i, c in enumerate(CHANNEL))
+        spellings.add(f"ai_response:{PROJECT}:{variant}")
+        spellings.add(f"ai_response:{variant}")
+    for n, topic in enumerate(sorted(spellings)):
+        conn.receive(json.dumps([str(n), str(n), topic, "phx_join", {}]))
+    assert sorted(conn.topics) == sorted(OWN)
+
+
+# -- hardening: the bounded outbox -----------------------------------------------------------------
+
+
+def test_the_outbox_pauses_past_its_limit_and_counts_what_is_unsent() -> None:
+    frame = encode_parts(None, None, TOPIC, "tokens", {"data": "x" * 200})
+    stamped = len('["1"' + frame[5:])  # as queued for join "1"
+    conn = server(max_buffer=4 * stamped, buffer_grace=5.0)
+    joined(conn)
+    assert conn.buffered > 0  # the join's reply, handed out by data_to_send
+    assert conn.update_flow(0, now=0.0) is False
+    assert conn.deliver(TOPIC, [frame] * 4)
+    assert not conn.paused  # at the limit, not over it
+    assert conn.deliver(TOPIC, [frame])
+    assert conn.paused and conn.buffered == 5 * stamped
+    out = conn.data_to_send()
+    assert len(out) == 5
+    assert conn.paused  # handed to the I/O layer, not yet written
+    assert conn.update_flow(0, now=100.0) is False  # all written
+    assert not conn.paused and conn.buffered == 0
+
+
+def test_update_flow_says_close_after_the_grace_and_a_drain_resets_it() -> None:
+    conn = server(max_buffer=1000, buffer_grace=5.0)
+    joined(conn)
+    conn.data_to_send()
+    assert conn.update_flow(1500, now=10.0) is False  # over: the grace starts
+    assert conn.paused
+    assert conn.update_flow(1400, now=14.9) is False
+    assert conn.update_flow(600, now=15.0) is False  # drained below the limit: reset
+    assert not conn.paused
+    assert conn.update_flow(2000, now=16.0) is False
+    assert conn.update_flow(2000, now=20.9) is False
+    assert conn.update_flow(2000, now=21.0) is True
+    assert CLOSE_POLICY == 1008
+    assert "not reading" in conn.overflow_reason and "1000" in conn.overflow_reason
+
+
+def test_replies_count_against_the_outbox_too() -> None:
+    conn = server(max_buffer=2000)
+    for n in range(40):
+        conn.receive(f'[null,"{n}","phoenix","heartbeat",{{}}]')
+    assert conn.paused
+
+
+# -- hardening: lone surrogates -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '["1","\\ud800","phoenix","heartbeat",{}]',
+        '["\\udfff","1","' + TOPIC + '","phx_join",{}]',
+        '["1","1","ai_response:\\ud800","phx_join",{}]',
+        '["1","1","' + TOPIC + '","phx_join",{"x":["\\ud800"]}]',
+        '["1","1","' + TOPIC + '","phx_join",{"\\ud83d":1}]',
+        '{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"\\ud800"}',
+        b'["1","\xed\xa0\x80","phoenix","heartbeat",{}]',
+    ],
+)
+def test_a_lone_surrogate_in_a_client_frame_is_refused(frame: str | bytes) -> None:
+    """UTF-8 cannot encode it: echoing it in a reply would kill the socket's writer."""
+    conn = server()
+    with pytest.raises(ProtocolError) as info:
+        conn.receive(frame)
+    assert info.value.close_code == 1007
+    assert conn.data_to_send() == []
+    assert conn.events_received() == []
+
+
+def test_surrogate_pairs_and_non_ascii_text_are_fine() -> None:
+    conn = server()
+    conn.receive('[null,"\\ud83d\\ude00","phoenix","heartbeat",{}]')
+    conn.receive('[null,"é😀","phoenix","heartbeat",{}]')
+    assert [decode(f).ref for f in conn.data_to_send()] == ["😀", "é😀"]
+
+
+def test_server_frames_escape_a_lone_surrogate_so_they_can_always_be_written() -> None:
+    log = ChannelLog(TOPIC)
+    entry = log.append("tokens", {"data": "a\ud800b é"})
+    entry.frame.encode()
+    assert decode(entry.frame).payload["data"] == "a\ud800b é"
+    merged = coalesce_tokens([entry, log.append("tokens", {"data": "\udc00"})], TOPIC)
+    merged[0].encode()
+    assert log.append("tokens", {"data": "é"}).frame.endswith('"é","seq":3}]')  # as is otherwise
 
 
 # -- malformed input -----------------------------------------------------------------------------------

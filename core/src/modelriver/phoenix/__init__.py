@@ -16,9 +16,21 @@ from modelriver.phoenix.client import (
     PushTimeout,
     Reply,
 )
-from modelriver.phoenix.frames import DEFAULT_MAX_FRAME, Message, as_broadcast, decode, encode, encode_parts
+from modelriver.phoenix.frames import (
+    CLOSE_INTERNAL,
+    CLOSE_POLICY,
+    DEFAULT_MAX_FRAME,
+    Message,
+    as_broadcast,
+    decode,
+    encode,
+    encode_parts,
+)
 from modelriver.phoenix.server import (
     AUTH_SUBPROTOCOL_PREFIX,
+    DEFAULT_BUFFER_GRACE,
+    DEFAULT_MAX_BUFFER,
+    DEFAULT_MAX_TOPICS,
     ChannelLog,
     Entry,
     Left,
@@ -30,10 +42,16 @@ from modelriver.phoenix.server import (
     socket_token,
 )
 from modelriver.phoenix.server import Joined as ChannelJoined
+from modelriver.phoenix.topics import channel_topics, parse_topic, topic_refusal
 
 __all__ = [
     "AUTH_SUBPROTOCOL_PREFIX",
+    "CLOSE_INTERNAL",
+    "CLOSE_POLICY",
+    "DEFAULT_BUFFER_GRACE",
+    "DEFAULT_MAX_BUFFER",
     "DEFAULT_MAX_FRAME",
+    "DEFAULT_MAX_TOPICS",
     "ChannelClosed",
     "ChannelErrored",
     "ChannelJoined",
@@ -53,12 +71,15 @@ __all__ = [
     "ServerConnection",
     "ServerEvent",
     "as_broadcast",
+    "channel_topics",
     "coalesce_tokens",
     "decode",
     "encode",
     "encode_parts",
+    "parse_topic",
     "payload_of",
     "reconnect_backoff",
     "rejoin_backoff",
     "socket_token",
+    "topic_refusal",
 ]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from modelriver.exceptions import ProtocolError
 
 __all__ = [
+    "CLOSE_INTERNAL",
     "CLOSE_INVALID",
+    "CLOSE_POLICY",
     "CLOSE_TOO_BIG",
     "CLOSE_UNSUPPORTED",
     "DEFAULT_MAX_FRAME",
@@ -19,15 +22,41 @@ __all__ = [
     "decode_parts",
     "encode",
     "encode_parts",
+    "has_lone_surrogate",
 ]
 
 DEFAULT_MAX_FRAME = 1 << 20
 CLOSE_UNSUPPORTED = 1003
 CLOSE_INVALID = 1007
 CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+"""A client that stops reading: its outbox stayed over the limit for the grace period."""
+CLOSE_INTERNAL = 1011
+"""The server could not write a frame (it could not be encoded)."""
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
 _loads = json.loads
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a decoded JSON value holds a string UTF-8 cannot encode (a lone surrogate, such as
+    JSON's ``"\\ud800"``)."""
+    try:
+        _dumps(value).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _text(value: Any) -> str:
+    """Compact JSON, non-ASCII as is; escaped (``\\ud800``) where a lone surrogate would make
+    the text unencodable, so a frame can always be written as UTF-8."""
+    text = _dumps(value)
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return _dumps_ascii(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +71,15 @@ class Message:
 
 
 def encode(message: Message) -> str:
-    """Serialize as a v2 text frame (compact JSON, non-ASCII left as is)."""
-    return _dumps([message.join_ref, message.ref, message.topic, message.event, message.payload])
+    """Serialize as a v2 text frame (compact JSON, non-ASCII left as is; lone surrogates escaped)."""
+    return _text([message.join_ref, message.ref, message.topic, message.event, message.payload])
 
 
 def encode_parts(
     join_ref: str | None, ref: str | None, topic: str, event: str, payload: Any
 ) -> str:
     """``encode`` without building a ``Message`` first (for hot paths)."""
-    return _dumps([join_ref, ref, topic, event, payload])
+    return _text([join_ref, ref, topic, event, payload])
 
 
 def as_broadcast(text: str, topic: str) -> str | None:

@@ -10,6 +10,13 @@ Two pieces:
   ``Left`` / ``Pushed`` events. Hand it broadcast frames with ``deliver(topic, frames)``; it
   queues them only for topics this socket has joined. Write ``data_to_send()`` after each call.
 
+Hardening rules it applies for every server built on it: a join of a topic the socket already
+joined replaces that join (its ``phx_close`` is sent and its queued frames are dropped), a
+socket joins at most ``max_topics`` topics, a frame holding a lone surrogate is a protocol error
+(1007), and the outbox is bounded: past ``max_buffer`` the socket is ``paused`` (produce nothing
+more for it; catch up from the log once it drains) and ``update_flow`` says when it has stayed
+over the limit for ``buffer_grace`` seconds (close it with ``CLOSE_POLICY``).
+
 The ModelRiver rules live here too: ``{last_seq}`` in the join payload asks for a replay after
 that seq, ``{}`` for everything buffered, and ``{coalesce: true}`` lets a busy socket merge
 queued ``tokens`` (``coalesce_tokens``).
@@ -27,10 +34,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelriver.exceptions import ProtocolError
-from modelriver.phoenix.frames import CLOSE_INVALID, DEFAULT_MAX_FRAME, decode, encode_parts
+from modelriver.phoenix.frames import (
+    CLOSE_INVALID,
+    DEFAULT_MAX_FRAME,
+    decode,
+    encode_parts,
+    has_lone_surrogate,
+)
 
 __all__ = [
     "AUTH_SUBPROTOCOL_PREFIX",
+    "DEFAULT_BUFFER_GRACE",
+    "DEFAULT_MAX_BUFFER",
+    "DEFAULT_MAX_TOPICS",
     "ChannelLog",
     "Entry",
     "Joined",
@@ -45,6 +61,9 @@ __all__ = [
 logger = logging.getLogger("modelriver.phoenix")
 
 AUTH_SUBPROTOCOL_PREFIX = "base64url.bearer.phx."
+DEFAULT_MAX_TOPICS = 16
+DEFAULT_MAX_BUFFER = 1 << 20
+DEFAULT_BUFFER_GRACE = 10.0
 
 JoinAuthorizer = Callable[[str, dict[str, Any]], str | None]
 """``authorize(topic, payload)`` returns None to accept, or the refusal reason."""
@@ -111,14 +130,16 @@ class ChannelLog:
         self._entries.append((entry.seq, event, entry.frame))
         return entry
 
-    def after(self, last_seq: int | None) -> list[Entry]:
-        """Events with a seq above ``last_seq`` still in the buffer (all when None)."""
+    def after(self, last_seq: int | None, limit: int | None = None) -> list[Entry]:
+        """Events with a seq above ``last_seq`` still in the buffer (all when None), at most
+        ``limit`` of them (the oldest first)."""
         entries = self._entries
         if not entries:
             return []
         first = entries[0][0]
         start = 0 if last_seq is None or last_seq < first else last_seq - first + 1
-        return [Entry(seq, event, {}, frame) for seq, event, frame in itertools.islice(entries, start, None)]
+        stop = None if limit is None else start + limit
+        return [Entry(seq, event, {}, frame) for seq, event, frame in itertools.islice(entries, start, stop)]
 
 
 def payload_of(entry: Entry) -> dict[str, Any]:
@@ -194,16 +215,30 @@ class ServerConnection:
         authorize: ``authorize(topic, payload)`` returns None to accept the join, or a
             refusal reason such as ``unauthorized_project_access``.
         max_frame_size: larger incoming frames raise ``ProtocolError`` (close code 1009).
+        max_topics: topics one socket may have joined at once; a join past it is refused
+            with reason ``too_many_topics``.
+        max_buffer: characters (about bytes) of output queued here or reported unsent by the
+            I/O layer (``update_flow``) past which the socket is ``paused``.
+        buffer_grace: seconds a socket may stay over ``max_buffer`` before ``update_flow``
+            says to close it.
     """
 
     def __init__(
-        self, authorize: JoinAuthorizer, *, max_frame_size: int = DEFAULT_MAX_FRAME
+        self, authorize: JoinAuthorizer, *, max_frame_size: int = DEFAULT_MAX_FRAME,
+        max_topics: int = DEFAULT_MAX_TOPICS, max_buffer: int = DEFAULT_MAX_BUFFER,
+        buffer_grace: float = DEFAULT_BUFFER_GRACE,
     ) -> None:
         self._authorize = authorize
         self.max_frame_size = max_frame_size
+        self.max_topics = max_topics
+        self.max_buffer = max_buffer
+        self.buffer_grace = buffer_grace
         self._joins: dict[str, str | None] = {}  # topic -> join_ref
         self._prefixes: dict[str, str] = {}  # topic -> '["<join_ref>",' for stamping broadcasts
         self._out: list[str] = []
+        self._queued = 0  # characters in _out
+        self._unsent = 0  # characters handed out by data_to_send() and not known written
+        self._over_since: float | None = None
         self._events: list[ServerEvent] = []
 
     @property
@@ -212,9 +247,50 @@ class ServerConnection:
         return list(self._joins)
 
     def data_to_send(self) -> list[str]:
-        """Frames to write, in order; clears the buffer."""
+        """Frames to write, in order; clears the buffer.
+
+        They count as unsent until the next ``update_flow`` says what is still unwritten.
+        """
         out, self._out = self._out, []
+        self._unsent += self._queued
+        self._queued = 0
         return out
+
+    @property
+    def buffered(self) -> int:
+        """Characters queued here plus those reported unsent (``update_flow``)."""
+        return self._queued + self._unsent
+
+    @property
+    def paused(self) -> bool:
+        """Over ``max_buffer``: produce no more channel events for this socket until it drains
+        (they stay in the channel's log: catch up from there, in order, once it is not paused)."""
+        return self._queued + self._unsent > self.max_buffer
+
+    def update_flow(self, unsent: int, now: float) -> bool:
+        """Say how much of what ``data_to_send`` returned is still unwritten, at time ``now``.
+
+        Args:
+            unsent: bytes still waiting in the transport (what the writer holds, plus the
+                transport's write buffer; 0 when all was written or it cannot be known).
+            now: a monotonic clock, seconds.
+
+        Returns:
+            True when the socket has stayed over ``max_buffer`` for ``buffer_grace`` seconds:
+            close it with ``CLOSE_POLICY`` (``overflow_reason``).
+        """
+        self._unsent = unsent
+        if self._queued + unsent <= self.max_buffer:
+            self._over_since = None
+            return False
+        if self._over_since is None:
+            self._over_since = now
+        return now - self._over_since >= self.buffer_grace
+
+    @property
+    def overflow_reason(self) -> str:
+        """The close reason for ``update_flow``'s True."""
+        return f"not reading: over {self.max_buffer} bytes unsent for {self.buffer_grace:g} s"
 
     def events_received(self) -> list[ServerEvent]:
         """Events produced since the last call; clears the buffer."""
@@ -228,6 +304,9 @@ class ServerConnection:
             ProtocolError: malformed or oversized frame; close with its ``close_code``.
         """
         msg = decode(data, max_size=self.max_frame_size)
+        if (not data.isascii() or (b"\\u" if isinstance(data, bytes) else "\\u") in data) \
+                and has_lone_surrogate((msg.join_ref, msg.ref, msg.topic, msg.event, msg.payload)):
+            raise ProtocolError("frame holds a lone surrogate (not Unicode text)", close_code=CLOSE_INVALID)
         topic, event, ref = msg.topic, msg.event, msg.ref
         if topic == "phoenix" and event == "heartbeat":
             self._reply(None, ref, topic, "ok", {})
@@ -238,10 +317,7 @@ class ServerConnection:
         elif event == "phx_leave":
             self._reply(msg.join_ref, ref, topic, "ok", {})
             if msg.join_ref is None or msg.join_ref == self._joins[topic]:
-                del self._joins[topic]
-                self._prefixes.pop(topic, None)
-                self._out.append(encode_parts(msg.join_ref, ref, topic, "phx_close", {}))
-                self._events.append(Left(topic))
+                self._end_join(topic, msg.join_ref, ref)
         elif event == "heartbeat":
             self._reply(msg.join_ref, ref, topic, "ok", {})
         else:
@@ -256,11 +332,13 @@ class ServerConnection:
         """
         if topic not in self._joins:
             return False
+        if type(frames) is not list:
+            frames = list(frames)
         prefix = self._prefixes.get(topic)
-        if prefix is None:
-            self._out.extend(frames)
-        else:
-            self._out.extend(prefix + f[6:] if f.startswith("[null,") else f for f in frames)
+        if prefix is not None:
+            frames = [prefix + f[6:] if f.startswith("[null,") else f for f in frames]
+        self._out.extend(frames)
+        self._queued += sum(map(len, frames))
         return True
 
     def reply(self, topic: str, ref: str | None, status: str, response: Any) -> None:
@@ -271,7 +349,27 @@ class ServerConnection:
         """Close ``topic`` from the server side (``phx_close``)."""
         join_ref = self._joins.pop(topic, None)
         self._prefixes.pop(topic, None)
-        self._out.append(encode_parts(join_ref, join_ref, topic, "phx_close", {}))
+        self._queue(encode_parts(join_ref, join_ref, topic, "phx_close", {}))
+
+    def _end_join(self, topic: str, join_ref: str | None, ref: str | None) -> None:
+        """End the join of ``topic``: drop its queued broadcasts (not replies), queue ``phx_close``,
+        report ``Left``."""
+        prefix = self._prefixes.pop(topic, None) or "[null,"
+        head = f"{prefix}null,{json.dumps(topic, ensure_ascii=False)},"  # its broadcasts' start
+        out = self._out
+        if out:
+            at = len(head)
+            kept = [f for f in out if not f.startswith(head) or f.startswith('"phx_', at)]
+            if len(kept) != len(out):
+                self._out = kept
+                self._queued = sum(map(len, kept))
+        del self._joins[topic]
+        self._queue(encode_parts(join_ref, ref, topic, "phx_close", {}))
+        self._events.append(Left(topic))
+
+    def _queue(self, frame: str) -> None:
+        self._out.append(frame)
+        self._queued += len(frame)
 
     def _join(self, topic: str, payload: Any, join_ref: str | None, ref: str | None) -> None:
         if type(payload) is not dict:
@@ -279,6 +377,9 @@ class ServerConnection:
         last_seq = payload.get("last_seq")
         if last_seq is not None and (type(last_seq) is not int or last_seq < 0):
             raise ProtocolError("last_seq must be a non-negative integer", close_code=CLOSE_INVALID)
+        if topic not in self._joins and len(self._joins) >= self.max_topics:
+            self._reply(join_ref, ref, topic, "error", {"reason": "too_many_topics"})
+            return
         try:
             reason = self._authorize(topic, payload)
         except Exception:
@@ -287,6 +388,9 @@ class ServerConnection:
         if reason is not None:
             self._reply(join_ref, ref, topic, "error", {"reason": reason})
             return
+        if topic in self._joins:  # Phoenix's rule: a duplicate join closes the existing one first
+            old = self._joins[topic]
+            self._end_join(topic, old, old)
         self._joins[topic] = join_ref
         if join_ref is None:
             self._prefixes.pop(topic, None)
@@ -298,6 +402,4 @@ class ServerConnection:
     def _reply(
         self, join_ref: str | None, ref: str | None, topic: str, status: str, response: Any
     ) -> None:
-        self._out.append(
-            encode_parts(join_ref, ref, topic, "phx_reply", {"status": status, "response": response})
-        )
+        self._queue(encode_parts(join_ref, ref, topic, "phx_reply", {"status": status, "response": response}))
