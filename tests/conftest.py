@@ -8,6 +8,7 @@ import pytest
 from e2e.figures import pytest_runtest_logreport, pytest_terminal_summary  # noqa: F401  (e2e figures, xdist too)
 
 from support import Gateway, start_gateway
+from support.leftovers import pytest_configure  # noqa: F401  (the run fails if a process it started outlives it)
 
 
 @pytest.fixture(scope="session")

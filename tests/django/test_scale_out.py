@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from djmr_demo import Chat, demo_env, scripted_env, start_demo, upstreams
+from djmr_demo import Chat, Demo, demo_env, scripted_env, start_demo, upstreams
 from playwright.sync_api import Page
 
 from support import Process, free_port, start_gateway
@@ -61,12 +61,19 @@ def cluster(request: pytest.FixtureRequest, redis_url: str,
         upstream = Upstream("modelriver", request.getfixturevalue("gateway"))
         env = demo_env(upstream.gateway, tmp / "db.sqlite3", **extra,
                        **scripted_env(tokens_per_second=25, text=WORDS))
-    servers = [start_demo(env), start_demo(env)]
-    yield [Chat(upstream, server, ()) for server in servers]
-    for server in servers:
-        server.stop()
-    if realm_gateway is not None:
-        realm_gateway.process.stop()
+    servers: list[Demo] = []
+    chats: list[Chat] = []
+    try:
+        servers += [start_demo(env), start_demo(env)]
+        chats += [Chat(upstream, server, ()) for server in servers]
+        yield chats
+    finally:
+        # The tests replace a killed process with a restarted one in the list: stop what it holds
+        # at the end too (stopping only the two started here left the restarted ones running).
+        for server in [*servers, *(chat.demo for chat in chats)]:
+            server.stop()
+        if realm_gateway is not None:
+            realm_gateway.process.stop()
 
 
 def streaming_text_longer_than(page: Page, n: int) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -119,15 +120,39 @@ class Process:
         return "".join(self.lines)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Signal the whole process group (its own session: the process and what it started),
+        wait for the process, then for the rest of its group; SIGKILL what outlives ``timeout``."""
+        pgid = self.popen.pid
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, sig)
+                os.killpg(pgid, sig)
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
+                os.killpg(pgid, signal.SIGKILL)
                 self.popen.wait()
+        elif _group_alive(pgid):  # it ended by itself: what it started may still run
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, sig)
+        deadline = time.monotonic() + timeout
+        while _group_alive(pgid):  # children that outlive the process (their group is its pid)
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)
+                deadline = time.monotonic() + timeout
+            time.sleep(0.02)
         return self.popen.returncode
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` (but zombies) is still running."""
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
 
 
 @dataclass
