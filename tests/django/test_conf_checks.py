@@ -3,7 +3,11 @@ and the socket tokens."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +17,7 @@ from django.test import override_settings
 from django_modelriver import tokens
 from django_modelriver.checks import check_settings
 from django_modelriver.conf import modelriver_settings
+from support import free_port
 
 
 def ids(**modelriver: Any) -> set[str]:
@@ -77,3 +82,68 @@ def test_tokens_bind_channel_and_owner_and_expire(monkeypatch: pytest.MonkeyPatc
     monkeypatch.undo()
     assert tokens.verify_token(old, max_age=300) is not None
     assert tokens.verify_token(old, max_age=60) is None
+
+
+# -- serving: an ASGI runserver and the sessions' table (real `manage.py` processes) -------------
+
+SITE_SETTINGS = """
+SECRET_KEY = "site-not-secret"
+DEBUG = True
+ALLOWED_HOSTS = ["127.0.0.1"]
+INSTALLED_APPS = {apps!r}
+MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware"]
+SESSION_ENGINE = {engine!r}
+ROOT_URLCONF = "site_urls"
+ASGI_APPLICATION = "site_asgi.application"
+DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": {db!r}}}}}
+STATIC_URL = "/static/"
+MODELRIVER = {{"API_KEY": "mr_site_0123456789abcdef", "WEBHOOK_SECRET": "whsec_site"}}
+"""
+APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django.contrib.sessions",
+        "django.contrib.staticfiles", "channels", "django_modelriver"]
+
+
+def site(tmp_path: Path, apps: list[str], engine: str = "django.contrib.sessions.backends.db") -> dict[str, str]:
+    """A minimal project in ``tmp_path`` (settings, urls, asgi); returns the env that selects it."""
+    (tmp_path / "site_settings.py").write_text(
+        SITE_SETTINGS.format(apps=apps, engine=engine, db=str(tmp_path / "db.sqlite3")))
+    (tmp_path / "site_urls.py").write_text(
+        "from django.urls import include, path\n"
+        "urlpatterns = [path('modelriver/', include('django_modelriver.urls'))]\n")
+    (tmp_path / "site_asgi.py").write_text(
+        "from django_modelriver.routing import websocket_application\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELRIVER_", "DJANGO_"))}
+    return {**env, "DJANGO_SETTINGS_MODULE": "site_settings", "PYTHONPATH": str(tmp_path)}
+
+
+def django_admin(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "django", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_runserver_without_daphne_first_is_flagged_and_refused(tmp_path: Path) -> None:
+    after_staticfiles = site(tmp_path, [*APPS[:4], "daphne", *APPS[4:]])
+    checked = django_admin(after_staticfiles, "check", cwd=tmp_path)
+    assert "django_modelriver.W005" in checked.stderr and "'daphne' first" in checked.stderr, checked.stderr
+    assert "django.contrib.staticfiles's" in checked.stderr
+    port = free_port()
+    served = django_admin(after_staticfiles, "runserver", "--noreload", f"127.0.0.1:{port}", cwd=tmp_path)
+    assert served.returncode != 0 and "django_modelriver.E012" in served.stderr, served.stderr + served.stdout
+    daphne_first = site(tmp_path, ["daphne", *APPS])
+    clean = django_admin(daphne_first, "check", cwd=tmp_path)
+    assert clean.returncode == 0 and "W005" not in clean.stderr and "E012" not in clean.stderr, clean.stderr
+
+
+def test_an_unmigrated_session_table_is_flagged_by_the_database_check(tmp_path: Path) -> None:
+    env = site(tmp_path, ["daphne", *APPS])
+    assert "W006" not in django_admin(env, "check", cwd=tmp_path).stderr  # no database check: no query
+    unmigrated = django_admin(env, "check", "--database", "default", cwd=tmp_path)
+    assert "django_modelriver.W006" in unmigrated.stderr and "manage.py migrate" in unmigrated.stderr
+    assert "'django_session'" in unmigrated.stderr, unmigrated.stderr
+    migrated = django_admin(env, "migrate", "--noinput", "-v", "0", cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr  # a warning: it does not stop migrate
+    assert "W006" not in django_admin(env, "check", "--database", "default", cwd=tmp_path).stderr
+    cookies = site(tmp_path, ["daphne", *APPS], engine="django.contrib.sessions.backends.signed_cookies")
+    (tmp_path / "db.sqlite3").unlink()
+    assert "W006" not in django_admin(cookies, "check", "--database", "default", cwd=tmp_path).stderr
+

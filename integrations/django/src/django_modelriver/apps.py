@@ -11,7 +11,7 @@ class DjangoModelRiverConfig(AppConfig):
     verbose_name = "ModelRiver"
 
     def ready(self) -> None:
-        from django_modelriver import checks, conf  # noqa: F401  (registration side effects)
+        from django_modelriver import checks, conf, serving  # noqa: F401  (registration side effects)
 
         if conf.modelriver_settings().tune_daphne:
             from django_modelriver._daphne import tune

@@ -15,6 +15,9 @@
 ``W002``               no webhook secret: webhooks will be refused
 ``W003``               an unknown key in ``MODELRIVER`` (a typo?)
 ``W004``               no ``ASGI_APPLICATION``: the socket and the pump need an ASGI server
+``E012``               ``manage.py runserver`` runs and is not Daphne's (``serving``: WSGI, the socket 404s)
+``W005``               the same under ``DEBUG``, for ``manage.py check``
+``W006``               the sessions' table is missing: ``migrate`` (a ``database`` check, ``serving``)
 =====================  ===================================================================
 """
 
