@@ -21,15 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelriver import AIResponse, AsyncRequest, ModelRiverError, WorkflowStep
-from modelriver.events import Error, Response, Status, Step, Token, ToolCall
-from modelriver.steps import INITIAL_STEPS
+from modelriver.events import StreamEvent
+from modelriver.state import Failover, Note, RequestState
 from modelriver.upstream import Upstream
 
 __all__ = ["Pump", "PumpRegistry", "Snapshot"]
 
 logger = logging.getLogger("streamlit_modelriver")
-
-STEP_ORDER = ("queue", "process", "backend", "receive", "complete")
 
 STATUS_LABELS = {
     "queued": "Queued…",
@@ -90,10 +88,8 @@ class Pump:
         self._on_end = on_end
         self._cond = threading.Condition()
         self._version = 0
-        self._attempt = 0
-        self._parts: list[str] = []
-        self._steps: dict[str, WorkflowStep] = {s.id: s for s in INITIAL_STEPS}
-        self._notes: list[str] = []
+        self._state = RequestState(request.channel_id)
+        self._notes: list[str] = []  # the state's notes, as the steps box shows them
         self._label = "Connecting…"
         self._response: AIResponse | None = None
         self._thread = threading.Thread(target=self._run, name=f"modelriver-pump-{self.channel_id}",
@@ -111,7 +107,7 @@ class Pump:
     @property
     def text(self) -> str:
         with self._cond:
-            return "".join(self._parts)
+            return self._state.text
 
     def cancel(self) -> None:
         """Cancel the request upstream (once); the pump ends with the ``cancelled`` response.
@@ -138,16 +134,15 @@ class Pump:
         """
         with self._cond:
             self._cond.wait_for(lambda: self._version != version, timeout)
-            if attempt != self._attempt:
-                attempt, index = self._attempt, 0
-            parts = self._parts
-            delta = "".join(parts[index:]) if index < len(parts) else ""
+            state = self._state
+            if attempt != state.attempt:
+                attempt, index = state.attempt, 0
             return Snapshot(
                 version=self._version,
                 attempt=attempt,
-                delta=delta,
-                index=len(parts),
-                steps=tuple(self._steps[i] for i in STEP_ORDER if i in self._steps),
+                delta=state.text_since(index),
+                index=state.part_count,
+                steps=tuple(state.steps),
                 notes=tuple(self._notes),
                 label=self._label,
                 response=self._response,
@@ -185,39 +180,17 @@ class Pump:
         if self._on_end is not None:
             self._on_end(self)
 
-    def _apply(self, event: Any) -> None:
+    def _apply(self, event: StreamEvent) -> None:
         with self._cond:
-            kind = type(event)
-            if kind is Token:
-                self._parts.append(event.data)
-                if self._label != "Streaming…":
-                    self._label = "Streaming…"
-            elif kind is Step:
-                step: WorkflowStep = event.step
-                self._steps[step.id] = step
-            elif kind is Status:
-                if event.reset:
-                    self._parts = []
-                    self._attempt += 1
-                if event.status == "failover":
-                    payload = event.payload
-                    reason = f" ({payload['reason']})" if payload.get("reason") else ""
-                    self._notes.append(
-                        f"Failover: {payload.get('from', 'provider')} → {payload.get('to', 'next provider')}"
-                        f"{reason}"
-                    )
-                label = STATUS_LABELS.get(event.status)
+            state = self._state
+            changes = state.feed(event)
+            if not changes:
+                return
+            self._notes.extend(_note_text(note) for note in changes.notes)
+            if changes.status:
+                label = state.error if state.status == "error" else STATUS_LABELS.get(state.status or "")
                 if label is not None:
                     self._label = label
-            elif kind is ToolCall:
-                self._notes.append(f"Tool call: {event.name}({_short(event.arguments)})")
-            elif kind is Response:
-                if event.response.kind == "ai_generated":
-                    self._label = "Waiting for backend callback…"
-            elif kind is Error:
-                self._label = event.message
-            else:
-                return
             self._bump()
 
 
@@ -258,6 +231,13 @@ class PumpRegistry:
         for channel_id, pump in list(self._pumps.items()):
             if pump.ended_at is not None and now - pump.ended_at > self.keep:
                 del self._pumps[channel_id]
+
+
+def _note_text(note: Note) -> str:
+    if isinstance(note, Failover):
+        reason = f" ({note.reason})" if note.reason else ""
+        return f"Failover: {note.from_provider or 'provider'} → {note.to_provider or 'next provider'}{reason}"
+    return f"Tool call: {note.name}({_short(note.arguments)})"
 
 
 def _short(value: Any, limit: int = 80) -> str:
