@@ -9,6 +9,9 @@ structured-output card, stop button, resume after reload). Options::
 ``{% modelriver_assets %}`` emits only the script and stylesheet tags, for your own UI on
 ``ModelRiver.Client``. The template context must carry ``request`` (the ``request`` context
 processor) so the CSRF token can be handed to the script. Nothing secret is rendered.
+
+The widget's markup is the template ``django_modelriver/chat.html``: override it with a template
+of that name in your project (its context is described there).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from django import template
 from django.middleware.csrf import get_token
 from django.templatetags.static import static
 from django.urls import reverse
-from django.utils.html import format_html, json_script
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from django_modelriver.conf import modelriver_settings
@@ -49,10 +52,11 @@ def _workflows(spec: str | None) -> list[dict[str, str]]:
     return result
 
 
-@register.simple_tag(takes_context=True)
+@register.inclusion_tag("django_modelriver/chat.html", takes_context=True)
 def modelriver_chat(context: Any, workflows: str | None = None, server_resume: bool = False,
-                    placeholder: str = "Ask something...") -> SafeString:
-    """The chat widget, configured with this site's URLs and the CSRF token."""
+                    placeholder: str = "Ask something...") -> dict[str, Any]:
+    """The chat widget (``django_modelriver/chat.html``), configured with this site's URLs and the
+    CSRF token."""
     request = context.get("request")
     start = reverse("django_modelriver:start")
     config = {
@@ -65,6 +69,5 @@ def modelriver_chat(context: Any, workflows: str | None = None, server_resume: b
         "serverResume": bool(server_resume),
         "placeholder": placeholder,
     }
-    config_id = f"modelriver-config-{next(_ids)}"
-    return format_html('{}{}<div class="mr-chat" data-modelriver-chat data-config-id="{}"></div>',
-                       modelriver_assets(), json_script(config, config_id), config_id)
+    return {"config": config, "config_id": f"modelriver-config-{next(_ids)}", "workflows": config["workflows"],
+            "placeholder": placeholder, "server_resume": config["serverResume"]}
