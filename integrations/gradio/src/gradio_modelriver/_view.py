@@ -18,8 +18,9 @@ from typing import Any, Literal
 import gradio as gr
 from gradio.components.chatbot import MetadataDict
 
-from modelriver.events import Error, Response, Status, Step, StreamEvent, Token, ToolCall
-from modelriver.steps import INITIAL_STEPS
+from modelriver.events import StreamEvent, ToolCall
+from modelriver.state import Failover, RequestState
+from modelriver.steps import INITIAL_STEPS, STEP_ORDER
 from modelriver.types import AIResponse, WorkflowStep
 
 __all__ = ["STRUCTURED_ID_PREFIX", "ChatView", "Structured", "partial_json_string"]
@@ -29,7 +30,6 @@ Structured = Literal["json", "markdown"] | None
 STRUCTURED_ID_PREFIX = "modelriver-structured"
 """``metadata.id`` prefix of the structured-output message; it is never sent back as history."""
 
-_STEP_ORDER = ("queue", "process", "backend", "receive", "complete")
 _CONTEXT_KEYS = ("summary", "sentiment", "confidence", "topics", "action_items")
 
 
@@ -50,18 +50,17 @@ class ChatView:
         structured: how to render structured output: a JSON block (``"json"``), a Markdown
             card (``"markdown"``), or not at all (``None``: the answer text as it came).
         clock: monotonic seconds, for the step durations (injected by tests).
+
+    The events fold into ``state`` (core's ``RequestState``: text, steps, notes, outcome); the
+    view adds what only it shows: step durations on its clock, and the rendering.
     """
 
     workflow: str
     show_steps: bool = True
     structured: Structured = "json"
     clock: Callable[[], float] = time.monotonic
-    parts: list[str] = field(default_factory=list)
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    failovers: list[Status] = field(default_factory=list)
-    response: AIResponse | None = None
+    state: RequestState = field(default_factory=RequestState)
     channel_id: str | None = None
-    error: str | None = None
     cancelled: bool = False
     _steps: dict[str, _StepState] = field(default_factory=dict)
     _started: float = 0.0
@@ -76,8 +75,29 @@ class ChatView:
 
     @property
     def text(self) -> str:
-        """The raw answer streamed so far (restarted on failover)."""
-        return "".join(self.parts)
+        """The raw answer streamed so far (restarted on failover), else what ``ai_generated`` carried."""
+        state = self.state
+        if state.part_count or state.intermediate is None:
+            return state.text
+        return state.intermediate.content or ""
+
+    @property
+    def response(self) -> AIResponse | None:
+        """The terminal response, once it came."""
+        return self.state.response
+
+    @property
+    def error(self) -> str | None:
+        """Why the request failed (the stream's error, an error response, or ``fail``)."""
+        return self.state.error
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return [note for note in self.state.notes if isinstance(note, ToolCall)]
+
+    @property
+    def failovers(self) -> list[Failover]:
+        return [note for note in self.state.notes if isinstance(note, Failover)]
 
     @property
     def done(self) -> bool:
@@ -95,48 +115,27 @@ class ChatView:
         Returns:
             True when what ``messages()`` renders changed (the caller yields it then).
         """
-        if isinstance(event, Token):
-            self.parts.append(event.data)
-            return True
-        if isinstance(event, Step):
-            return self._on_step(event.step)
-        if isinstance(event, Status):
-            if event.reset:
-                self.parts.clear()
-            if event.status == "failover":
-                self.failovers.append(event)
-                return True
-            return event.reset
-        if isinstance(event, ToolCall):
-            self.tool_calls.append(event)
-            return True
-        if isinstance(event, Response):
-            response = event.response
-            if response.is_terminal:
-                self.response = response
-                if response.is_error:
-                    self.error = response.error_message
-                    self.cancelled = response.status == "cancelled"
-                self._end()
-            elif response.content and not self.parts:
-                self.parts.append(response.content)  # ai_generated carries the AI's answer
-            return True
-        if isinstance(event, Error):
-            self.error = event.message
+        changes = self.state.feed(event)
+        for step in changes.steps:
+            self._on_step(step)
+        response = changes.response
+        if response is not None and response.status == "cancelled":
+            self.cancelled = True
+        if changes.done:
             self._end()
-            return True
-        return False
+        return bool(changes.text or changes.steps or changes.notes or response is not None
+                    or changes.done)
 
     def fail(self, message: str, *, cancelled: bool = False) -> None:
-        """End the view with an error that did not come from the stream (e.g. a lost socket)."""
-        self.error = message
-        self.cancelled = cancelled
-        now = self.clock()
-        for step_id in ("process", "receive", "complete"):
-            state = self._steps[step_id]
-            if state.step.status == "pending":
-                state.step = WorkflowStep(state.step.id, state.step.name, "error", None, message)
-                state.duration = now - state.since
+        """End the view with an error that did not come from the stream (e.g. a lost socket).
+
+        Pending steps turn to error; a view that already ended keeps its outcome.
+        """
+        changes = self.state.fail(message)
+        if changes.done:
+            self.cancelled = cancelled
+        for step in changes.steps:
+            self._on_step(step)
         self._end()
 
     def _end(self) -> None:
@@ -168,7 +167,7 @@ class ChatView:
         text = self.text
         if self.response is None and text.lstrip().startswith("{"):
             return partial_json_string(text, "reply") or ""
-        if self.response is not None and not self.parts and self.response.content:
+        if self.response is not None and not self.text and self.response.content:
             return self.response.content
         return text
 
@@ -217,7 +216,7 @@ class ChatView:
             parent["duration"] = round(total, 3)
         content = f"request `{self.channel_id}`" if self.channel_id else ""
         out = [gr.ChatMessage(content=content, metadata=parent)]
-        for step_id in _STEP_ORDER:
+        for step_id in STEP_ORDER:
             state = self._steps.get(step_id)
             if state is None:
                 continue
@@ -238,13 +237,12 @@ class ChatView:
 
     def _failover_messages(self, parent_id: str) -> list[gr.ChatMessage]:
         out = []
-        for index, status in enumerate(self.failovers):
-            payload = status.payload
-            title = f"Failover: {payload.get('from') or '?'} → {payload.get('to') or '?'}"
+        for index, failover in enumerate(self.failovers):
+            title = f"Failover: {failover.from_provider or '?'} → {failover.to_provider or '?'}"
             meta = MetadataDict(title=title, id=f"{parent_id}-failover-{index}",
                                 parent_id=parent_id, status="done")
-            if payload.get("reason"):
-                meta["log"] = str(payload["reason"])
+            if failover.reason:
+                meta["log"] = failover.reason
             out.append(gr.ChatMessage(content="", metadata=meta))
         return out
 
