@@ -152,6 +152,10 @@ class ServerConfig:
         max_body: largest accepted HTTP body, bytes.
         max_frame: largest accepted WebSocket frame, bytes.
         max_events: events kept per channel for replay.
+        max_topics: topics one socket may join at once (a join past it: ``too_many_topics``).
+        max_buffer: bytes of output a socket may have unsent before the gateway stops producing
+            for it (it catches up from the replay log once the client reads again).
+        buffer_grace: seconds a socket may stay over ``max_buffer`` before it is closed (1008).
     """
 
     rate_limit: int = 0
@@ -165,6 +169,9 @@ class ServerConfig:
     max_body: int = 1 << 20
     max_frame: int = 1 << 20
     max_events: int = 50_000
+    max_topics: int = 16
+    max_buffer: int = 1 << 20
+    buffer_grace: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +311,8 @@ class GatewayConfig:
         server = self.server
         if server.rate_limit < 0 or server.webhook_retries < 0:
             raise ConfigError("rate_limit and webhook_retries must not be negative")
-        for key in ("callback_timeout", "upstream_timeout", "retention", "token_ttl"):
+        for key in ("callback_timeout", "upstream_timeout", "retention", "token_ttl",
+                    "max_topics", "max_buffer", "buffer_grace"):
             if not getattr(server, key) > 0:
                 raise ConfigError(f"server.{key} must be positive")
 

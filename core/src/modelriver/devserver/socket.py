@@ -1,11 +1,18 @@
 """The Phoenix socket: a Starlette WebSocket endpoint driving ``phoenix.ServerConnection``.
 
 Per socket: a reader (frames in, replies and join/leave bookkeeping) and a writer task that
-owns every send. Channel events reach the socket through an outbox that never blocks the
-producer; when the socket is slow the outbox grows, and for a join with ``{coalesce: true}``
-the writer merges the queued ``tokens`` into one event (``coalesce_tokens``). Closing (a
-malformed frame, the ``drop_socket_after`` fault) also goes through the writer, after what is
-already queued.
+owns every send. Live channel events reach the socket through an outbox that never blocks the
+producer; a join's replay, and whatever a socket missed while it was paused, is read from the
+channel's log by the writer, a chunk at a time (``ChannelSubscription.behind``). For a join with
+``{coalesce: true}`` the writer merges the queued ``tokens`` into one event (``coalesce_tokens``).
+
+Flow control: the connection counts what is queued, what the writer still holds and the
+transport's write buffer (uvicorn's, reached through its protocol). Past ``max_buffer`` the
+socket is paused: nothing more is produced for it, and it catches up from the log once it
+drains, so a slow reader loses nothing. Over the limit for ``buffer_grace`` seconds, it is
+closed with 1008 (the close frame if it can still be written, else the connection is aborted).
+Closing (a malformed frame, the ``drop_socket_after`` fault) also goes through the writer,
+after what is already queued; a frame that cannot be sent (not encodable) closes with 1011.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from modelriver.devserver.tokens import TokenClaims, join_refusal, token_usable
 from modelriver.exceptions import ProtocolError
 from modelriver.phoenix import (
+    CLOSE_INTERNAL,
+    CLOSE_POLICY,
     ChannelJoined,
     Entry,
     Left,
@@ -42,22 +51,33 @@ __all__ = ["ChannelSubscription", "SocketSession", "socket_endpoint"]
 logger = logging.getLogger("modelriver.devserver")
 
 CLOSE_DROPPED = 1012  # "service restart": clients reconnect
+CATCH_UP_CHUNK = 512  # log entries read at a time for a replay or a catch-up
+CLOSE_WRITE_TIMEOUT = 1.0  # seconds to get a close frame out before the connection is aborted
 
 
 class ChannelSubscription:
-    """One socket's join of one channel topic (the ``Subscriber`` a ``RequestRun`` pushes to)."""
+    """One socket's join of one channel topic (the ``Subscriber`` a ``RequestRun`` pushes to).
 
-    __slots__ = ("active", "alias", "coalesce", "run", "session", "topic")
+    ``cursor`` is the last seq handed to the connection; while ``behind`` (its replay, or a
+    pause) live events are not queued: the writer reads them from the log after ``cursor``.
+    """
 
-    def __init__(self, session: SocketSession, run: RequestRun, topic: str, *, coalesce: bool) -> None:
+    __slots__ = ("active", "alias", "behind", "coalesce", "cursor", "run", "session", "topic")
+
+    def __init__(self, session: SocketSession, run: RequestRun, topic: str, *, coalesce: bool,
+                 last_seq: int | None) -> None:
         self.session = session
         self.run = run
         self.topic = topic
         self.coalesce = coalesce
         self.alias = topic != run.topic  # joined as ai_response:<channel>: frames re-encoded
         self.active = True
+        self.cursor = last_seq or 0
+        self.behind = True
 
     def push(self, entry: Entry) -> None:
+        if self.behind:
+            return  # the writer reads it from the log
         session = self.session
         session.outbox.append((self, entry))
         session.wake.set()
@@ -79,12 +99,20 @@ class SocketSession:
         self.gateway = gateway
         self.websocket = websocket
         self.claims = claims
-        self.conn = ServerConnection(self._authorize, max_frame_size=gateway.config.server.max_frame)
+        server = gateway.config.server
+        self.conn = ServerConnection(self._authorize, max_frame_size=server.max_frame,
+                                     max_topics=server.max_topics, max_buffer=server.max_buffer,
+                                     buffer_grace=server.buffer_grace)
         self.outbox: deque[tuple[ChannelSubscription, Entry]] = deque()
         self.wake = asyncio.Event()
         self._close: tuple[int, str] | None = None
         self._subs: dict[str, ChannelSubscription] = {}
         self._counted: set[str] = set()
+        self._transport = _transport_of(websocket)
+        self._holding = 0  # characters of the batch the writer is sending
+        self._flow_timer: asyncio.TimerHandle | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
 
     def request_close(self, code: int, reason: str) -> None:
         """Close the socket once what is queued is written; frees its token at once."""
@@ -95,17 +123,23 @@ class SocketSession:
 
     async def run(self) -> None:
         """Read frames until the client disconnects (or the socket is closed)."""
-        writer = asyncio.create_task(self._write_loop())
+        writer = self._writer = asyncio.create_task(self._write_loop())
         try:
             await self._read_loop()
         finally:
+            if self._flow_timer is not None:
+                self._flow_timer.cancel()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
-            for sub in self._subs.values():
-                sub.active = False
-                sub.run.unsubscribe(sub)
-            self._subs.clear()
+            self._unsubscribe_all()
+
+    def _unsubscribe_all(self) -> None:
+        for sub in self._subs.values():
+            sub.active = False
+            sub.run.unsubscribe(sub)
+        self._subs.clear()
+        self.outbox.clear()
 
     async def _read_loop(self) -> None:
         receive = self.websocket.receive
@@ -146,13 +180,13 @@ class SocketSession:
                 self._unsubscribe(event.topic)
                 # ServerConnection.deliver stamps frames with this join's ref, so a client that
                 # left and joined again drops what was in flight for the old join.
-                sub = ChannelSubscription(self, run, event.topic, coalesce=event.coalesce)
+                sub = ChannelSubscription(self, run, event.topic, coalesce=event.coalesce,
+                                          last_seq=event.last_seq)
                 self._subs[event.topic] = sub
                 if run.channel_id not in self._counted:
                     self._counted.add(run.channel_id)
                     run.sockets += 1
-                replay = run.subscribe(sub, event.last_seq)
-                self.outbox.extend((sub, entry) for entry in replay)
+                run.subscribe(sub, run.log.last_seq)  # the replay is read by the writer (behind)
             elif type(event) is Left:
                 self._unsubscribe(event.topic)
             elif type(event) is Pushed:
@@ -167,20 +201,94 @@ class SocketSession:
 
     async def _write_loop(self) -> None:
         send = self.websocket.send
+        conn = self.conn
         try:
             while True:
                 await self.wake.wait()
                 self.wake.clear()
                 if self.outbox:
                     self._deliver_outbox()
-                for frame in self.conn.data_to_send():
-                    await send({"type": "websocket.send", "text": frame})
+                self._catch_up()
+                frames = conn.data_to_send()
+                if frames:
+                    self._holding = sum(map(len, frames))
+                    for frame in frames:
+                        await send({"type": "websocket.send", "text": frame})
+                        self._holding -= len(frame)
+                    if conn.update_flow(self._unsent(), time.monotonic()):
+                        self._overflow()
+                        return
                 if self._close is not None:
                     code, reason = self._close
                     await send({"type": "websocket.close", "code": code, "reason": reason})
                     return
+                if conn.paused:
+                    self._watch_flow()
+                elif any(sub.behind for sub in self._subs.values()):
+                    self.wake.set()  # catching up: next chunk
         except (WebSocketDisconnect, RuntimeError, OSError):
             return  # the client is gone; the reader sees the disconnect
+        except Exception:  # e.g. UnicodeEncodeError: never die silently with the socket open
+            logger.exception("socket for %s: a frame could not be sent; closing with %d",
+                             self.claims.channel_id, CLOSE_INTERNAL)
+            self.request_close(CLOSE_INTERNAL, "server error: a frame could not be sent")
+            with contextlib.suppress(Exception):
+                code, reason = self._close or (CLOSE_INTERNAL, "")
+                await send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def _unsent(self) -> int:
+        """What the writer still holds plus the transport's write buffer, bytes."""
+        transport = self._transport
+        if transport is None:
+            return self._holding
+        try:
+            return self._holding + int(transport.get_write_buffer_size())
+        except Exception:
+            return self._holding
+
+    def _watch_flow(self) -> None:
+        """While paused, look again every tick: close after the grace, catch up once drained."""
+        if self._flow_timer is None and self._close is None:
+            tick = min(max(self.conn.buffer_grace / 10, 0.02), 1.0)
+            self._flow_timer = asyncio.get_running_loop().call_later(tick, self._check_flow)
+
+    def _check_flow(self) -> None:
+        self._flow_timer = None
+        if self._close is not None:
+            return
+        if self.conn.update_flow(self._unsent(), time.monotonic()):
+            self._overflow()
+        elif self.conn.paused:
+            self._watch_flow()
+        else:
+            self.wake.set()
+
+    def _overflow(self) -> None:
+        """The client has not read for the grace: close it (1008) and free what it holds."""
+        conn = self.conn
+        logger.warning("socket for %s: closing with %d: %s", self.claims.channel_id, CLOSE_POLICY,
+                       conn.overflow_reason)
+        self.request_close(CLOSE_POLICY, conn.overflow_reason)
+        self._unsubscribe_all()
+        conn.data_to_send()  # dropped: nothing more is written to it
+        writer = self._writer
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()  # blocked in send, most likely: the transport is full
+        self._closer = asyncio.get_running_loop().create_task(self._close_or_abort())
+
+    async def _close_or_abort(self) -> None:
+        """Write the close frame, or abort the connection when it cannot be written in time."""
+        code, reason = self._close or (CLOSE_POLICY, "")
+        try:
+            async with asyncio.timeout(CLOSE_WRITE_TIMEOUT):
+                await self.websocket.send({"type": "websocket.close", "code": code, "reason": reason})
+            return
+        except Exception:
+            pass
+        transport = self._transport
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                transport.abort()  # the reader then sees the disconnect
 
     def _deliver_outbox(self) -> None:
         items, self.outbox = self.outbox, deque()
@@ -189,15 +297,33 @@ class SocketSession:
         for sub, entry in items:
             if sub is not current:
                 if current is not None:
-                    self._deliver(current, batch)
+                    self._deliver_live(current, batch)
                 current, batch = sub, []
             batch.append(entry)
         if current is not None:
-            self._deliver(current, batch)
+            self._deliver_live(current, batch)
+
+    def _deliver_live(self, sub: ChannelSubscription, batch: list[Entry]) -> None:
+        if not sub.active or sub.behind:
+            return
+        if self.conn.paused:
+            sub.behind = True  # stop producing: read from the log after its cursor later
+            return
+        self._deliver(sub, batch)
+
+    def _catch_up(self) -> None:
+        """Read behind subscriptions' events from the log, a chunk at a time, while not paused."""
+        conn = self.conn
+        for sub in self._subs.values():
+            while sub.behind and not conn.paused:
+                entries = sub.run.log.after(sub.cursor, CATCH_UP_CHUNK)
+                if entries:
+                    self._deliver(sub, entries)
+                if len(entries) < CATCH_UP_CHUNK:
+                    sub.behind = False
 
     def _deliver(self, sub: ChannelSubscription, batch: list[Entry]) -> None:
-        if not sub.active:
-            return
+        sub.cursor = batch[-1].seq
         topic = sub.topic
         if sub.alias:
             batch = [_aliased(e, topic) for e in batch]
@@ -235,6 +361,17 @@ async def socket_endpoint(websocket: WebSocket) -> None:
         pass
     finally:
         gateway.live.release(claims.jti, session)
+
+
+def _transport_of(websocket: WebSocket) -> Any:
+    """The asyncio transport under ``websocket`` (uvicorn's protocols keep it as ``transport``),
+    for its write buffer size and ``abort()``; None when the server does not expose one."""
+    receive = getattr(websocket, "_receive", None)
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    if callable(getattr(transport, "get_write_buffer_size", None)) and callable(
+            getattr(transport, "abort", None)):
+        return transport
+    return None
 
 
 def _aliased(entry: Entry, topic: str) -> Entry:

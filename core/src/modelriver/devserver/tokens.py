@@ -1,4 +1,4 @@
-"""Socket tokens: HS256 JWTs bound to one channel, the live-socket registry, topic rules.
+"""Socket tokens: HS256 JWTs bound to one channel, the live-socket registry, join rules.
 
 Rules (docs/gateway.md): a token opens only its own channel, by at most one live socket at a
 time, and is accepted again (for reconnects) until ``exp`` or ``grace`` seconds after its
@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import secrets
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
+
+from modelriver.phoenix.topics import channel_topics, parse_topic, topic_refusal
 
 __all__ = [
     "LiveSockets",
@@ -118,41 +119,10 @@ class LiveSockets:
         return len(self._owners)
 
 
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return len(text) == 36
-
-
-def parse_topic(topic: str) -> tuple[str | None, str] | str:
-    """Split ``ai_response:<project>:<channel>`` or ``ai_response:<channel>``.
-
-    Returns:
-        ``(project_id or None, channel_id)``, or the refusal reason for a malformed topic:
-        ``invalid_channel_format``, ``invalid_project_uuid`` or ``invalid_channel_uuid``.
-    """
-    parts = topic.split(":")
-    if parts[0] != "ai_response" or len(parts) not in (2, 3):
-        return "invalid_channel_format"
-    project = parts[1] if len(parts) == 3 else None
-    channel = parts[-1]
-    if project is not None and not _is_uuid(project):
-        return "invalid_project_uuid"
-    if not _is_uuid(channel):
-        return "invalid_channel_uuid"
-    return project, channel
-
-
 def join_refusal(claims: TokenClaims, topic: str) -> str | None:
-    """None when the token may join ``topic``, else the refusal reason."""
-    parsed = parse_topic(topic)
-    if isinstance(parsed, str):
-        return parsed
-    project, channel = parsed
-    if channel.lower() != claims.channel_id.lower() or (
-        project is not None and project.lower() != claims.project_id.lower()
-    ):
-        return "unauthorized_project_access"
-    return None
+    """None when the token may join ``topic``, else the refusal reason.
+
+    The rule every server shares (``modelriver.phoenix.topic_refusal``): the token's own topic
+    or ``ai_response:<channel>``, spelled as issued; another spelling is ``noncanonical_topic``.
+    """
+    return topic_refusal(topic, channel_topics(claims.channel_id, claims.topic))
