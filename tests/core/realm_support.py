@@ -45,14 +45,14 @@ _shared = _Shared()
 
 
 def acquire() -> tuple[RealmGateway, RealmGateway]:
-    """(auth on with ``REALM_KEY``, auth off with a rate limit of 2 a minute)."""
+    """(auth on with ``REALM_KEY``, auth off (``--realm-no-auth``) with a rate limit of 2 a minute)."""
     _shared.users += 1
     if _shared.gateways is None:
         ports = [free_port(), free_port()]
         with ThreadPoolExecutor(2) as pool:
             started = list(pool.map(lambda args: start_gateway(*args), [
                 ("--realm-port", str(ports[0]), "--realm-api-key", REALM_KEY),
-                ("--realm-port", str(ports[1]), "--rate-limit", "2"),
+                ("--realm-port", str(ports[1]), "--realm-no-auth", "--rate-limit", "2"),
             ]))
         _shared.gateways = RealmGateway(started[0], ports[0]), RealmGateway(started[1], ports[1])
     return _shared.gateways

@@ -30,6 +30,7 @@ from modelriver.realm import (
     RealmCancelledError,
     RealmClient,
     RealmConnectionError,
+    RealmDispatchError,
     RealmError,
     RealmInternalError,
     RealmInvalidParamsError,
@@ -54,6 +55,7 @@ from modelriver.realm.protocol import (
     GenerateResult,
     Invalid,
     TokenRecord,
+    Welcome,
     encode,
     parse_client_frame,
     parse_server_frame,
@@ -143,9 +145,20 @@ def test_encode_is_compact_ascii_json() -> None:
     assert encode(Answer("1", "streaming", {"text": "\ud800é"})) == (
         '{"id":"1","status":"streaming","data":{"text":"\\ud800\\u00e9"}}'
     )
-    assert json.loads(encode(Invalid(None, "bad"))) == {
-        "id": None, "status": "error", "error": {"code": "INVALID_PARAMS", "message": "bad"}
+    assert json.loads(encode(Invalid(None, "bad"))) == {  # Realm's answer to a frame that is no call
+        "id": "unknown", "status": "error",
+        "error": {"code": "INTERNAL_ERROR", "message": "Invalid function call: bad"},
     }
+    assert json.loads(encode(Invalid(3, "bad"))) == {
+        "id": 3, "status": "error", "error": {"code": "DISPATCH_ERROR", "message": "bad"}
+    }
+    assert json.loads(encode(Welcome("1.0", None, ("cancel",)))) == {
+        "status": "connected", "version": "1.0", "tenant_id": None, "capabilities": ["cancel"]}
+    assert json.loads(encode(Answer("r", "error", error=ErrorInfo(
+        "RATE_LIMIT_EXCEEDED", "Rate limit exceeded. Try again in 3 seconds.", retry_after=3)))) == {
+        "id": "r", "status": "error", "error": {
+            "code": "RATE_LIMIT_EXCEEDED", "message": "Rate limit exceeded. Try again in 3 seconds.",
+            "retry_after": 3}}
     assert encode(Answer(1, "error", error=ErrorInfo("X", "m", {"a": 1}))) == (
         '{"id":1,"status":"error","error":{"code":"X","message":"m","details":{"a":1}}}'
     )
@@ -186,7 +199,8 @@ def test_errors_are_typed_by_code_and_sit_under_the_core_tree() -> None:
     cases = {
         "UNAUTHORIZED": (RealmAuthenticationError, AuthenticationError),
         "RATE_LIMIT_EXCEEDED": (RealmRateLimitError, RateLimitError),
-        "INVALID_PARAMS": (RealmInvalidParamsError, RealmError),
+        "INVALID_PARAMS": (RealmInvalidParamsError, RealmDispatchError),
+        "DISPATCH_ERROR": (RealmDispatchError, RealmError),
         "INTERNAL_ERROR": (RealmInternalError, RealmError),
         "SOMETHING_NEW": (RealmError, ModelRiverError),
     }
@@ -196,6 +210,10 @@ def test_errors_are_typed_by_code_and_sit_under_the_core_tree() -> None:
         assert str(exc) == f"boom ({code})"
     assert realm_exceptions.error_for("RATE_LIMIT_EXCEEDED", "x", {"retry_after": 2}).retry_after == 2.0
     assert realm_exceptions.error_for("RATE_LIMIT_EXCEEDED", "x", {"retry_after": "soon"}).retry_after is None
+    # Realm's server sends only its text; the error's own field wins over it.
+    text = "Rate limit exceeded. Try again in 7 seconds."
+    assert realm_exceptions.error_for("RATE_LIMIT_EXCEEDED", text).retry_after == 7.0
+    assert realm_exceptions.error_for("RATE_LIMIT_EXCEEDED", text, retry_after=2).retry_after == 2.0
     assert isinstance(RealmTimeoutError("t"), APITimeoutError)
     assert isinstance(RealmConnectionError("c"), APIConnectionError)
     assert isinstance(RealmProtocolError("p"), ProtocolError)
@@ -296,50 +314,59 @@ async def test_auth_success_names_the_tenant(server: RealmServer) -> None:
 
 async def test_auth_failure_raises_typed_error(server: RealmServer) -> None:
     c = RealmClient(server.url, api_key="wrong")
-    with pytest.raises(RealmAuthenticationError, match="invalid API key") as info:
+    with pytest.raises(RealmAuthenticationError, match="Invalid API key") as info:
         await c.connect()
     assert isinstance(info.value, AuthenticationError) and info.value.code == "UNAUTHORIZED"
     assert not c.is_connected
 
 
+AUTH_REQUIRED = {"type": "auth_required",
+                 "message": "Please send authentication message with your API key"}
+
+
 async def test_server_closes_the_socket_after_auth_failed(server: RealmServer) -> None:
     async with websockets.connect(server.url) as ws:
-        assert json.loads(await ws.recv()) == {"type": "auth_required"}
+        assert json.loads(await ws.recv()) == AUTH_REQUIRED
         await ws.send('{"type":"auth","api_key":"wrong"}')
-        assert json.loads(await ws.recv()) == {"type": "auth_failed", "error": "invalid API key"}
+        assert json.loads(await ws.recv()) == {"type": "auth_failed", "error": "Invalid API key"}
         with pytest.raises(ConnectionClosed):
             await ws.recv()
         assert ws.close_code == 1008
 
 
-async def test_calls_before_auth_are_unauthorized(server: RealmServer) -> None:
+@pytest.mark.parametrize(("first", "error"), [
+    ('{"id":"1","function":"health","params":{}}', "Invalid authentication message format"),
+    (b"\x00binary", "Authentication message must be text"),
+    ("not json", "Invalid authentication message format"),
+])
+async def test_a_first_frame_other_than_auth_is_auth_failed_and_a_close(
+    server: RealmServer, first: str | bytes, error: str
+) -> None:
     async with websockets.connect(server.url) as ws:
-        assert json.loads(await ws.recv()) == {"type": "auth_required"}
-        await ws.send('{"id":"1","function":"health","params":{}}')
+        assert json.loads(await ws.recv()) == AUTH_REQUIRED
+        await ws.send(first)
         answer = json.loads(await ws.recv())
-        assert answer["id"] == "1" and answer["status"] == "error"
-        assert answer["error"]["code"] == "UNAUTHORIZED"
+        assert answer["type"] == "auth_failed" and answer["error"].startswith(error)
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
 
 
 async def test_client_without_key_gets_a_typed_error(server: RealmServer) -> None:
     errors: list[Any] = []
     c = RealmClient(server.url, reconnect=False)
     c.on("error", errors.append)
-    await c.connect()
-    try:
-        with pytest.raises(RealmAuthenticationError):
-            await c.health()
-        assert isinstance(errors[0], RealmAuthenticationError)
-    finally:
-        await c.disconnect()
+    with pytest.raises(RealmAuthenticationError, match="requires an API key"):
+        await c.connect()
+    assert not c.is_connected and errors == []
 
 
 async def test_auth_times_out(model: Model) -> None:
     srv = await serve(model, "127.0.0.1", free_port(), api_keys={KEY}, auth_timeout=0.05)
     try:
         async with websockets.connect(srv.url) as ws:
-            assert json.loads(await ws.recv()) == {"type": "auth_required"}
-            assert json.loads(await ws.recv()) == {"type": "auth_failed", "error": "authentication timeout"}
+            assert json.loads(await ws.recv()) == AUTH_REQUIRED
+            assert json.loads(await ws.recv()) == {"type": "auth_failed",
+                                                   "error": "Authentication timeout (0.05 seconds)"}
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
     finally:
@@ -350,19 +377,24 @@ async def test_realm_python_client_style_reads_the_token_key(server: RealmServer
     """Auth sent at once, generate params as Realm's Python client sends them, `token` read."""
     async with websockets.connect(server.url) as ws:
         await ws.send(json.dumps({"type": "auth", "api_key": KEY}))
-        frames = [json.loads(await ws.recv()) for _ in range(2)]
-        assert frames[0] == {"type": "auth_required"} and frames[1]["type"] == "auth_success"
-        await ws.send(json.dumps({"id": "a", "function": "generate", "params": {
+        frames = [json.loads(await ws.recv()) for _ in range(3)]
+        assert frames[0] == AUTH_REQUIRED and frames[1]["type"] == "auth_success"
+        tenant = frames[1]["tenant_id"]
+        assert frames[2] == {"status": "connected", "version": frames[2]["version"],
+                             "tenant_id": tenant, "capabilities": ["cancel"]}
+        await ws.send(json.dumps({"id": "a", "function": "generate", "tenant_id": tenant, "params": {
             "prompt": "one two", "model": "m", "max_tokens": 100, "temperature": 0.7, "stream": True}}))
-        tokens = []
+        records = []
         while True:
             answer = json.loads(await ws.recv())
             if answer["status"] != "streaming":
                 break
             assert answer["data"]["text"] == answer["data"]["token"]
-            tokens.append(answer["data"]["token"])
-        assert answer["status"] == "complete" and "".join(tokens) == answer["data"]["text"]
-        assert answer["data"]["tokens_generated"] == len(tokens) == 4
+            records.append(answer["data"])
+        assert [r["is_final"] for r in records] == [False] * 4 + [True]  # the end, then complete
+        assert "".join(r["token"] for r in records) == said("one two")
+        assert answer["status"] == "complete" and answer["data"]["status"] == "complete"
+        assert "text" not in answer["data"] and answer["data"]["tokens_generated"] == 4
 
 
 async def test_generate(client: RealmClient) -> None:
@@ -405,23 +437,28 @@ async def test_generate_events_end_with_an_error_event(client: RealmClient) -> N
 async def test_model_failure_is_an_internal_error(client: RealmClient) -> None:
     with pytest.raises(RealmInternalError, match="generate failed"):
         await client.generate("explode")
-    assert (await client.health())["status"] == "ok"
+    assert (await client.health())["status"] == "healthy"
 
 
 async def test_pipelines(client: RealmClient) -> None:
     echoed = await client.execute_pipeline("echo", {"a": [1, "b"]})
     assert echoed["pipeline"] == "echo" and echoed["output"] == {"a": [1, "b"]}
     assert (await client.execute_pipeline("uppercase", "shout"))["output"] == "SHOUT"
-    with pytest.raises(RealmInvalidParamsError) as info:
+    with pytest.raises(RealmDispatchError, match="Unknown pipeline: nope") as info:
         await client.execute_pipeline("nope", "x")
-    assert info.value.details["pipelines"] == ["echo", "uppercase"]
-    with pytest.raises(RealmInvalidParamsError):
+    assert info.value.details["pipelines"] == ["echo", "uppercase"] and info.value.code == "DISPATCH_ERROR"
+    with pytest.raises(RealmDispatchError):
         await client.execute_pipeline("uppercase", 42)
+    # Ours: the name under `name` too; Realm's key `pipeline` is what the client sends.
+    assert (await client.call("pipeline", {"name": "echo", "input": 1}))["output"] == 1
+    with pytest.raises(RealmDispatchError, match="Missing 'pipeline' parameter"):
+        await client.call("pipeline", {"input": 1})
 
 
 async def test_health(client: RealmClient) -> None:
     health = await client.health()
-    assert health["status"] == "ok" and health["connections"] == 1 and isinstance(health["version"], str)
+    assert health["status"] == "healthy" and health["connections"] == 1 and isinstance(health["version"], str)
+    assert isinstance(health["uptime_seconds"], int) and health["uptime_seconds"] >= 0
 
 
 async def test_metadata_lists_functions_and_params(client: RealmClient) -> None:
@@ -444,13 +481,13 @@ async def test_metadata_lists_functions_and_params(client: RealmClient) -> None:
      ({"prompt": 3}, "prompt"), ({"stream": "yes"}, "stream"), ({"model": 1}, "model")],
 )
 async def test_bad_params_are_invalid_params(client: RealmClient, params: dict[str, Any], param: str) -> None:
-    with pytest.raises(RealmInvalidParamsError) as info:
+    with pytest.raises(RealmDispatchError) as info:
         await client.call("generate", {"prompt": "ok", **params})
-    assert info.value.details == {"param": param} and info.value.code == "INVALID_PARAMS"
+    assert info.value.details == {"param": param} and info.value.code == "DISPATCH_ERROR"
 
 
-async def test_unknown_function_is_invalid_params(client: RealmClient) -> None:
-    with pytest.raises(RealmInvalidParamsError, match="unknown function"):
+async def test_unknown_function_is_a_dispatch_error(client: RealmClient) -> None:
+    with pytest.raises(RealmDispatchError, match="Unknown function: teleport"):
         await client.call("teleport")
 
 
@@ -486,8 +523,10 @@ async def test_rate_limit_is_per_tenant_with_retry_after(model: Model) -> None:
                 await one.generate("b")
             assert isinstance(info.value, RateLimitError)
             assert info.value.code == "RATE_LIMIT_EXCEEDED"
-            assert info.value.retry_after is not None and 0 < info.value.retry_after <= 30
-            assert (await one.health())["status"] == "ok"  # health is not rate-limited
+            assert info.value.retry_after is not None and 1 <= info.value.retry_after <= 30
+            assert info.value.message == f"Rate limit exceeded. Try again in {info.value.retry_after:g} seconds."
+            with pytest.raises(RealmRateLimitError):
+                await one.health()  # every call counts, health too (Realm's server)
             assert (await two.generate("c")).text == said("c")  # another tenant's own budget
             events = [e async for e in one.generate_events("d")]
             assert len(events) == 1 and isinstance(events[0], Error)
@@ -520,7 +559,7 @@ async def test_leaving_a_stream_early_cancels_the_call(model: Model, client: Rea
 async def test_server_answers_cancelled(model: Model, server: RealmServer) -> None:
     async with websockets.connect(server.url) as ws:
         await ws.send(json.dumps({"type": "auth", "api_key": KEY}))
-        await ws.recv(), await ws.recv()
+        await ws.recv(), await ws.recv(), await ws.recv()  # auth_required, auth_success, welcome
         await ws.send(json.dumps(
             {"id": 5, "function": "generate", "params": {"prompt": "hold", "stream": True}}
         ))
@@ -542,6 +581,7 @@ async def test_server_cancelled_answer_raises() -> None:
 
 
 async def _cancelling_handler(ws: Any) -> None:
+    await ws.send('{"status":"connected","version":"0","tenant_id":null}')
     async for raw in ws:
         await ws.send(json.dumps({"id": json.loads(raw)["id"], "status": "cancelled"}))
 
@@ -584,7 +624,7 @@ async def test_calls_wait_for_a_reconnect_under_way(server: RealmServer) -> None
             ws.transport.abort()
         await disconnected.wait()
         assert not c.is_connected
-        assert (await c.health())["status"] == "ok"  # waited for the new socket
+        assert (await c.health())["status"] == "healthy"  # waited for the new socket
     finally:
         await c.disconnect()
 
@@ -609,7 +649,7 @@ async def test_outage_then_server_restart(model: Model) -> None:
             await c.health(call_timeout=0.05)
         srv = await serve(model, "127.0.0.1", port, api_keys={KEY})
         await connected.wait()
-        assert (await c.health())["status"] == "ok"
+        assert (await c.health())["status"] == "healthy"
     finally:
         await c.disconnect()
         await srv.close()
@@ -626,7 +666,7 @@ async def test_no_reconnect_when_disabled(server: RealmServer) -> None:
     with pytest.raises(RealmConnectionError, match="not connected"):
         await c.health()
     await c.connect()  # an explicit connect works again
-    assert (await c.health())["status"] == "ok"
+    assert (await c.health())["status"] == "healthy"
     await c.disconnect()
 
 
@@ -653,8 +693,9 @@ async def test_auth_off_server_accepts_any_client(model: Model) -> None:
         async with RealmClient(srv.url, tenant_id="mine") as anonymous:
             assert anonymous.tenant_id == "mine"
             assert (await anonymous.generate("hi")).text == said("hi")
-        async with RealmClient(srv.url, api_key="anything") as keyed:
-            assert keyed.tenant_id.startswith("anon_")
+        async with RealmClient(srv.url, api_key="anything", tenant_id="own") as keyed:
+            assert keyed.tenant_id == "own"  # no auth asked: the key is not sent
+            assert (await keyed.generate("hi")).text == said("hi")
     finally:
         await srv.close()
 
@@ -696,9 +737,9 @@ def test_sync_client(portal_server: RealmServer) -> None:
         events = list(realm.generate_events("sync events"))
         assert isinstance(events[-1], Response) and events[-1].response.content == said("sync events")
         assert realm.execute_pipeline("uppercase", "x")["output"] == "X"
-        assert realm.health()["status"] == "ok"
+        assert realm.health()["status"] == "healthy"
         assert len(realm.metadata()["functions"]) == 4
-        with pytest.raises(RealmInvalidParamsError):
+        with pytest.raises(RealmDispatchError):
             realm.generate("x", temperature=9)
         stream = realm.generate_stream("hold sync")
         assert next(stream) == "first "

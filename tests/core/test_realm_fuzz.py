@@ -74,7 +74,7 @@ client_frames = (
 CALL_ID = "__CALL_ID__"
 server_objects = _object({
     "id": st.just(CALL_ID) | json_values,
-    "status": st.sampled_from([*STATUSES, "done"]) | json_values,
+    "status": st.sampled_from([*STATUSES, "done", "connected"]) | json_values,
     "data": _object({
         "text": st.text(max_size=10) | json_values, "token": st.text(max_size=10) | json_values,
         "index": st.integers() | json_values, "is_final": json_values,
@@ -82,8 +82,11 @@ server_objects = _object({
         "time_ms": st.floats() | json_values, "cost_usd": json_values, "logprob": json_values,
     }) | json_values,
     "error": _object({
-        "code": st.sampled_from(["UNAUTHORIZED", "RATE_LIMIT_EXCEEDED", "INVALID_PARAMS", "X"]) | json_values,
-        "message": st.text(max_size=10) | json_values,
+        "code": st.sampled_from(["UNAUTHORIZED", "RATE_LIMIT_EXCEEDED", "DISPATCH_ERROR", "INVALID_PARAMS",
+                                 "INTERNAL_ERROR", "X"]) | json_values,
+        "message": st.text(max_size=10) | st.just("Rate limit exceeded. Try again in 9 seconds.")
+        | json_values,
+        "retry_after": st.floats() | st.integers() | json_values,
         "details": _object({"retry_after": st.floats() | st.integers() | json_values}) | json_values,
     }) | json_values,
     "type": st.sampled_from(["auth_required", "auth_success", "auth_failed", "x"]) | json_values,
@@ -144,10 +147,17 @@ def _check_server_frame(raw: str | bytes) -> dict[str, Any]:
     assert isinstance(frame, dict)
     if "type" in frame:
         assert frame["type"] in ("auth_required", "auth_success", "auth_failed")
+    elif frame.get("status") == "connected":  # the welcome frame
+        assert "id" not in frame and isinstance(frame["version"], str)
+    elif "status" not in frame:
+        assert frame == {"error": "Binary messages not supported"}
     else:
         assert frame["status"] in STATUSES
         if frame["status"] == "error":
             assert isinstance(frame["error"]["code"], str) and isinstance(frame["error"]["message"], str)
+            assert frame["error"]["code"] in ("DISPATCH_ERROR", "INTERNAL_ERROR")
+            if frame["id"] == "unknown":  # a frame that was no call
+                assert frame["error"]["code"] == "INTERNAL_ERROR"
     return frame
 
 
@@ -158,7 +168,7 @@ def _probe(ws: ClientConnection) -> None:
     while True:
         frame = _check_server_frame(ws.recv(timeout=5))
         if frame.get("id") == probe:
-            assert frame["status"] == "complete" and frame["data"]["status"] == "ok"
+            assert frame["status"] == "complete" and frame["data"]["status"] == "healthy"
             return
 
 
@@ -172,23 +182,21 @@ def test_server_survives_garbage_and_keeps_serving(served: Served, frames: list[
 
 
 @settings(max_examples=50, deadline=None)
-@given(frames=st.lists(client_frames, min_size=1, max_size=3))
-def test_server_with_auth_survives_garbage_before_auth(served: Served, frames: list[str | bytes]) -> None:
+@given(first=client_frames)
+def test_server_with_auth_refuses_any_other_first_frame(served: Served, first: str | bytes) -> None:
+    """The first frame is ``auth`` with the key (then the welcome), or ``auth_failed`` and a close."""
     with connect(served.keyed.url, ping_interval=None) as ws:
-        assert _check_server_frame(ws.recv(timeout=5)) == {"type": "auth_required"}
-        try:
-            for frame in frames:
-                ws.send(frame)
-            ws.send(json.dumps({"type": "auth", "api_key": KEY}))
-            while True:
-                frame = _check_server_frame(ws.recv(timeout=5))
-                if frame.get("type") == "auth_failed":  # the garbage held a wrong key: closed
-                    break
-                if frame.get("type") == "auth_success":
-                    _probe(ws)
-                    break
-                assert frame.get("status") == "error"
-        except ConnectionClosed:
+        assert _check_server_frame(ws.recv(timeout=5))["type"] == "auth_required"
+        ws.send(first)
+        answer = _check_server_frame(ws.recv(timeout=5))
+        if answer.get("type") == "auth_success":
+            assert json.loads(first) == {**json.loads(first), "type": "auth", "api_key": KEY}
+            assert _check_server_frame(ws.recv(timeout=5))["status"] == "connected"
+            _probe(ws)
+        else:
+            assert answer["type"] == "auth_failed"
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=5)
             assert ws.close_code == 1008
     with connect(served.keyed.url, ping_interval=None) as fresh:  # and it still serves newcomers
         fresh.recv(timeout=5)
@@ -210,6 +218,7 @@ gateway_calls = st.fixed_dictionaries(
             "max_tokens": st.integers(min_value=-2, max_value=5) | json_values,
             "stream": st.booleans() | json_values,
             "temperature": st.floats() | json_values,
+            "pipeline": st.sampled_from(["echo", "uppercase", "nope"]) | json_values,
             "name": st.sampled_from(["echo", "uppercase", "nope"]) | json_values,
             "input": json_values,
         }) | json_values,
@@ -228,7 +237,7 @@ class GatewayServed:
 def gateway_served() -> Iterator[GatewayServed]:
     """A gateway with its Realm endpoint (auth off), and one socket to it."""
     port = free_port()
-    gateway = start_gateway("--realm-port", str(port))
+    gateway = start_gateway("--realm-port", str(port), "--realm-no-auth")
     try:
         with connect(f"ws://127.0.0.1:{port}", ping_interval=None) as ws:
             yield GatewayServed(gateway, ws)
@@ -292,6 +301,7 @@ def liar() -> Iterator[Liar]:
     garbage = Garbage()
 
     async def handler(ws: ServerConnection) -> None:
+        await ws.send('{"status":"connected","version":"0","tenant_id":null}')
         async for raw in ws:
             try:
                 message = json.loads(raw)

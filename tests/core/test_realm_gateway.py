@@ -16,8 +16,8 @@ from modelriver.realm import (
     RealmAuthenticationError,
     RealmClient,
     RealmConnectionError,
+    RealmDispatchError,
     RealmInternalError,
-    RealmInvalidParamsError,
     RealmRateLimitError,
 )
 from tests.core.realm_support import REALM_KEY, RealmGateway, acquire, release, scripted
@@ -93,11 +93,13 @@ async def test_max_tokens_stops_the_answer_and_the_request(realm_gw: RealmGatewa
 
 async def test_models_errors_and_failover(realm_gw: RealmGateway) -> None:
     async with RealmClient(realm_gw.url, api_key=REALM_KEY) as client:
-        with pytest.raises(RealmInvalidParamsError, match="unknown model") as info:
-            await client.generate("x", model="gpt-nothing")
-        assert "demo-chat" in info.value.details["models"]
-        with pytest.raises(RealmInvalidParamsError, match="event-driven"):
+        # A model name that is no workflow runs the default one, as Realm's server falls back.
+        fallback = await client.generate("any model will do", model="gpt-nothing", max_tokens=None)
+        assert fallback.text == scripted("any model will do") and fallback.model == "demo-chat"
+        assert realm_gw.log_for("any model will do")["workflow"] == "demo-chat"
+        with pytest.raises(RealmDispatchError, match="event-driven") as info:
             await client.generate("x", model="demo-events")
+        assert info.value.code == "DISPATCH_ERROR" and "demo-chat" in info.value.details["models"]
         with pytest.raises(RealmInternalError, match="upstream unavailable"):
             await client.generate("x", model="demo-error")
         # Not streamed: the failover is invisible, the answer is the backup's.
@@ -113,13 +115,13 @@ async def test_pipeline_health_metadata(realm_gw: RealmGateway) -> None:
     async with RealmClient(realm_gw.url, api_key=REALM_KEY) as client:
         assert await client.execute_pipeline("uppercase", "shout") == {
             "pipeline": "uppercase", "output": "SHOUT", "time_ms": pytest.approx(0, abs=1000)}
-        with pytest.raises(RealmInvalidParamsError, match="unknown pipeline"):
+        with pytest.raises(RealmDispatchError, match="Unknown pipeline: nope"):
             await client.execute_pipeline("nope", 1)
         health = await client.health()
-        assert health["status"] == "ok" and health["connections"] >= 1
+        assert health["status"] == "healthy" and health["connections"] >= 1
         metadata = await client.metadata()
     assert {f["name"] for f in metadata["functions"]} == {"generate", "pipeline", "health", "metadata"}
-    assert metadata["default_model"] == "demo-chat"
+    assert metadata["default_model"] == "demo-chat" and metadata["capabilities"] == ["cancel"]
     assert "demo-chat" in metadata["models"] and "demo-events" not in metadata["models"]
 
 
@@ -187,4 +189,5 @@ async def test_rate_limit_is_typed_with_retry_after_and_auth_can_be_off(
         with pytest.raises(RealmRateLimitError) as info:
             await client.generate("one too many", max_tokens=2)
     assert isinstance(info.value, RateLimitError)
-    assert info.value.retry_after is not None and 0 < info.value.retry_after <= 30
+    assert info.value.retry_after is not None and 1 <= info.value.retry_after <= 30
+    assert "warning: the Realm endpoint runs without authentication" in limited.gateway.process.output

@@ -2,12 +2,13 @@
 
     modelriver dev [--host 127.0.0.1] [--port 8787] [--api-key KEY] [--config FILE]
                    [--webhook-secret S] [--public-url URL] [--rate-limit N]
-                   [--realm-port PORT] [--realm-api-key KEY]
+                   [--realm-port PORT] [--realm-api-key KEY | --realm-no-auth]
     modelriver stream "prompt" [--workflow demo-chat] [--api-base URL] [--api-key K] [--json]
                       [--realm ws://HOST:PORT] [--realm-api-key K]
 
 Environment: ``MODELRIVER_API_KEY``, ``MODELRIVER_API_BASE`` (``stream``),
-``MODELRIVER_WEBHOOK_SECRET`` (``dev``), ``REALM_API_KEY`` (``--realm``, ``--realm-port``),
+``MODELRIVER_WEBHOOK_SECRET`` (``dev``), ``REALM_API_KEY`` (``--realm``, ``--realm-port``: else
+the Realm endpoint takes the gateway's API key),
 ``MODELRIVER_UPSTREAM=realm`` + ``REALM_URL`` (``stream`` through Realm without ``--realm``).
 This module writes to the terminal (it is the CLI); the library modules only log.
 """
@@ -62,8 +63,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="async requests per minute per key (0 = off, the default)")
     dev.add_argument("--realm-port", type=int, default=0, metavar="PORT",
                      help="also serve Realm's WebSocket protocol on PORT (0 = off, the default)")
-    dev.add_argument("--realm-api-key", metavar="KEY",
-                     help="API key Realm clients must send (default REALM_API_KEY; none: no auth)")
+    realm_auth = dev.add_mutually_exclusive_group()
+    realm_auth.add_argument("--realm-api-key", metavar="KEY",
+                            help="API key Realm clients must send (default REALM_API_KEY, else "
+                                 "the gateway's API key)")
+    realm_auth.add_argument("--realm-no-auth", action="store_true",
+                            help="serve Realm without authentication (anyone reaching the port "
+                                 "runs the workflows)")
     dev.add_argument("--log-level", default="info",
                      choices=["debug", "info", "warning", "error"], help="log level (default info)")
 
@@ -132,8 +138,14 @@ def _dev(args: argparse.Namespace) -> int:
                   else GatewayConfig(api_key=api_key))
         realm = None
         if args.realm_port:
-            realm_key = args.realm_api_key or os.environ.get(ENV_REALM_API_KEY) or None
-            realm = RealmEndpointConfig(args.realm_port, host=args.host, api_key=realm_key)
+            realm_key = None if args.realm_no_auth else (
+                args.realm_api_key or os.environ.get(ENV_REALM_API_KEY) or None)
+            realm = RealmEndpointConfig(args.realm_port, host=args.host, api_key=realm_key,
+                                        auth=not args.realm_no_auth)
+            if args.realm_no_auth:
+                _write(sys.stderr, "warning: the Realm endpoint runs without authentication "
+                                   "(--realm-no-auth): anyone who can reach its port runs the "
+                                   "gateway's workflows\n")
         config = config.with_options(webhook_secret=secret, public_url=args.public_url,
                                      rate_limit=args.rate_limit, realm=realm)
     except ConfigError as exc:

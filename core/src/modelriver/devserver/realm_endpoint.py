@@ -2,16 +2,24 @@
 
 ``modelriver dev --realm-port 8080`` starts it with the gateway (in its lifespan) and stops it
 with the gateway. A ``generate`` call runs as an ordinary gateway request (same workflows,
-providers, failover, upstream timeout, request log): ``params.model`` names the workflow
-(default ``demo-chat``), ``params.prompt`` is the one user message, and each ``tokens`` event
-of the request becomes a Realm token record. The ``complete`` answer's ``text`` is the
-request's answer. ``pipeline``, ``health`` and ``metadata`` are ``RealmServer``'s (``metadata``
-also lists the workflows it serves as ``models``). The per-tenant rate limit is the gateway's
-``rate_limit`` (calls a minute); auth is on when the endpoint has an API key.
+providers, failover, upstream timeout, request log): ``params.model`` names the workflow,
+``params.prompt`` is the one user message, and each ``tokens`` event of the request becomes a
+Realm token record. A model name that is no workflow (Realm's SDK examples send
+``tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf``) is never refused: like Realm's server, which falls back
+to its default model, the endpoint runs its default workflow (``demo-chat``, else the first
+runnable one); ``metadata`` says which (``default_model``), and the ``complete`` answer's
+``model`` names the workflow that ran. ``pipeline``, ``health`` and ``metadata`` are
+``RealmServer``'s (``metadata`` also lists the workflows as ``models``). The per-tenant rate limit
+is the gateway's ``rate_limit`` (calls a minute).
+
+Authentication is on by default, with the gateway's API key (``RealmEndpointConfig.api_key``
+sets another); an open endpoint needs ``auth=False`` (``--realm-no-auth``) and is logged as a
+warning: anyone who reaches the port runs the gateway's workflows.
 
 What Realm cannot express is refused or mapped:
 
-* event-driven workflows (they need a webhook and a callback) → ``INVALID_PARAMS``;
+* event-driven workflows named by ``model`` (they need a webhook and a callback) →
+  ``DISPATCH_ERROR`` *(ours: the name is known, so it is not replaced by the default)*;
 * a failover after tokens were already streamed (ModelRiver restarts the answer; a Realm stream
   cannot take tokens back) → ``INTERNAL_ERROR`` naming the failed provider; a failover before
   the first token, or any failover in a non-streaming call, is invisible to the client;
@@ -30,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelriver.devserver.config import ScriptedOverrides, WorkflowConfig
 from modelriver.phoenix import Entry, payload_of
-from modelriver.realm.exceptions import RealmCancelledError, RealmInternalError, RealmInvalidParamsError
+from modelriver.realm.exceptions import RealmCancelledError, RealmDispatchError, RealmInternalError
 from modelriver.realm.server import GenerateRequest, RealmServer
 
 if TYPE_CHECKING:
@@ -41,7 +49,7 @@ __all__ = ["DEFAULT_MODEL", "GatewayRealmServer", "start_realm_endpoint"]
 logger = logging.getLogger("modelriver.devserver")
 
 DEFAULT_MODEL = "demo-chat"
-"""The workflow a ``generate`` call runs when its params name no model."""
+"""The workflow a ``generate`` call runs when its model is no workflow (when it can run)."""
 
 
 class _Feed:
@@ -79,21 +87,36 @@ class GatewayRealmServer(RealmServer):
         """The workflows a ``generate`` call may name (the event-driven ones excluded)."""
         return sorted(w.name for w in self.gateway.config.workflows.values() if not w.events)
 
+    @property
+    def default_model(self) -> str | None:
+        """The workflow an unknown (or absent) model runs: ``demo-chat``, else the first one."""
+        models = self.models
+        if DEFAULT_MODEL in models:
+            return DEFAULT_MODEL
+        return models[0] if models else None
+
     def metadata(self) -> dict[str, Any]:
-        return {**super().metadata(), "models": self.models, "default_model": DEFAULT_MODEL}
+        return {**super().metadata(), "models": self.models, "default_model": self.default_model,
+                "unknown_model": "runs default_model (never refused, as Realm's server)"}
+
+    def resolve_model(self, model: str | None) -> str | None:
+        workflow = self.gateway.config.workflows.get(model or "")
+        return workflow.name if workflow is not None else self.default_model
 
     def _workflow(self, name: str | None) -> WorkflowConfig:
-        name = name or DEFAULT_MODEL
-        workflow = self.gateway.config.workflows.get(name)
+        workflow = self.gateway.config.workflows.get(name or "")
         if workflow is None:
-            raise RealmInvalidParamsError(
-                f"unknown model {name[:60]!r}: name one of the gateway's workflows",
-                details={"param": "model", "models": self.models},
-            )
+            default = self.default_model
+            if default is None:
+                raise RealmDispatchError("the gateway has no workflow Realm can run",
+                                         details={"param": "model"})
+            if name:
+                logger.info("realm: model %r is no workflow: running %s", name[:80], default)
+            workflow = self.gateway.config.workflows[default]
         if workflow.events:
-            raise RealmInvalidParamsError(
-                f"workflow {name!r} is event-driven (webhook and callback): Realm cannot run it",
-                details={"param": "model", "models": self.models},
+            raise RealmDispatchError(
+                f"workflow {workflow.name!r} is event-driven (webhook and callback): Realm cannot "
+                "run it", details={"param": "model", "models": self.models},
             )
         return workflow
 
@@ -164,16 +187,23 @@ class GatewayRealmServer(RealmServer):
 async def start_realm_endpoint(gateway: Gateway) -> GatewayRealmServer:
     """Start the endpoint ``gateway.config.realm`` describes and log its URL.
 
+    The key clients must send is the endpoint's own ``api_key``, else the gateway's; with
+    ``auth`` off there is none, and a warning says so.
+
     Raises:
         OSError: the port could not be bound.
     """
     settings = gateway.config.realm
     assert settings is not None
-    server = GatewayRealmServer(gateway, api_key=settings.api_key)
+    key = (settings.api_key or gateway.config.api_key) if settings.auth else None
+    server = GatewayRealmServer(gateway, api_key=key)
     await server.start(settings.host, settings.port)
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
     rate = gateway.config.server.rate_limit
     logger.info("Realm:       ws://%s:%d (auth %s, rate limit %s, default model %s)", host,
                 server.port, "on" if server.auth_enabled else "off",
-                f"{rate} calls/minute per tenant" if rate else "off", DEFAULT_MODEL)
+                f"{rate} calls/minute per tenant" if rate else "off", server.default_model)
+    if not server.auth_enabled:
+        logger.warning("the Realm endpoint ws://%s:%d has authentication OFF: anyone who can "
+                       "reach it runs the gateway's workflows", host, server.port)
     return server

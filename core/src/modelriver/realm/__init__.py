@@ -10,10 +10,12 @@ Modules: ``protocol`` (sans-I/O frames), ``client`` (``RealmClient``, asyncio), 
 (``SyncRealmClient``), ``server`` (``RealmServer`` / ``serve``: a Realm endpoint over any
 generator of text chunks), ``ratelimit`` (per-tenant token bucket), ``exceptions``.
 
-Ours, beyond Realm's published protocol: ``{type: "cancel", id}`` stops a call (answered
-``{id, status: "cancelled"}``); frames the server cannot use get an ``INVALID_PARAMS`` error
-answer (``id`` null when the frame named no call); rate-limit errors carry
-``details.retry_after`` in seconds.
+Ours, beyond Realm's server (which ``RealmClient`` also speaks to, as PROTOCOL §7 describes it):
+``{type: "cancel", id}`` stops a call (answered ``{id, status: "cancelled"}``), announced by
+``capabilities: ["cancel"]`` in the welcome frame; calls on one socket run concurrently; a
+rate-limit error carries ``retry_after`` (seconds) next to Realm's message text; ``pipeline``
+accepts ``name`` for ``pipeline``; an endpoint bills the key's tenant whatever a call's
+``tenant_id`` says.
 """
 
 from modelriver.realm.client import EVENTS, RealmClient
@@ -21,6 +23,7 @@ from modelriver.realm.exceptions import (
     RealmAuthenticationError,
     RealmCancelledError,
     RealmConnectionError,
+    RealmDispatchError,
     RealmError,
     RealmInternalError,
     RealmInvalidParamsError,
@@ -51,6 +54,7 @@ __all__ = [
     "RealmCancelledError",
     "RealmClient",
     "RealmConnectionError",
+    "RealmDispatchError",
     "RealmError",
     "RealmInternalError",
     "RealmInvalidParamsError",

@@ -7,11 +7,19 @@
         async for event in realm.generate_events("Hi"):     # core StreamEvents
             ...
 
-Every call gets an id and its answers are routed by it, so any number of calls share the socket.
-Cancelling the task that awaits a call (or leaving a stream's ``async for`` early) sends
-``{type: "cancel", id}``. When the socket is cut, calls in flight fail with
-``RealmConnectionError``; with ``reconnect`` the client opens a new socket every
-``reconnect_interval`` seconds until it succeeds, and new calls wait for it (within their timeout).
+Connecting follows Realm's server (PROTOCOL §7): it waits for the server's first frame,
+answers ``auth_required`` with ``{type: "auth", api_key}``, and is connected on the welcome frame
+``{status: "connected", version, tenant_id}``. Every call then carries the authenticated tenant
+(Realm's server answers ``UNAUTHORIZED`` "Tenant ID mismatch" otherwise).
+
+Every call gets an id and its answers are routed by it, so any number of calls share the socket
+(Realm's own server answers them one after another, in order; ours concurrently). Cancelling the
+task that awaits a call (or leaving a stream's ``async for`` early) stops reading that call: its
+later frames are discarded. Realm's server has no cancel message, so ``{type: "cancel", id}`` is
+sent only to a server whose welcome frame announces ``capabilities: ["cancel"]`` *(ours)*. When the
+socket is cut, calls in flight fail with ``RealmConnectionError``; with ``reconnect`` the client
+opens a new socket every ``reconnect_interval`` seconds until it succeeds, and new calls wait for
+it (within their timeout).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import contextlib
 import itertools
 import logging
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
@@ -42,6 +50,7 @@ from modelriver.realm.exceptions import (
 )
 from modelriver.realm.protocol import (
     AUTH_TIMEOUT,
+    CAPABILITY_CANCEL,
     DEFAULT_MAX_FRAME,
     DEFAULT_URL,
     Answer,
@@ -53,6 +62,7 @@ from modelriver.realm.protocol import (
     Cancel,
     GenerateResult,
     TokenRecord,
+    Welcome,
     encode,
     parse_server_frame,
     token_text,
@@ -61,6 +71,9 @@ from modelriver.realm.protocol import (
 __all__ = ["EVENTS", "Callback", "RealmClient"]
 
 logger = logging.getLogger("modelriver.realm")
+
+_ABANDONED_MAX = 4096
+"""Ids of calls stopped early whose late frames are still discarded quietly (the oldest forgotten)."""
 
 
 EVENTS = ("connected", "disconnected", "error")
@@ -105,9 +118,10 @@ class RealmClient:
     Args:
         url: the server's WebSocket URL.
         model: the model sent with ``generate`` calls that do not name one.
-        api_key: sent as ``{type: "auth"}`` right after connecting; None for servers without auth.
-        tenant_id: sent with every call; auto-assigned (uuid4) when absent, then replaced by the
-            tenant the server names in ``auth_success``.
+        api_key: sent as ``{type: "auth"}`` when the server asks (``auth_required``); None for
+            servers without auth.
+        tenant_id: sent with every call when the server has no auth; auto-assigned (uuid4) when
+            absent. With auth, every call carries the tenant the server names in ``auth_success``.
         reconnect: open a new socket after the connection is lost.
         reconnect_interval: seconds between reconnect attempts.
         timeout: seconds a call may wait for each answer frame (None: forever).
@@ -142,10 +156,12 @@ class RealmClient:
         self.open_timeout = open_timeout
         self.max_frame_size = max_frame_size
         self.ping_interval = ping_interval
-        self._tenant_fixed = tenant_id is not None
-        self._tenant_id = tenant_id or str(uuid.uuid4())
+        self._own_tenant = tenant_id or str(uuid.uuid4())
+        self._tenant_id = self._own_tenant
+        self._capabilities: tuple[str, ...] = ()
         self._ids = itertools.count(1)
         self._calls: dict[str, _Call] = {}
+        self._abandoned: OrderedDict[str, None] = OrderedDict()
         self._emitter = Emitter(EVENTS, logger)
         self._ws: ClientConnection | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -164,7 +180,13 @@ class RealmClient:
 
     @property
     def tenant_id(self) -> str:
+        """The tenant every call carries: the authenticated one, else this client's own."""
         return self._tenant_id
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        """*(ours)* What the server's welcome frame announced, e.g. ``("cancel",)``."""
+        return self._capabilities
 
     @property
     def pending_calls(self) -> int:
@@ -189,12 +211,14 @@ class RealmClient:
     # -- connection -------------------------------------------------------------------------------
 
     async def connect(self) -> RealmClient:
-        """Open the socket and authenticate; returns once calls can be made.
+        """Open the socket and authenticate; returns once calls can be made (the welcome frame).
 
         Raises:
             RealmConnectionError: the server could not be reached.
-            RealmAuthenticationError: the API key was refused.
-            RealmTimeoutError: no ``auth_success`` within ``auth_timeout``.
+            RealmAuthenticationError: the API key was refused, or the server wants one and the
+                client has none.
+            RealmTimeoutError: no welcome frame within ``auth_timeout``.
+            RealmProtocolError: the server sent something else first.
         """
         if self._supervisor is not None and not self._supervisor.done():
             await self._connection(self.timeout)
@@ -239,39 +263,41 @@ class RealmClient:
             raise RealmConnectionError(f"cannot connect to {self.url}: {exc}") from exc
         try:
             async with asyncio.timeout(self.auth_timeout):
-                await self._authenticate(ws)
+                await self._handshake(ws)
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 await ws.close()
             if isinstance(exc, TimeoutError):
                 raise RealmTimeoutError(
-                    f"no answer to auth within {self.auth_timeout} s"
+                    f"no welcome from the server within {self.auth_timeout} s"
                 ) from None
             raise
         return ws
 
-    async def _authenticate(self, ws: ClientConnection) -> None:
-        """Send ``auth`` at once (as Realm's Python client does) and wait for the verdict."""
-        if self.api_key is None:
-            return
+    async def _handshake(self, ws: ClientConnection) -> None:
+        """Read up to the welcome frame, authenticating when the server asks to."""
+        tenant: str | None = None
         try:
-            await ws.send(encode(Auth(self.api_key)))
             while True:
                 message = parse_server_frame(await ws.recv(), max_size=self.max_frame_size)
-                if isinstance(message, AuthSuccess):
-                    self._adopt_tenant(message.tenant_id)
-                    return
-                if isinstance(message, AuthFailed):
+                if isinstance(message, AuthRequired):
+                    if self.api_key is None:
+                        raise RealmAuthenticationError("the server requires an API key")
+                    await ws.send(encode(Auth(self.api_key)))
+                elif isinstance(message, AuthSuccess):
+                    tenant = message.tenant_id
+                elif isinstance(message, AuthFailed):
                     raise RealmAuthenticationError(message.error)
-                if isinstance(message, Answer) and message.error is not None:
+                elif isinstance(message, Welcome):
+                    self._tenant_id = tenant or message.tenant_id or self._own_tenant
+                    self._capabilities = message.capabilities
+                    return
+                elif message.error is not None:
                     raise message.error.to_exception()
-                # auth_required crossing our auth: keep waiting.
+                else:
+                    raise RealmProtocolError(f"a {message.status!r} answer before the welcome frame")
         except ConnectionClosed as exc:
             raise RealmConnectionError(f"the server closed the socket during auth: {exc}") from exc
-
-    def _adopt_tenant(self, tenant_id: str | None) -> None:
-        if tenant_id and not self._tenant_fixed:
-            self._tenant_id = tenant_id
 
     def _attach(self, ws: ClientConnection) -> None:
         self._ws = ws
@@ -284,6 +310,7 @@ class RealmClient:
         if self._ws is None:
             return
         self._ws = None
+        self._abandoned.clear()
         logger.info("realm: disconnected (%s)", reason)
         for call in self._calls.values():
             call.deliver(self._lost_error(reason, call.id))
@@ -355,26 +382,26 @@ class RealmClient:
                 self._fire("error", exc)
             return
         if isinstance(message, Answer):
-            call = self._calls.get(str(message.id)) if message.id is not None else None
+            key = None if message.id is None else str(message.id)
+            call = self._calls.get(key) if key is not None else None
             if call is not None:
                 call.deliver(message)
+            elif key is not None and key in self._abandoned:
+                if message.is_terminal:  # a stopped call's frames: dropped, quietly
+                    del self._abandoned[key]
             elif message.error is not None:
                 error = message.error.to_exception()
                 logger.warning("realm: server error not tied to a call: %s", error)
                 self._fire("error", error)
             else:
                 logger.debug("realm: answer for unknown call %r", message.id)
-        elif isinstance(message, AuthSuccess):
-            self._adopt_tenant(message.tenant_id)
-        elif isinstance(message, AuthRequired) and self.api_key is not None:
-            pass  # crossed our auth
-        else:
-            error = RealmAuthenticationError(
-                message.error if isinstance(message, AuthFailed) else "the server requires an API key"
-            )
+        elif isinstance(message, AuthFailed):
+            error = RealmAuthenticationError(message.error)
             self._failure = error
             self._fire("error", error)
             self._spawn(ws.close())
+        else:  # a repeated welcome, auth_success or auth_required: nothing to do
+            logger.debug("realm: ignored %s after the welcome", type(message).__name__)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -453,11 +480,17 @@ class RealmClient:
         finally:
             self._calls.pop(call.id, None)
             if not finished:
-                self._cancel_remote(ws, call.id)
+                self._abandon(ws, call.id)
 
-    def _cancel_remote(self, ws: ClientConnection, call_id: str) -> None:
-        """Tell the server to stop ``call_id`` (best effort, in the background)."""
+    def _abandon(self, ws: ClientConnection, call_id: str) -> None:
+        """Stop reading ``call_id``: discard its later frames, and tell a server that can stop it
+        (the welcome announced ``cancel``; Realm's own server cannot: it finishes the call)."""
         if ws is not self._ws:
+            return
+        self._abandoned[call_id] = None
+        if len(self._abandoned) > _ABANDONED_MAX:
+            self._abandoned.popitem(last=False)
+        if CAPABILITY_CANCEL not in self._capabilities:
             return
         try:
             self._spawn(self._send_quietly(ws, encode(Cancel(call_id))))
@@ -529,7 +562,7 @@ class RealmClient:
 
         Raises:
             RealmAuthenticationError, RealmRateLimitError (``.retry_after``),
-            RealmInvalidParamsError, RealmInternalError: the server's error, by code.
+            RealmDispatchError, RealmInternalError: the server's error, by code.
             RealmConnectionError, RealmTimeoutError: no answer.
         """
         model = model or self.model
@@ -563,7 +596,9 @@ class RealmClient:
         async with contextlib.aclosing(self._answers("generate", body, call_timeout)) as answers:
             async for answer in answers:
                 if answer.status == "streaming":
-                    yield token_text(answer.data)
+                    text = token_text(answer.data)
+                    if text or not _is_final(answer.data):
+                        yield text
 
     async def generate_events(
         self,
@@ -595,6 +630,8 @@ class RealmClient:
                 async for answer in answers:
                     if answer.status == "streaming":
                         record = TokenRecord.from_data(answer.data)
+                        if record.is_final and not record.text:
+                            continue  # the end marker of a stream, not a token
                         seq = record.index if record.index is not None else len(parts)
                         parts.append(record.text)
                         yield Token(record.text, seq=seq, model=model)
@@ -612,13 +649,16 @@ class RealmClient:
     ) -> Any:
         """Run pipeline ``name`` on ``input``; returns the complete ``data``.
 
+        Sent as ``params.pipeline`` (Realm's server's key).
+
         Raises:
-            RealmInvalidParamsError: no such pipeline, or a bad input; see ``generate``.
+            RealmDispatchError: no such pipeline, or a bad input; see ``generate``.
         """
-        return await self.call("pipeline", {"name": name, "input": input}, call_timeout=call_timeout)
+        return await self.call("pipeline", {"pipeline": name, "input": input},
+                               call_timeout=call_timeout)
 
     async def health(self, *, call_timeout: float | None = None) -> dict[str, Any]:
-        """The server's health (``{status: "ok", ...}``).
+        """The server's health (``{status: "healthy", version, uptime_seconds, ...}``).
 
         Raises:
             RealmProtocolError: the answer is not an object; see ``generate``.
@@ -635,6 +675,10 @@ class RealmClient:
 
     def _fire(self, name: str, arg: Any) -> None:
         self._emitter.fire(name, arg)
+
+
+def _is_final(data: Any) -> bool:
+    return isinstance(data, dict) and data.get("is_final") is True
 
 
 def _object(data: Any, function: str) -> dict[str, Any]:

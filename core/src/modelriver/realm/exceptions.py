@@ -3,7 +3,8 @@
     RealmError (ModelRiverError)          every Realm failure (.code, .details, .call_id)
     ├── RealmAuthenticationError          UNAUTHORIZED, auth_failed (also an AuthenticationError)
     ├── RealmRateLimitError               RATE_LIMIT_EXCEEDED (.retry_after; also a RateLimitError)
-    ├── RealmInvalidParamsError           INVALID_PARAMS
+    ├── RealmDispatchError                DISPATCH_ERROR: bad params, unknown function or pipeline
+    │   └── RealmInvalidParamsError       INVALID_PARAMS (in Realm's SDK docs; its server sends none)
     ├── RealmInternalError                INTERNAL_ERROR
     ├── RealmCancelledError               the server answered ``cancelled``
     ├── RealmConnectionError              no socket, or it was lost (also an APIConnectionError)
@@ -16,6 +17,7 @@ Codes this library does not know raise a plain ``RealmError`` carrying that code
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +33,7 @@ from modelriver.exceptions import (
 __all__ = [
     "CANCELLED",
     "CONNECTION_LOST",
+    "DISPATCH_ERROR",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "PROTOCOL_ERROR",
@@ -40,6 +43,7 @@ __all__ = [
     "RealmAuthenticationError",
     "RealmCancelledError",
     "RealmConnectionError",
+    "RealmDispatchError",
     "RealmError",
     "RealmInternalError",
     "RealmInvalidParamsError",
@@ -52,6 +56,7 @@ __all__ = [
 # Codes on the wire (PROTOCOL §7).
 UNAUTHORIZED = "UNAUTHORIZED"
 RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
+DISPATCH_ERROR = "DISPATCH_ERROR"
 INVALID_PARAMS = "INVALID_PARAMS"
 INTERNAL_ERROR = "INTERNAL_ERROR"
 # Codes this library gives to local failures (never sent by a server).
@@ -117,7 +122,9 @@ class RealmRateLimitError(RealmError, RateLimitError):
     """The tenant's rate limit was hit (``RATE_LIMIT_EXCEEDED``).
 
     Attributes:
-        retry_after: seconds to wait before trying again (from ``details``), or None.
+        retry_after: seconds to wait before trying again, or None. From the ``retry_after``
+            argument (the error's own ``retry_after`` field), else ``details``, else parsed
+            from Realm's message "Rate limit exceeded. Try again in N seconds.".
     """
 
     default_code = RATE_LIMIT_EXCEEDED
@@ -129,14 +136,27 @@ class RealmRateLimitError(RealmError, RateLimitError):
         code: str | None = None,
         details: Mapping[str, Any] | None = None,
         call_id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         details = dict(details or {})
-        RateLimitError.__init__(self, message, body=details, retry_after=_retry_after(details))
+        if retry_after is None:
+            retry_after = _retry_after(details)
+        if retry_after is None:
+            retry_after = _retry_after_in(message)
+        RateLimitError.__init__(self, message, body=details, retry_after=retry_after)
         self._realm(message, code, details, call_id)
 
 
-class RealmInvalidParamsError(RealmError):
-    """The server refused the call's parameters (``INVALID_PARAMS``)."""
+class RealmDispatchError(RealmError):
+    """The server could not run the call (``DISPATCH_ERROR``): bad params, an unknown function
+    or pipeline, a missing ``pipeline``."""
+
+    default_code = DISPATCH_ERROR
+
+
+class RealmInvalidParamsError(RealmDispatchError):
+    """The call's parameters were refused (``INVALID_PARAMS``: named in Realm's SDK docs; its
+    server sends ``DISPATCH_ERROR`` instead, so catch ``RealmDispatchError`` for both)."""
 
     default_code = INVALID_PARAMS
 
@@ -185,17 +205,43 @@ class RealmProtocolError(RealmError, ProtocolError):
 _BY_CODE: dict[str, type[RealmError]] = {
     UNAUTHORIZED: RealmAuthenticationError,
     RATE_LIMIT_EXCEEDED: RealmRateLimitError,
+    DISPATCH_ERROR: RealmDispatchError,
     INVALID_PARAMS: RealmInvalidParamsError,
     INTERNAL_ERROR: RealmInternalError,
 }
 
 
 def error_for(
-    code: str, message: str, details: Mapping[str, Any] | None = None, call_id: str | None = None
+    code: str,
+    message: str,
+    details: Mapping[str, Any] | None = None,
+    call_id: str | None = None,
+    *,
+    retry_after: float | None = None,
 ) -> RealmError:
-    """The typed error for a server's ``error`` object (unknown codes give a ``RealmError``)."""
+    """The typed error for a server's ``error`` object (unknown codes give a ``RealmError``).
+
+    ``retry_after`` is the error's own field (seconds), kept by a ``RealmRateLimitError``.
+    """
     cls = _BY_CODE.get(code, RealmError)
+    if cls is RealmRateLimitError:
+        return RealmRateLimitError(message, code=code, details=details, call_id=call_id,
+                                   retry_after=retry_after)
     return cls(message, code=code, details=details, call_id=call_id)
+
+
+_TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?) ?(ms|milliseconds?|s|seconds?)\b", re.IGNORECASE)
+
+
+def _retry_after_in(message: str) -> float | None:
+    """Seconds from a message such as Realm's "Rate limit exceeded. Try again in 3 seconds."."""
+    found = _TRY_AGAIN.search(message)
+    if found is None:
+        return None
+    seconds = float(found.group(1))
+    if found.group(2).lower().startswith("m"):
+        seconds /= 1000
+    return seconds if math.isfinite(seconds) else None
 
 
 def _retry_after(details: Mapping[str, Any]) -> float | None:

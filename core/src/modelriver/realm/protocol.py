@@ -3,21 +3,27 @@
 No sockets, no clocks. The client side builds ``Auth``/``Call``/``Cancel`` frames with ``encode()``
 and reads the server's with ``parse_server_frame()``; the server side reads with
 ``parse_client_frame()`` (which never raises: a bad frame becomes ``Invalid``) and answers with
-``encode()`` of ``AuthRequired``/``AuthSuccess``/``AuthFailed``/``Answer``.
+``encode()`` of ``AuthRequired``/``AuthSuccess``/``AuthFailed``/``Welcome``/``Answer``.
 
 Frames:
 
-    server -> client   {"type": "auth_required"}
+    server -> client   {"type": "auth_required", "message"}                 (auth on, first)
                        {"type": "auth_success", "tenant_id": "..."}
                        {"type": "auth_failed", "error": "..."}              (then the server closes)
+                       {"status": "connected", "version", "tenant_id",      (welcome, no id:
+                        "capabilities"?: ["cancel"]}                         after auth, or first)
                        {"id", "status": "streaming"|"complete"|"error"|"cancelled",
-                        "data"?, "error"?: {"code", "message", "details"?}}
+                        "data"?, "error"?: {"code", "message", "details"?, "retry_after"?}}
+                       {"error": "Binary messages not supported"}           (no id, no status)
     client -> server   {"type": "auth", "api_key": "..."}
                        {"id", "function", "params", "tenant_id"?}
                        {"type": "cancel", "id"}                              (ours: stop call ``id``)
 
-A cancelled call is answered ``{"id", "status": "cancelled"}`` if it was still running; a cancel
-for an unknown or finished id is ignored.
+Ours, beyond Realm's server: ``capabilities`` in the welcome frame (``"cancel"``: the server
+understands ``{type: "cancel", id}``; Realm's own server announces none and has no cancel
+message, so a client only sends one when announced). A cancelled call is answered
+``{"id", "status": "cancelled"}`` if it was still running; a cancel for an unknown or finished id
+is ignored.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from modelriver.realm.exceptions import (
+    DISPATCH_ERROR,
     INTERNAL_ERROR,
     RealmError,
     RealmProtocolError,
@@ -37,10 +44,13 @@ from modelriver.types import AIResponse
 
 __all__ = [
     "AUTH_TIMEOUT",
+    "BINARY_REFUSED",
+    "CAPABILITY_CANCEL",
     "DEFAULT_MAX_FRAME",
     "DEFAULT_URL",
     "FUNCTIONS",
     "STATUSES",
+    "UNKNOWN_ID",
     "Answer",
     "AnswerStatus",
     "Auth",
@@ -56,6 +66,7 @@ __all__ = [
     "Invalid",
     "ServerMessage",
     "TokenRecord",
+    "Welcome",
     "encode",
     "parse_client_frame",
     "parse_server_frame",
@@ -71,6 +82,12 @@ AUTH_TIMEOUT = 10.0
 """Seconds a client has to authenticate after connecting."""
 FUNCTIONS = ("generate", "pipeline", "health", "metadata")
 STATUSES = ("streaming", "complete", "error", "cancelled")
+CAPABILITY_CANCEL = "cancel"
+"""*(ours)* A welcome frame's ``capabilities`` entry: the server understands ``Cancel``."""
+UNKNOWN_ID = "unknown"
+"""The ``id`` of an error answer to a frame that is not a call (Realm's server)."""
+BINARY_REFUSED = '{"error":"Binary messages not supported"}'
+"""What Realm's server answers to a binary frame (no id, no status)."""
 
 CallId: TypeAlias = str | int
 AnswerStatus = Literal["streaming", "complete", "error", "cancelled"]
@@ -84,7 +101,9 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 @dataclass(frozen=True, slots=True)
 class AuthRequired:
-    """The server wants ``Auth`` before any call."""
+    """The server wants ``Auth`` before anything else (its first frame when auth is on)."""
+
+    message: str = "Please send authentication message with your API key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,25 +121,46 @@ class AuthFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class Welcome:
+    """The frame a server sends once a connection may make calls (no id: it answers no call).
+
+    Attributes:
+        version: the server's version.
+        tenant_id: the authenticated tenant, or None when auth is off.
+        capabilities: *(ours)* what the server supports beyond Realm's protocol, e.g. ``cancel``.
+    """
+
+    version: str | None = None
+    tenant_id: str | None = None
+    capabilities: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    """An answer's ``error`` object."""
+    """An answer's ``error`` object; ``retry_after`` (seconds) is filled for rate limits."""
 
     code: str
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+    retry_after: float | None = None
 
     def to_exception(self, call_id: str | None = None) -> RealmError:
         """The typed ``RealmError`` for this code."""
-        return error_for(self.code, self.message, self.details, call_id)
+        return error_for(self.code, self.message, self.details, call_id,
+                         retry_after=self.retry_after)
 
     @classmethod
     def from_exception(cls, exc: RealmError) -> ErrorInfo:
-        return cls(exc.code, exc.message, exc.details)
+        retry_after = getattr(exc, "retry_after", None)
+        return cls(exc.code, exc.message, exc.details,
+                   retry_after if isinstance(retry_after, int | float) else None)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.details:
             out["details"] = self.details
+        if self.retry_after is not None:
+            out["retry_after"] = self.retry_after
         return out
 
 
@@ -141,7 +181,7 @@ class Answer:
         return self.status != "streaming"
 
 
-ServerMessage: TypeAlias = AuthRequired | AuthSuccess | AuthFailed | Answer
+ServerMessage: TypeAlias = AuthRequired | AuthSuccess | AuthFailed | Welcome | Answer
 
 
 # -- client to server ---------------------------------------------------------------------------
@@ -173,7 +213,8 @@ class Cancel:
 
 @dataclass(frozen=True, slots=True)
 class Invalid:
-    """A client frame the server cannot act on: answer an ``INVALID_PARAMS`` error to ``id``."""
+    """A client frame the server cannot act on. Encoded as its answer: ``DISPATCH_ERROR`` to
+    ``id``, or, when the frame named no call, ``INTERNAL_ERROR`` to id ``"unknown"`` (Realm's)."""
 
     id: CallId | None
     message: str
@@ -208,7 +249,12 @@ def _to_json(message: ClientMessage | ServerMessage) -> dict[str, Any]:
             out["tenant_id"] = message.tenant_id
         return out
     if isinstance(message, AuthRequired):
-        return {"type": "auth_required"}
+        return {"type": "auth_required", "message": message.message}
+    if isinstance(message, Welcome):
+        out = {"status": "connected", "version": message.version, "tenant_id": message.tenant_id}
+        if message.capabilities:
+            out["capabilities"] = list(message.capabilities)
+        return out
     if isinstance(message, AuthSuccess):
         return {"type": "auth_success", "tenant_id": message.tenant_id}
     if isinstance(message, AuthFailed):
@@ -218,7 +264,10 @@ def _to_json(message: ClientMessage | ServerMessage) -> dict[str, Any]:
     if isinstance(message, Cancel):
         return {"type": "cancel", "id": message.id}
     # Invalid: what the server answers for it.
-    return _to_json(Answer(message.id, "error", error=ErrorInfo("INVALID_PARAMS", message.message)))
+    if message.id is None:
+        return _to_json(Answer(UNKNOWN_ID, "error", error=ErrorInfo(
+            INTERNAL_ERROR, f"Invalid function call: {message.message}")))
+    return _to_json(Answer(message.id, "error", error=ErrorInfo(DISPATCH_ERROR, message.message)))
 
 
 # -- decoding -------------------------------------------------------------------------------------
@@ -267,7 +316,11 @@ def parse_server_frame(data: str | bytes, *, max_size: int = DEFAULT_MAX_FRAME) 
     if kind == "auth_failed":
         return AuthFailed(_message(obj.get("error"), "authentication failed"))
     if "status" not in obj:
+        if kind is None and "id" not in obj and "error" in obj:  # e.g. binary frames refused
+            return Answer(None, "error", error=_error_info(obj["error"]))
         raise RealmProtocolError(f"unexpected frame from the server (type {str(kind)[:40]!r})")
+    if obj["status"] == "connected" and obj.get("id") is None:
+        return _welcome(obj)
     raw_id = obj.get("id")
     call_id = _call_id(raw_id)
     if raw_id is not None and call_id is None:
@@ -282,6 +335,15 @@ def parse_server_frame(data: str | bytes, *, max_size: int = DEFAULT_MAX_FRAME) 
     elif call_id is None:
         raise RealmProtocolError(f"{status!r} answer without an id")
     return Answer(call_id, status, obj.get("data"), error)
+
+
+def _welcome(obj: dict[str, Any]) -> Welcome:
+    version, tenant, capabilities = obj.get("version"), obj.get("tenant_id"), obj.get("capabilities")
+    return Welcome(
+        version if isinstance(version, str) else None,
+        tenant if isinstance(tenant, str) and tenant else None,
+        tuple(c for c in capabilities if isinstance(c, str)) if isinstance(capabilities, list) else (),
+    )
 
 
 def _message(value: object, default: str) -> str:
@@ -299,10 +361,12 @@ def _error_info(value: object) -> ErrorInfo:
         return ErrorInfo(INTERNAL_ERROR, "call failed")
     code = value.get("code")
     details = value.get("details")
+    retry_after = _number(value.get("retry_after"))
     return ErrorInfo(
         code if isinstance(code, str) and code else INTERNAL_ERROR,
         _message(value.get("message"), "call failed"),
         details if isinstance(details, dict) else {},
+        retry_after if retry_after is not None and retry_after >= 0 else None,
     )
 
 

@@ -8,10 +8,29 @@
 gateway plugs its providers in there, and ``echo_generator`` is the offline demo model. Pipelines
 are named ``async`` callables of one input (``echo`` and ``uppercase`` are built in).
 
-Each connection gets one ``RealmSession``; calls run as their own tasks, so many stream at once on
-one socket. A malformed frame gets an ``INVALID_PARAMS`` error answer (``id`` null when the frame
-named no call) and the connection goes on serving. ``RealmSession`` only needs an async iterable of
-incoming frames, a ``send`` and a ``close``: another WebSocket stack (ASGI) can drive it too.
+What it does on the wire is what Realm's own server does (PROTOCOL §7): with auth on, the first
+frame must be ``{type: "auth", api_key}`` (anything else, or nothing within ``auth_timeout``, is
+``auth_failed`` and a close); then a welcome frame ``{status: "connected", version, tenant_id}``;
+``DISPATCH_ERROR`` for a call it cannot run, ``INTERNAL_ERROR`` to id ``"unknown"`` for a frame
+that is not a call, ``{"error": "Binary messages not supported"}`` for a binary frame, the rate
+limit counted on every call. A streamed ``generate`` ends with a record carrying ``is_final: true``
+then ``complete`` with ``{status: "complete", tokens_generated}``.
+
+Ours, beyond Realm's server (*ours* in the docs):
+
+* calls run as their own tasks, so many stream at once on one socket (Realm's server answers them
+  one after another); ``{type: "cancel", id}`` stops one, and the welcome frame announces it
+  (``capabilities: ["cancel"]``);
+* the final streamed record is empty (text ``""``): it is sent once the answer has ended, so no
+  token waits for the next one to learn it was the last;
+* ``error.retry_after`` (seconds) on rate limits, which Realm's TypeScript SDK reads;
+* a call's ``tenant_id`` is not checked against the key's tenant: the key's tenant is billed
+  (Realm's server answers ``UNAUTHORIZED`` "Tenant ID mismatch"; its TypeScript SDK sends its own
+  tenant id, so it could not call such a server at all with a key);
+* ``pipeline`` takes its name from ``params.pipeline`` or ``params.name``.
+
+``RealmSession`` only needs an async iterable of incoming frames, a ``send`` and a ``close``:
+another WebSocket stack (ASGI) can drive it too.
 """
 
 from __future__ import annotations
@@ -34,14 +53,16 @@ from websockets.asyncio.server import Server, ServerConnection
 
 from modelriver._version import __version__
 from modelriver.realm.exceptions import (
+    DISPATCH_ERROR,
     INTERNAL_ERROR,
-    UNAUTHORIZED,
+    RealmDispatchError,
     RealmError,
-    RealmInvalidParamsError,
     RealmRateLimitError,
 )
 from modelriver.realm.protocol import (
     AUTH_TIMEOUT,
+    BINARY_REFUSED,
+    CAPABILITY_CANCEL,
     DEFAULT_MAX_FRAME,
     Answer,
     Auth,
@@ -55,10 +76,12 @@ from modelriver.realm.protocol import (
     GenerateResult,
     Invalid,
     ServerMessage,
+    Welcome,
     encode,
     parse_client_frame,
     stream_frame,
     stream_frame_prefix,
+    token_record,
 )
 from modelriver.realm.ratelimit import RateLimiter
 
@@ -79,7 +102,12 @@ logger = logging.getLogger("modelriver.realm")
 CLOSE_AUTH_FAILED = 1008
 """The close code after ``auth_failed`` (policy violation)."""
 
-RATE_LIMITED_FUNCTIONS = frozenset({"generate", "pipeline"})
+FUNCTION_NAMES = ("generate", "pipeline", "health", "metadata")
+# Realm's server's texts (PROTOCOL §7), so clients written against it read the same.
+INVALID_KEY = "Invalid API key"
+NOT_TEXT = "Authentication message must be text"
+NOT_AUTH = ('Invalid authentication message format. Expected: '
+            '{"type":"auth","api_key":"your-key"}')
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +145,8 @@ async def _echo(value: Any) -> Any:
 
 async def _uppercase(value: Any) -> Any:
     if not isinstance(value, str):
-        raise RealmInvalidParamsError("the uppercase pipeline takes a string input",
-                                      details={"param": "input"})
+        raise RealmDispatchError("the uppercase pipeline takes a string input",
+                                 details={"param": "input"})
     return value.upper()
 
 
@@ -142,20 +170,20 @@ FUNCTIONS_METADATA: list[dict[str, Any]] = [
         "description": "Generate text for a prompt, streamed token by token when stream is true.",
         "params": [
             _param("prompt", "string", "The prompt.", required=True),
-            _param("max_tokens", "integer", "The most tokens to generate."),
+            _param("max_tokens", "integer", "The most tokens to generate (none: no limit)."),
             _param("temperature", "number", "Sampling temperature, 0 to 2."),
             _param("top_p", "number", "Nucleus sampling, 0 to 1."),
             _param("stream", "boolean", "Stream token records before the result.", default=False),
-            _param("model", "string", "The model to use."),
+            _param("model", "string", "The model to use (an unknown one: the default)."),
         ],
-        "returns": "{text, tokens_generated, prompt_tokens, time_ms}",
+        "returns": "{text, tokens_generated, prompt_tokens, time_ms, model}",
         "streaming": True,
     },
     {
         "name": "pipeline",
         "description": "Run a named pipeline on an input.",
         "params": [
-            _param("name", "string", "The pipeline's name.", required=True),
+            _param("pipeline", "string", "The pipeline's name (ours: `name` too).", required=True),
             _param("input", "any", "The pipeline's input."),
         ],
         "returns": "{pipeline, output, time_ms}",
@@ -165,14 +193,14 @@ FUNCTIONS_METADATA: list[dict[str, Any]] = [
         "name": "health",
         "description": "The server's health.",
         "params": [],
-        "returns": "{status, version, uptime_s, connections, active_calls}",
+        "returns": "{status, version, uptime_seconds, connections, active_calls}",
         "streaming": False,
     },
     {
         "name": "metadata",
         "description": "The functions this server offers.",
         "params": [],
-        "returns": "{version, functions, pipelines}",
+        "returns": "{version, functions, pipelines, capabilities}",
         "streaming": False,
     },
 ]
@@ -184,7 +212,7 @@ class RealmServer:
     Args:
         generate: the model: text chunks for a ``GenerateRequest``.
         api_keys: None for no auth; else the accepted keys (a mapping gives each key's tenant id).
-        rate_limit_per_minute: ``generate``/``pipeline`` calls per tenant a minute; 0 for no limit.
+        rate_limit_per_minute: calls per tenant a minute (every function); 0 for no limit.
         pipelines: the pipelines by name; defaults to ``builtin_pipelines()``.
         auth_timeout: seconds a client has to authenticate.
         max_frame_size: the largest frame accepted, in bytes.
@@ -294,17 +322,22 @@ class RealmServer:
         return "tenant_" + hashlib.sha256(found.encode()).hexdigest()[:16]
 
     def health(self) -> dict[str, Any]:
+        """Realm's ``{status: "healthy", version, uptime_seconds}``, and ours after it."""
         return {
-            "status": "ok",
+            "status": "healthy",
             "version": __version__,
-            "uptime_s": round(self.clock() - self.started, 3),
+            "uptime_seconds": int(self.clock() - self.started),
             "connections": len(self.sessions),
             "active_calls": sum(len(s.calls) for s in self.sessions),
         }
 
     def metadata(self) -> dict[str, Any]:
         return {"version": __version__, "functions": FUNCTIONS_METADATA,
-                "pipelines": sorted(self.pipelines)}
+                "pipelines": sorted(self.pipelines), "capabilities": [CAPABILITY_CANCEL]}
+
+    def resolve_model(self, model: str | None) -> str | None:
+        """The model a ``generate`` call naming ``model`` runs (a subclass maps unknown names)."""
+        return model
 
 
 class _SendFailed(Exception):
@@ -329,7 +362,6 @@ class RealmSession:
         self.server = server
         self._send_frame = send
         self._close = close
-        self.authenticated = not server.auth_enabled
         self.tenant_id: str | None = None
         self.anonymous_tenant = f"anon_{uuid.uuid4().hex[:16]}"
         self.calls: dict[CallId, asyncio.Task[None]] = {}
@@ -339,20 +371,20 @@ class RealmSession:
     async def run(self, frames: AsyncIterable[str | bytes]) -> None:
         """Serve until ``frames`` ends (the connection closed) or auth fails."""
         self.server.sessions.add(self)
-        timer: asyncio.Task[None] | None = None
+        incoming = aiter(frames)
         try:
             if self.server.auth_enabled:
                 await self._send(AuthRequired())
-                timer = asyncio.create_task(self._auth_deadline())
-            async for frame in frames:
+                if not await self._authenticate(incoming):
+                    return
+            await self._send(Welcome(__version__, self.tenant_id, (CAPABILITY_CANCEL,)))
+            async for frame in incoming:
                 try:
                     await self._feed(frame)
                 except _SendFailed:
                     break
                 except Exception:  # the connection must survive any bug in one frame's handling
                     logger.exception("realm: failed to handle a frame")
-                if self._closed:
-                    break
         except _SendFailed:
             pass
         except Exception as exc:
@@ -360,8 +392,6 @@ class RealmSession:
         finally:
             self._closed = True
             self.server.sessions.discard(self)
-            if timer is not None:
-                timer.cancel()
             tasks = list(self.calls.values())
             for task in tasks:
                 task.cancel()
@@ -370,6 +400,9 @@ class RealmSession:
 
     async def _feed(self, frame: str | bytes) -> None:
         """Handle one incoming frame (raises ``_SendFailed`` when the connection is gone)."""
+        if not isinstance(frame, str):
+            await self._send_text(BINARY_REFUSED)
+            return
         message = parse_client_frame(frame, max_size=self.server.max_frame_size)
         if isinstance(message, Call):
             await self._start_call(message)
@@ -379,27 +412,42 @@ class RealmSession:
                 self._cancelled.add(message.id)
                 task.cancel()
         elif isinstance(message, Auth):
-            await self._authenticate(message.api_key)
+            # Auth off, or a second auth: say who the calls are billed to (Realm's server would
+            # answer an error; its TypeScript SDK with a key then waits for auth_success).
+            await self._send(AuthSuccess(self.tenant_id or self.anonymous_tenant))
         else:
             logger.debug("realm: invalid frame: %s", message.message)
             await self._send(message)
 
     # -- auth -------------------------------------------------------------------------------------
 
-    async def _authenticate(self, api_key: str) -> None:
-        server = self.server
-        if not server.auth_enabled:
-            self.tenant_id = self.tenant_id or self.anonymous_tenant
-            await self._send(AuthSuccess(self.tenant_id))
-            return
-        tenant = server.tenant_for_key(api_key)
+    async def _authenticate(self, incoming: AsyncIterator[str | bytes]) -> bool:
+        """Read the first frame: it must be ``auth`` with an accepted key. False: refused."""
+        limit = self.server.auth_timeout
+        try:
+            async with asyncio.timeout(limit):
+                frame = await anext(incoming)
+        except TimeoutError:
+            logger.info("realm: no authentication within %s s", limit)
+            await self._refuse(f"Authentication timeout ({limit:g} seconds)")
+            return False
+        except StopAsyncIteration:
+            return False
+        if not isinstance(frame, str):
+            await self._refuse(NOT_TEXT)
+            return False
+        message = parse_client_frame(frame, max_size=self.server.max_frame_size)
+        if not isinstance(message, Auth):
+            await self._refuse(NOT_AUTH)
+            return False
+        tenant = self.server.tenant_for_key(message.api_key)
         if tenant is None:
             logger.info("realm: authentication failed")
-            await self._refuse("invalid API key")
-            return
-        self.authenticated = True
+            await self._refuse(INVALID_KEY)
+            return False
         self.tenant_id = tenant
         await self._send(AuthSuccess(tenant))
+        return True
 
     async def _refuse(self, error: str) -> None:
         self._closed = True
@@ -408,30 +456,20 @@ class RealmSession:
         with contextlib.suppress(Exception):
             await self._close(CLOSE_AUTH_FAILED, "authentication failed")
 
-    async def _auth_deadline(self) -> None:
-        await asyncio.sleep(self.server.auth_timeout)
-        if not self.authenticated and not self._closed:
-            logger.info("realm: no authentication within %s s", self.server.auth_timeout)
-            await self._refuse("authentication timeout")
-
     # -- calls ------------------------------------------------------------------------------------
 
     async def _start_call(self, call: Call) -> None:
-        if not self.authenticated:
-            await self._send(Answer(call.id, "error", error=ErrorInfo(
-                UNAUTHORIZED, "authenticate first: send {type: auth, api_key}")))
-            return
         if call.id in self.calls:
             await self._send(Answer(call.id, "error", error=ErrorInfo(
-                "INVALID_PARAMS", "a call with this id is already running")))
+                DISPATCH_ERROR, "a call with this id is already running")))
             return
         task = asyncio.create_task(self._run_call(call), name=f"realm-call-{call.id!r:.40}")
         self.calls[call.id] = task
 
     def _tenant(self, call: Call) -> str:
-        if self.server.auth_enabled and self.tenant_id is not None:
+        if self.tenant_id is not None:
             return self.tenant_id  # the key's tenant: a call cannot claim another one
-        return call.tenant_id or self.tenant_id or self.anonymous_tenant
+        return call.tenant_id or self.anonymous_tenant
 
     async def _run_call(self, call: Call) -> None:
         try:
@@ -458,57 +496,47 @@ class RealmSession:
 
     async def _dispatch(self, call: Call) -> None:
         server = self.server
+        tenant = self._tenant(call)
+        wait = server.limiter.acquire(tenant, server.clock())
+        if wait is not None:  # every call counts, health and metadata too (Realm's server)
+            seconds = max(1, math.ceil(wait))
+            raise RealmRateLimitError(f"Rate limit exceeded. Try again in {seconds} seconds.",
+                                      retry_after=seconds)
         function = call.function
-        if function not in ("generate", "pipeline", "health", "metadata"):
-            raise RealmInvalidParamsError(
-                f"unknown function {function[:40]!r}",
-                details={"functions": ["generate", "pipeline", "health", "metadata"]},
-            )
         if function == "health":
             await self._send(Answer(call.id, "complete", server.health()))
-            return
-        if function == "metadata":
+        elif function == "metadata":
             await self._send(Answer(call.id, "complete", server.metadata()))
-            return
-        # Validate before charging the tenant: a refused call costs nothing.
-        tenant = self._tenant(call)
-        request = _generate_request(call.params, tenant) if function == "generate" else None
-        pipeline = None if request is not None else self._pipeline(call.params)
-        wait = server.limiter.acquire(tenant, server.clock())
-        if wait is not None:
-            retry_after = math.ceil(wait * 1000) / 1000
-            raise RealmRateLimitError(
-                f"rate limit of {server.limiter.per_minute} calls a minute exceeded",
-                details={"retry_after": retry_after, "limit": server.limiter.per_minute,
-                         "window_s": 60},
-            )
-        if request is not None:
-            await self._generate(call.id, request)
-        else:
-            assert pipeline is not None
-            name, fn = pipeline
+        elif function == "generate":
+            await self._generate(call.id, _generate_request(call.params, tenant))
+        elif function == "pipeline":
+            name, fn = self._pipeline(call.params)
             started = server.clock()
             output = await fn(call.params.get("input"))
             await self._send(Answer(call.id, "complete", {
                 "pipeline": name, "output": output,
                 "time_ms": round((server.clock() - started) * 1000, 3),
             }))
+        else:
+            raise RealmDispatchError(f"Unknown function: {function[:40]}",
+                                     details={"functions": list(FUNCTION_NAMES)})
 
     def _pipeline(self, params: dict[str, Any]) -> tuple[str, Pipeline]:
-        name = params.get("name")
+        name = params.get("pipeline", params.get("name"))
         if not isinstance(name, str):
-            raise RealmInvalidParamsError("pipeline needs a string name", details={"param": "name"})
+            raise RealmDispatchError("Missing 'pipeline' parameter", details={"param": "pipeline"})
         fn = self.server.pipelines.get(name)
         if fn is None:
-            raise RealmInvalidParamsError(
-                f"unknown pipeline {name[:40]!r}",
-                details={"param": "name", "pipelines": sorted(self.server.pipelines)},
+            raise RealmDispatchError(
+                f"Unknown pipeline: {name[:40]}",
+                details={"param": "pipeline", "pipelines": sorted(self.server.pipelines)},
             )
         return name, fn
 
     async def _generate(self, call_id: CallId, request: GenerateRequest) -> None:
         clock = self.server.clock
         started = clock()
+        model = self.server.resolve_model(request.model)
         parts: list[str] = []
         chunks = self.server.generate(request)
         prefix = stream_frame_prefix(call_id) if request.stream else None
@@ -527,9 +555,16 @@ class RealmSession:
         result = GenerateResult(
             text="".join(parts), tokens_generated=len(parts),
             prompt_tokens=len(request.prompt.split()),
-            time_ms=round((clock() - started) * 1000, 3), model=request.model,
-        )
-        await self._send(Answer(call_id, "complete", result.to_data()))
+            time_ms=round((clock() - started) * 1000, 3), model=model,
+        ).to_data()
+        if prefix is not None:
+            # The answer has ended: the last record says so (empty, so no token waited for it),
+            # and ``complete`` is Realm's ``{status, tokens_generated}`` (no text: the client
+            # joins the tokens), plus ours.
+            await self._send(Answer(call_id, "streaming", token_record("", len(parts), is_final=True)))
+            del result["text"]
+            result = {"status": "complete", **result}
+        await self._send(Answer(call_id, "complete", result))
 
     # -- output -----------------------------------------------------------------------------------
 
@@ -556,7 +591,7 @@ def _generate_request(params: dict[str, Any], tenant: str) -> GenerateRequest:
     """Validate ``generate`` params (unknown ones are ignored).
 
     Raises:
-        RealmInvalidParamsError: a param is missing or out of range (``details.param`` names it).
+        RealmDispatchError: a param is missing or out of range (``details.param`` names it).
     """
     prompt = params.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
@@ -579,15 +614,15 @@ def _generate_request(params: dict[str, Any], tenant: str) -> GenerateRequest:
     )
 
 
-def _bad(param: str, message: str) -> RealmInvalidParamsError:
-    return RealmInvalidParamsError(message, details={"param": param})
+def _bad(param: str, message: str) -> RealmDispatchError:
+    return RealmDispatchError(message, details={"param": param})
 
 
 def _bounded(params: dict[str, Any], name: str, low: float, high: float) -> float | None:
     """``params[name]`` as a float in ``[low, high]``, or None when absent.
 
     Raises:
-        RealmInvalidParamsError: it is not such a number.
+        RealmDispatchError: it is not such a number.
     """
     value = params.get(name)
     if value is None:
