@@ -12,7 +12,8 @@ Installing ``modelriver[gateway]`` registers this module as a pytest plugin (ent
 ``modelriver_gateway`` runs the embedded gateway (``modelriver dev``: the real HTTP API,
 Phoenix socket, webhooks and callbacks) in the test's process, on a free loopback port, on a
 thread of its own, and stops it after the test. It sets ``MODELRIVER_API_BASE``,
-``MODELRIVER_API_KEY`` and ``MODELRIVER_WEBHOOK_SECRET`` for the test (``monkeypatch``), so code
+``MODELRIVER_API_KEY`` and ``MODELRIVER_WEBHOOK_SECRET`` (and unsets ``MODELRIVER_UPSTREAM``)
+for the test (``monkeypatch``), so code
 that reads the environment (``modelriver.upstream_from_env``, the integrations' defaults) finds
 it. Settings read elsewhere (a Django ``MODELRIVER`` dict) take ``url``/``api_key`` from it.
 
@@ -299,6 +300,7 @@ def modelriver_gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedGate
     with EmbeddedGateway() as gateway:
         for name, value in gateway.env.items():
             monkeypatch.setenv(name, value)
+        monkeypatch.delenv("MODELRIVER_UPSTREAM", raising=False)  # ModelRiver's API, not Realm
         yield gateway
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -208,6 +209,9 @@ def modelriver_chat(
                 cancel_upstream(request.channel_id)
 
     chat.__name__ = "chat"  # gr.ChatInterface(fn=...) then serves it as "/chat"
+    # Named parameters for Gradio's API (``workflow``, ``metadata``, not ``param_2``).
+    chat.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("message", "history", *names)])
     return chat
 
 
