@@ -20,6 +20,7 @@ from typing import Any, Literal
 import streamlit as st
 
 from modelriver import AIResponse, AsyncRequest, ModelRiverError, WorkflowStep
+from modelriver.markdown import SafeMarkdown, escape_markdown
 from modelriver.upstream import Upstream
 from streamlit_modelriver import _component
 from streamlit_modelriver._pump import PumpRegistry
@@ -123,6 +124,7 @@ def st_modelriver(
     on_token: Callable[[str], None] | None = None,
     webhook_url: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    allow_remote_media: bool = False,
 ) -> AIResponse | None:
     """Stream a ModelRiver answer into the app; return the final response once it is in.
 
@@ -146,6 +148,11 @@ def st_modelriver(
             tokens never reach Python, so it is called once with the whole answer.
         webhook_url: where the gateway posts the webhook (event-driven workflows).
         metadata: request metadata passed through to the gateway.
+        allow_remote_media: show images of the answer's Markdown as images. Default False: the
+            answer is untrusted (a prompt injection could make the browser fetch an image URL
+            that carries the chat), so each image is shown as a link (alt text and URL); raw
+            HTML is never rendered, and error messages, tool names and failover reasons are
+            shown as typed (no Markdown directives).
 
     Returns:
         None while the answer streams (component mode), then the ``AIResponse``; errors come
@@ -185,14 +192,15 @@ def st_modelriver(
 
     if entry.response is not None:
         render_final(entry.response, key=entry.key, text=entry.text, steps=entry.steps, notes=entry.notes,
-                     show_steps=show_steps)
+                     show_steps=show_steps, allow_remote_media=allow_remote_media)
         return entry.response
     assert entry.request is not None
     response: AIResponse | None
     if mode == "server" or not _browser_can_stream(api, entry.request):
-        response = _follow(api, entry, show_steps=show_steps, on_token=on_token)
+        response = _follow(api, entry, show_steps=show_steps, on_token=on_token,
+                           allow_remote_media=allow_remote_media)
     else:
-        response = _run_component(api, entry, show_steps=show_steps)
+        response = _run_component(api, entry, show_steps=show_steps, allow_remote_media=allow_remote_media)
         if response is not None and on_token is not None and entry.text:
             on_token(entry.text)
     if response is not None:
@@ -263,7 +271,7 @@ def _checkpoint() -> None:
 
 
 def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
-            on_token: Callable[[str], None] | None) -> AIResponse:
+            on_token: Callable[[str], None] | None, allow_remote_media: bool = False) -> AIResponse:
     assert entry.request is not None
     pump = pump_registry().start(api, entry.request)
     status = st.status("Connecting…", state="running", expanded=True) if show_steps else None
@@ -274,7 +282,7 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
         try:
             pump.cancel()
         except ModelRiverError as exc:
-            st.toast(f"Could not stop the request: {exc}", icon=":material/error:")
+            st.toast(f"Could not stop the request: {escape_markdown(str(exc))}", icon=":material/error:")
 
     cursor: dict[str, Any] = {"version": -1, "attempt": 0, "index": 0, "carry": "",
                               "drawn": None, "label": None, "snap": None}
@@ -288,7 +296,7 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
             steps_slot.markdown(steps_markdown(snap.steps, snap.notes))
         if snap.label != cursor["label"] and not snap.done:
             cursor["label"] = snap.label
-            status.update(label=snap.label, expanded=True)
+            status.update(label=escape_markdown(snap.label), expanded=True)
 
     def segment() -> Any:
         """Yield text deltas of one attempt; end on a failover reset or at the end."""
@@ -318,8 +326,12 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
             if snap.done:
                 return
 
+    safe = SafeMarkdown(allow_remote_media=allow_remote_media)  # the answer is untrusted Markdown
     while True:
-        text_slot.write_stream(segment(), cursor="▌")
+        shown = ""
+        for delta in segment():
+            shown += delta
+            text_slot.markdown(safe(shown) + "▌")
         snap = cursor["snap"]
         if snap is not None and snap.done:
             break
@@ -337,7 +349,7 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
                       expanded=False)
     shown = display_text(response, entry.text)
     if shown:
-        text_slot.markdown(shown)
+        text_slot.markdown(safe(shown))
     else:
         text_slot.empty()
     render_outcome(response)
@@ -364,7 +376,8 @@ def _browser_can_stream(api: Upstream, request: AsyncRequest) -> bool:
     return False
 
 
-def _run_component(api: Upstream, entry: _Entry, *, show_steps: bool) -> AIResponse | None:
+def _run_component(api: Upstream, entry: _Entry, *, show_steps: bool,
+                   allow_remote_media: bool = False) -> AIResponse | None:
     assert entry.request is not None
     channel_id = entry.request.channel_id
     state = _component.peek(entry.key, channel_id)
@@ -381,7 +394,8 @@ def _run_component(api: Upstream, entry: _Entry, *, show_steps: bool) -> AIRespo
     response, text, steps, notes = finished
     entry.response, entry.text, entry.steps, entry.notes = response, text, steps, notes
     logger.info("request %s ended in the browser: %s", channel_id, response.status)
-    render_final(response, key=entry.key, text=text, steps=steps, notes=notes, show_steps=show_steps)
+    render_final(response, key=entry.key, text=text, steps=steps, notes=notes, show_steps=show_steps,
+                 allow_remote_media=allow_remote_media)
     return response
 
 
@@ -396,7 +410,7 @@ def _handle_triggers(api: Upstream, entry: _Entry, state: Mapping[str, Any]) -> 
             api.cancel(channel_id)
             logger.info("cancelled request %s", channel_id)
         except ModelRiverError as exc:
-            st.toast(f"Could not stop the request: {exc}", icon=":material/error:")
+            st.toast(f"Could not stop the request: {escape_markdown(str(exc))}", icon=":material/error:")
     refresh = state.get("refresh")
     if isinstance(refresh, str) and f"refresh:{refresh}" not in entry.handled:
         entry.handled.add(f"refresh:{refresh}")
