@@ -54,32 +54,54 @@ def scripted(**script: Any) -> Iterator[None]:
         request_starting.disconnect(receiver)
 
 
+COOKIES_OF_TOKEN: dict[str, bytes] = {}
+"""The session cookies a ``Browser`` had when it got each token: its ``Socket`` sends them, as a
+browser does (the relay binds a token to its session)."""
+
+
 class Browser:
     """One browser session (its own cookies: its own owner)."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.client = AsyncClient(**kwargs)
 
+    @property
+    def cookie_header(self) -> bytes:
+        return "; ".join(f"{name}={morsel.value}" for name, morsel in self.client.cookies.items()).encode()
+
+    def _keep(self, response: Any) -> None:
+        if response.get("content-type", "").startswith("application/json"):
+            token = response.json().get("ws_token") if isinstance(response.json(), dict) else None
+            if isinstance(token, str):
+                COOKIES_OF_TOKEN[token] = self.cookie_header
+
     async def start(self, message: str = "hello", **body: Any) -> dict[str, Any]:
         response = await self.client.post("/modelriver/start", {"message": message, **body},
                                           content_type="application/json")
         assert response.status_code == 200, response.content
+        self._keep(response)
         answer: dict[str, Any] = response.json()
         return answer
 
     async def post(self, path: str, body: Any, **headers: Any) -> Any:
-        return await self.client.post(path, body, content_type="application/json", headers=headers)
+        response = await self.client.post(path, body, content_type="application/json", headers=headers)
+        self._keep(response)
+        return response
 
 
 class Socket:
     """A Phoenix v2 client socket on the relay, frame by frame."""
 
     def __init__(self, token: str | None, *, origin: bytes | None = ORIGIN,
-                 subprotocols: list[str] | None = None, query: str | None = None) -> None:
+                 subprotocols: list[str] | None = None, query: str | None = None,
+                 cookie: bytes | None = None) -> None:
+        """``cookie``: the Cookie header; by default that of the ``Browser`` the token came from."""
         from djmr_asgi import application
 
         path = "/modelriver/socket/websocket?" + (query if query is not None else f"token={token}&vsn=2.0.0")
-        headers = [(b"host", b"testserver")] + ([(b"origin", origin)] if origin else [])
+        cookie = cookie if cookie is not None else COOKIES_OF_TOKEN.get(token or "")
+        headers = [(b"host", b"testserver")] + ([(b"origin", origin)] if origin else []) + \
+            ([(b"cookie", cookie)] if cookie else [])
         self.comm = WebsocketCommunicator(application, path, headers=headers, subprotocols=subprotocols)
         self.ref = 0
         self.frames: list[list[Any]] = []

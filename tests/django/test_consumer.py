@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 from django.core import signing
-from djmr_support import GATE, Browser, Socket, scripted, seqs_of, settle, text_of
+from djmr_support import COOKIES_OF_TOKEN, GATE, Browser, Socket, scripted, seqs_of, settle, text_of
 
 from django_modelriver import tokens
 from django_modelriver.hub import get_hub
@@ -52,7 +52,8 @@ async def test_token_is_required_genuine_and_unexpired(monkeypatch: pytest.Monke
     assert not await Socket(unknown).connect()
     # phoenix.js's subprotocol form works, and the answer selects "phoenix"
     b64 = base64.urlsafe_b64encode(answer["ws_token"].encode()).decode().rstrip("=")
-    sock = Socket(None, query="vsn=2.0.0", subprotocols=["phoenix", f"base64url.bearer.phx.{b64}"])
+    sock = Socket(None, query="vsn=2.0.0", subprotocols=["phoenix", f"base64url.bearer.phx.{b64}"],
+                  cookie=COOKIES_OF_TOKEN[answer["ws_token"]])
     connected, subprotocol = await sock.comm.connect(timeout=5)
     assert connected and subprotocol == "phoenix"
     await sock.disconnect()

@@ -54,6 +54,34 @@ async def test_start_checks_its_input(body: Any, status: int) -> None:
     assert "error" in response.json()
 
 
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(("path", "body", "says"), [
+    ("/modelriver/start", '{"message": ' + DEEP + "}", "JSON object"),
+    ("/modelriver/start", '{"message": "hi \\ud800"}', "body.message is not valid Unicode"),
+    ("/modelriver/start", '{"messages": [{"role": "user", "content": "\\udfff"}]}', "body.messages[0].content"),
+    ("/modelriver/start", '{"message": "hi", "workflow": "demo-chat\\ud800"}', "body.workflow"),
+    ("/modelriver/start", '{"message": "hi", "\\ud800": 1}', "a key"),
+    ("/modelriver/start", '{"message": ["hi"]}', "send {message"),
+    ("/modelriver/start", '{"message": "hi", "workflow": ["demo-chat"]}', "no workflow"),
+    ("/modelriver/start", '{"messages": {"role": "user"}}', "non-empty list"),
+    ("/modelriver/start", '{"message": "' + "x" * (1 << 20) + '"}', "larger than"),
+    ("/modelriver/start", '{"message": 1' + "0" * 5000 + "}", "JSON object"),
+    ("/modelriver/api/v1/ai/reconnect", '{"channel_id": "\\ud800"}', "body.channel_id"),
+    ("/modelriver/api/v1/ai/reconnect", DEEP, "JSON object"),
+    ("/modelriver/cancel", '{"channel_id": "x\\ud800"}', "body.channel_id"),
+    ("/modelriver/cancel", DEEP, "JSON object"),
+])
+async def test_every_malformed_body_is_a_400_and_starts_nothing(gateway: Gateway, path: str, body: str,
+                                                                 says: str) -> None:
+    before = len(gateway.requests())
+    response = await Browser().client.post(path, body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    assert says in response.json()["error"]
+    assert len(gateway.requests()) == before
+
+
 async def test_start_answers_get_with_405_and_maps_upstream_errors(mr_settings: dict[str, Any]) -> None:
     browser = Browser()
     assert (await browser.client.get("/modelriver/start")).status_code == 405

@@ -11,9 +11,12 @@ import WebSocket from "ws";
 const [base, message, workflow] = process.argv.slice(2);
 const origin = new URL(base).origin;
 
+let cookies = [];
+
 class BrowserLikeWebSocket extends WebSocket {
-  // A browser sends Origin; Django's AllowedHostsOriginValidator requires it.
-  constructor(url, protocols) { super(url, protocols, { origin }); }
+  // A browser sends Origin (Django's AllowedHostsOriginValidator requires it) and its cookies
+  // (the relay opens a token's socket only with the session it was issued to).
+  constructor(url, protocols) { super(url, protocols, { origin, headers: { Cookie: cookies.join("; ") } }); }
 }
 
 function fail(error) {
@@ -24,7 +27,7 @@ function fail(error) {
 const timer = setTimeout(() => fail("timed out"), 30000);
 
 const page = await fetch(base + "/");
-const cookies = page.headers.getSetCookie().map((c) => c.split(";")[0]);
+cookies = page.headers.getSetCookie().map((c) => c.split(";")[0]);
 const csrf = cookies.find((c) => c.startsWith("csrftoken=")).slice("csrftoken=".length);
 const started = await fetch(base + "/modelriver/start", {
   method: "POST",
@@ -33,6 +36,8 @@ const started = await fetch(base + "/modelriver/start", {
 });
 if (!started.ok) fail(`start answered ${started.status}: ${await started.text()}`);
 const answer = await started.json();
+const fresh = started.headers.getSetCookie().map((c) => c.split(";")[0]);  // the session, set by start
+cookies = [...cookies.filter((c) => !fresh.some((f) => f.split("=")[0] === c.split("=")[0])), ...fresh];
 
 const socket = new Socket(answer.websocket_url, { params: { token: answer.ws_token }, transport: BrowserLikeWebSocket });
 socket.onError(() => {});

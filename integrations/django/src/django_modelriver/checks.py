@@ -14,6 +14,8 @@
 ``W001``               no API key (``API_KEY`` or ``MODELRIVER_API_KEY``) for the ModelRiver upstream
 ``W002``               no webhook secret: webhooks will be refused
 ``W003``               an unknown key in ``MODELRIVER`` (a typo?)
+``E011``               ``START_RATE`` / ``MAX_IN_FLIGHT`` is not a whole number >= 0 (or None), or
+                       ``LIMIT_CACHE`` names no cache in ``CACHES``
 ``W004``               no ``ASGI_APPLICATION``: the socket and the pump need an ASGI server
 ``E012``               ``manage.py runserver`` runs and is not Daphne's (``serving``: WSGI, the socket 404s)
 ``W005``               the same under ``DEBUG``, for ``manage.py check``
@@ -82,6 +84,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             hint="Add 'django.contrib.sessions' to INSTALLED_APPS and its SessionMiddleware to MIDDLEWARE.",
             id=_id(6)))
     messages += _check_workflows(raw)
+    messages += _check_limits(raw)
     if not conf.api_key and _modelriver_upstream(conf.upstream_path):
         messages.append(Warning(
             "No ModelRiver API key: starting requests will fail.",
@@ -164,6 +167,21 @@ def _check_layers(raw: Mapping[str, Any]) -> list[CheckMessage]:
         except ImportError:
             messages.append(Error("channels_redis is configured but the redis package is missing.",
                                   hint="pip install 'django-modelriver[redis]'", id=_id(8)))
+    return messages
+
+
+def _check_limits(raw: Mapping[str, Any]) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    for key in ("START_RATE", "MAX_IN_FLIGHT"):
+        value = raw.get(key, DEFAULTS[key])
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            messages.append(Error(f"MODELRIVER[{key!r}] must be a whole number >= 0 or None, not {value!r}.",
+                                  hint="0 or None turns the limit off.", id=_id(11)))
+    alias = raw.get("LIMIT_CACHE", DEFAULTS["LIMIT_CACHE"])
+    if alias not in getattr(settings, "CACHES", {"default": {}}):
+        messages.append(Error(f"MODELRIVER['LIMIT_CACHE'] {alias!r} is not a cache in CACHES.",
+                              hint="Name a CACHES alias (a shared one, e.g. Redis, when several processes "
+                                   "serve the site).", id=_id(11)))
     return messages
 
 

@@ -10,6 +10,10 @@
         "REPLAY_BUFFER_SIZE": 10_000,       # events kept per request for rejoins and reloads
         "REPLAY_RETENTION": 600,            # seconds they stay after the request ends
         "TOKEN_LIFETIME": 300,              # seconds a socket token is valid
+        "BIND_TOKEN_TO_SESSION": True,      # a token opens a socket only with the session it was issued to
+        "START_RATE": 20,                   # starts a minute per session (and per user); 0/None: no limit
+        "MAX_IN_FLIGHT": 4,                 # requests not yet ended per session (and per user); 0/None: no limit
+        "LIMIT_CACHE": "default",           # the CACHES alias keeping the start limits' counters
         "WEBHOOK_URL": None,                # absolute URL the gateway posts webhooks to (default: derived)
         "AUTO_CALLBACK": True,              # the webhook view calls back after the signal
         "REDIS_URL": None,                  # default: the channels_redis layer's first host
@@ -41,6 +45,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
+from django_modelriver.limits import StartLimits
 from modelriver._config import ENV_API_BASE, ENV_API_KEY, mask_secret
 from modelriver._config import Settings as CoreSettings
 from modelriver.upstream import AsyncUpstream, upstream_from_env
@@ -59,6 +64,10 @@ DEFAULTS: dict[str, Any] = {
     "REPLAY_BUFFER_SIZE": 10_000,
     "REPLAY_RETENTION": 600,
     "TOKEN_LIFETIME": 300,
+    "BIND_TOKEN_TO_SESSION": True,
+    "START_RATE": 20,
+    "MAX_IN_FLIGHT": 4,
+    "LIMIT_CACHE": "default",
     "WEBHOOK_URL": None,
     "AUTO_CALLBACK": True,
     "REDIS_URL": None,
@@ -97,6 +106,10 @@ class AppSettings:
     fanout_interval: float
     tune_daphne: bool
     upstream_path: str = DEFAULTS["UPSTREAM"]
+    bind_token_to_session: bool = True
+    start_rate: int = DEFAULTS["START_RATE"]
+    max_in_flight: int = DEFAULTS["MAX_IN_FLIGHT"]
+    limit_cache: str = DEFAULTS["LIMIT_CACHE"]
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -112,6 +125,10 @@ class AppSettings:
         """The ``UPSTREAM`` factory (import errors surface as ``django_modelriver.E009``)."""
         func: Callable[[], AsyncUpstream] = import_string(self.upstream_path)
         return func
+
+    def start_limits(self) -> StartLimits:
+        """The limits on starts (``START_RATE``, ``MAX_IN_FLIGHT`` in ``LIMIT_CACHE``)."""
+        return StartLimits(self.start_rate, self.max_in_flight, self.limit_cache)
 
     def workflow_options(self, name: str) -> WorkflowOptions | None:
         """The options of ``name``; None when ``WORKFLOWS`` is set and does not list it."""
@@ -179,6 +196,10 @@ def _build(raw: Mapping[str, Any]) -> AppSettings:
         fanout_interval=max(0.0, _number(values["FANOUT_INTERVAL"], DEFAULTS["FANOUT_INTERVAL"], float)),
         tune_daphne=bool(values["TUNE_DAPHNE"]),
         upstream_path=_opt_str(values["UPSTREAM"]) or DEFAULTS["UPSTREAM"],
+        bind_token_to_session=bool(values["BIND_TOKEN_TO_SESSION"]),
+        start_rate=_limit(values["START_RATE"], DEFAULTS["START_RATE"]),
+        max_in_flight=_limit(values["MAX_IN_FLIGHT"], DEFAULTS["MAX_IN_FLIGHT"]),
+        limit_cache=_opt_str(values["LIMIT_CACHE"]) or DEFAULTS["LIMIT_CACHE"],
         raw=dict(raw) if isinstance(raw, Mapping) else {},
     )
 
@@ -191,6 +212,15 @@ def _number(value: object, default: Any, kind: type) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return kind(value)
     return kind(default)
+
+
+def _limit(value: object, default: int) -> int:
+    """A limit: a whole number > 0, or 0 for none (``None`` and ``0`` turn it off)."""
+    if value is None or value == 0:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return default
 
 
 def _workflows(value: object) -> dict[str, WorkflowOptions] | None:

@@ -6,7 +6,8 @@ phoenix.js, or the app's ``modelriver.js`` unchanged. It follows PROTOCOL §3 "W
 JS SDK does":
 
 * connect: the Django-issued token (``token`` param, or phoenix.js's auth subprotocol) must be
-  genuine, unexpired, for a known request that has not ended more than a minute ago, and not in
+  genuine, unexpired, come with the session it was issued to (``BIND_TOKEN_TO_SESSION``), for a
+  known request that has not ended more than a minute ago, and not in
   use by another live socket; ``PERMISSION(scope)`` must allow. Otherwise the handshake is
   refused (HTTP 403). The Origin check is ``AllowedHostsOriginValidator`` (``routing``).
 * join: only the token's own channel, topic ``ai_response:<project>:<channel>`` or
@@ -32,7 +33,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from django_modelriver.conf import modelriver_settings
 from django_modelriver.hub import Hub, Subscription, get_hub
-from django_modelriver.tokens import END_GRACE, SocketClaims, verify_token
+from django_modelriver.tokens import END_GRACE, SocketClaims, session_owner, verify_token
 from modelriver.exceptions import ProtocolError
 from modelriver.phoenix import (
     ChannelJoined,
@@ -89,6 +90,11 @@ class ModelRiverConsumer(AsyncWebsocketConsumer):
         claims = verify_token(socket_token(params, subprotocols), max_age=settings.token_lifetime)
         if claims is None:
             logger.info("socket refused: missing, forged or expired token")
+            await self.close()
+            return
+        if settings.bind_token_to_session and await session_owner(self.scope) != claims.owner:
+            logger.info("socket refused: its token was issued to another session (or the socket "
+                        "came without the session cookie; see BIND_TOKEN_TO_SESSION)")
             await self.close()
             return
         self.hub = get_hub()

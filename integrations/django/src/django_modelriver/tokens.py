@@ -5,16 +5,32 @@ module's salt: signed with ``SECRET_KEY``, timestamped, valid for ``TOKEN_LIFETI
 It opens only its own channel, by at most one live socket at a time (the ``jti`` is claimed
 while a socket is open), and is accepted again for reconnects until it expires or
 ``END_GRACE`` seconds after its request ended. It is not the API key and says nothing about it.
+
+``owner`` is the random id the start view keeps in the session (``SESSION_KEY``): with
+``BIND_TOKEN_TO_SESSION`` (the default) the socket opens only when the connecting request's
+session holds that same id (``session_owner``), so a token is worthless with another session's
+cookie or none. This holds for every session engine (a session key would not: signed-cookie
+sessions change theirs on each save, and login cycles it).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core import signing
 
-__all__ = ["END_GRACE", "SALT", "SocketClaims", "issue_token", "verify_token"]
+__all__ = ["END_GRACE", "SALT", "SESSION_KEY", "SocketClaims", "issue_token", "session_owner",
+           "verify_token"]
+
+logger = logging.getLogger("django_modelriver")
+
+SESSION_KEY = "_modelriver_owner"
+"""Session key of the owner id the start view gives a session (a random string)."""
 
 SALT = "django_modelriver.socket"
 END_GRACE = 60.0
@@ -51,3 +67,20 @@ def verify_token(token: str | None, *, max_age: float) -> SocketClaims | None:
     if not (isinstance(channel_id, str) and isinstance(owner, str) and isinstance(jti, str)):
         return None
     return SocketClaims(channel_id, owner, jti)
+
+
+async def session_owner(scope: Mapping[str, Any]) -> str | None:
+    """The owner id in a socket's session (Channels' ``SessionMiddleware`` puts it in the scope).
+
+    Returns:
+        The id, or None without a session, without one in it, or when the session store fails.
+    """
+    session = scope.get("session")
+    if session is None:
+        return None
+    try:
+        owner = await sync_to_async(session.get)(SESSION_KEY)
+    except Exception:  # the store is down, or the table missing: no owner, no socket
+        logger.warning("the session store failed at socket connect", exc_info=True)
+        return None
+    return owner if isinstance(owner, str) else None

@@ -5,6 +5,11 @@
   answers ModelRiver's async shape (``channel_id, project_id, ws_token, websocket_url,
   websocket_channel``) with
   ``websocket_url = ws(s)://host<mount>socket`` and a Django-issued token for this session.
+  Everything it needs is checked before the upstream request is created (nothing is spent on an
+  error answer): the body (400), the workflow, ``PERMISSION`` (403), the session (stored first
+  when new: an unmigrated sessions table is a 500 saying so), the start limits (429 with
+  ``Retry-After``: ``START_RATE`` and ``MAX_IN_FLIGHT`` per session and per user), the
+  ``request_starting`` receivers.
 * ``POST <mount>api/v1/ai/reconnect`` JSON ``{channel_id}``: a fresh token for the same owner
   (what the official SDK's ``reconnectWithBackend()`` calls with ``apiBaseUrl=<mount>``). Without
   ``channel_id`` *(ours)*: the owner's latest request in flight, 204 when none. It changes nothing,
@@ -25,20 +30,24 @@ import time
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from django_modelriver.conf import modelriver_settings
 from django_modelriver.consumers import check_permission
 from django_modelriver.hub import get_hub
+from django_modelriver.limits import Refusal
 from django_modelriver.signals import DEFER_CALLBACK, request_starting, webhook_received
 from django_modelriver.store import RequestRecord
-from django_modelriver.tokens import END_GRACE, issue_token
+from django_modelriver.tokens import END_GRACE, SESSION_KEY, issue_token
+from modelriver._text import unencodable_path
 from modelriver.exceptions import (
     APIConnectionError,
     APIError,
     AuthenticationError,
+    InvalidInputError,
     ModelRiverError,
     RateLimitError,
     WebhookVerificationError,
@@ -50,7 +59,6 @@ __all__ = ["cancel", "reconnect", "socket_info", "start", "webhook"]
 
 logger = logging.getLogger("django_modelriver")
 
-SESSION_KEY = "_modelriver_owner"
 MAX_MESSAGES = 200
 MAX_BODY = 1 << 20
 
@@ -73,25 +81,69 @@ def _identify(request: HttpRequest, *, create: bool) -> tuple[str | None, str | 
     return owner, user_id
 
 
-def _json_body(request: HttpRequest) -> dict[str, Any] | None:
+def _json_body(request: HttpRequest) -> dict[str, Any] | str:
+    """The JSON object of a body, or what is wrong with it (a 400's message)."""
     if len(request.body) > MAX_BODY:
-        return None
+        return f"the body is larger than {MAX_BODY} bytes"
     try:
         body = json.loads(request.body or b"{}")
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
+        return "the body must be a JSON object"
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    where = unencodable_path(body)
+    if where is not None:
+        return f"{where} is not valid Unicode text (a lone surrogate such as \\ud800)"
+    return body
 
 
-def _answer(request: HttpRequest, record: RequestRecord, owner: str) -> dict[str, Any]:
+def _socket_url(request: HttpRequest) -> str:
     scheme = "wss" if request.is_secure() else "ws"
+    return f"{scheme}://{request.get_host()}{reverse('django_modelriver:socket')}"
+
+
+def _answer(request: HttpRequest, record: RequestRecord, owner: str,
+            websocket_url: str | None = None) -> dict[str, Any]:
     return {
         "channel_id": record.channel_id,
         "project_id": record.project_id,
         "ws_token": issue_token(record.channel_id, owner),
-        "websocket_url": f"{scheme}://{request.get_host()}{reverse('django_modelriver:socket')}",
+        "websocket_url": websocket_url or _socket_url(request),
         "websocket_channel": record.topic,
     }
+
+
+def _session_owner(request: HttpRequest) -> tuple[str | None, str | None]:
+    """``_identify(create=True)``, the session stored at once when new (so a missing sessions
+    table fails here, before anything is spent, not in the middleware after the start)."""
+    owner, user_id = _identify(request, create=True)
+    session = getattr(request, "session", None)
+    if owner is not None and session is not None and session.session_key is None:
+        session.save()
+    return owner, user_id
+
+
+def _limited(refusal: Refusal) -> JsonResponse:
+    if refusal.reason == "rate":
+        message = "too many requests started from this session: try again later"
+    else:
+        message = "too many requests of this session are still running: wait for one to end"
+    return _error(429, message, Retry_After=str(refusal.retry_after))
+
+
+async def _reserve(identities: list[str]) -> str | Refusal:
+    """Take a start from the limits; slots whose requests have ended are freed on the way."""
+    limits = modelriver_settings().start_limits()
+    if not limits.enabled:
+        return ""
+    verdict = await sync_to_async(limits.reserve)(identities, time.time())
+    if isinstance(verdict, Refusal) and verdict.in_flight:
+        backend = get_hub().backend
+        ended = [cid for cid in verdict.in_flight
+                 if await backend.get(cid) is None or await backend.ended_at(cid) is not None]
+        if ended:
+            verdict = await sync_to_async(limits.reserve)(identities, time.time(), ended)
+    return verdict
 
 
 def _messages(body: dict[str, Any]) -> list[dict[str, str]] | str:
@@ -120,8 +172,8 @@ async def start(request: HttpRequest) -> HttpResponse:
         return _error(405, "POST only", Allow="POST")
     settings = modelriver_settings()
     body = _json_body(request)
-    if body is None:
-        return _error(400, "the body must be a JSON object")
+    if isinstance(body, str):
+        return _error(400, body)
     messages = _messages(body)
     if isinstance(messages, str):
         return _error(400, messages)
@@ -133,20 +185,53 @@ async def start(request: HttpRequest) -> HttpResponse:
         return _error(400, f"workflow {workflow!r} is not allowed here")
     if not await check_permission(request):
         return _error(403, "not allowed to start a request")
-    owner, user_id = await sync_to_async(_identify)(request, create=True)
+    try:
+        owner, user_id = await sync_to_async(_session_owner)(request)
+    except DatabaseError:
+        logger.exception("the session store failed: is the sessions table migrated?")
+        return _error(500, "sessions are not stored: run `python manage.py migrate` (nothing was started)")
     if owner is None:
         return _error(500, "sessions are not enabled (see django_modelriver.E006)")
-    extra: dict[str, Any] = {"events": list(options.events), "metadata": dict(options.metadata),
-                             "webhook_url": None}
-    if extra["events"]:
-        extra["webhook_url"] = settings.webhook_url or request.build_absolute_uri(
-            reverse("django_modelriver:webhook"))
-    results = await sync_to_async(request_starting.send_robust)(
-        sender=start, request=request, workflow=workflow, messages=messages, options=extra)
-    for receiver, result in results:
-        if isinstance(result, Exception):
+    try:
+        websocket_url = _socket_url(request)
+        extra: dict[str, Any] = {"events": list(options.events), "metadata": dict(options.metadata),
+                                 "webhook_url": None}
+        if extra["events"]:
+            extra["webhook_url"] = settings.webhook_url or request.build_absolute_uri(
+                reverse("django_modelriver:webhook"))
+    except NoReverseMatch:
+        logger.exception("django_modelriver's URLs are not included under the 'django_modelriver' namespace")
+        return _error(500, "the relay's URLs are not set up (nothing was started)")
+    identities = [f"session:{owner}", *([f"user:{user_id}"] if user_id else [])]
+    reservation = await _reserve(identities)
+    if isinstance(reservation, Refusal):
+        logger.info("start refused: %s limit of a session", reservation.reason)
+        return _limited(reservation)
+    outcome: RequestRecord | HttpResponse = _error(500, "could not start the request")
+    try:
+        results = await sync_to_async(request_starting.send_robust)(
+            sender=start, request=request, workflow=workflow, messages=messages, options=extra)
+        failed = [(receiver, result) for receiver, result in results if isinstance(result, Exception)]
+        for receiver, result in failed:
             logger.error("request_starting receiver %r failed", receiver, exc_info=result)
-            return _error(500, "could not start the request")
+        if not failed:
+            outcome = await _create(workflow, messages, extra, owner, user_id)
+    finally:  # the slot in flight is the request's, or free again
+        if reservation:
+            limits = settings.start_limits()
+            if isinstance(outcome, RequestRecord):
+                await sync_to_async(limits.bind)(identities, reservation, outcome.channel_id)
+            else:
+                await sync_to_async(limits.release)(identities, reservation)
+    if isinstance(outcome, HttpResponse):
+        return outcome
+    return JsonResponse({"message": "success", "status": "pending",
+                         **_answer(request, outcome, owner, websocket_url)})
+
+
+async def _create(workflow: str, messages: list[dict[str, str]], extra: dict[str, Any], owner: str,
+                  user_id: str | None) -> RequestRecord | HttpResponse:
+    """Create the upstream request and start its pump; an error answer when the upstream fails."""
     hub = get_hub()
     try:
         await hub.ensure_started()
@@ -168,6 +253,8 @@ async def start(request: HttpRequest) -> HttpResponse:
         if exc.status in (400, 404, 422):
             return _error(400, f"the AI service refused the request (HTTP {exc.status})")
         return _error(502, f"the AI service failed (HTTP {exc.status})")
+    except InvalidInputError as exc:  # e.g. text a request_starting receiver added
+        return _error(400, f"the request cannot be sent: {exc}")
     except (APIConnectionError, ModelRiverError) as exc:
         logger.warning("create_request failed: %s", type(exc).__name__)
         return _error(502, "the AI service could not be reached")
@@ -178,7 +265,7 @@ async def start(request: HttpRequest) -> HttpResponse:
     if lease is not None:
         hub.start_pump(record, upstream, lease)
     logger.info("started %s (workflow %s)", record.channel_id, workflow)
-    return JsonResponse({"message": "success", "status": "pending", **_answer(request, record, owner)})
+    return record
 
 
 @csrf_exempt
@@ -187,8 +274,8 @@ async def reconnect(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _error(405, "POST only", Allow="POST")
     body = _json_body(request)
-    if body is None:
-        return _error(400, "the body must be a JSON object")
+    if isinstance(body, str):
+        return _error(400, body)
     channel_id = body.get("channel_id")
     if channel_id is not None and not isinstance(channel_id, str):
         return _error(400, "channel_id must be a string")
@@ -223,7 +310,9 @@ async def cancel(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _error(405, "POST only", Allow="POST")
     body = _json_body(request)
-    channel_id = body.get("channel_id") if body else None
+    if isinstance(body, str):
+        return _error(400, body)
+    channel_id = body.get("channel_id")
     if not isinstance(channel_id, str):
         return _error(400, "send {channel_id}")
     if not await check_permission(request):
