@@ -7,6 +7,7 @@ through a pseudo-terminal to see that tokens reach the screen as they come, not 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -25,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
 from modelriver.api import ModelRiver
+from modelriver.realm import SyncRealmClient
 from modelriver.stream import connect_sync
 from support import Gateway, Process, free_port, start_gateway
 from tests.core.realm_support import REALM_KEY, scripted
@@ -214,12 +216,13 @@ def test_stream_realm_with_a_wrong_key_fails_cleanly(realm_url: str, json_mode: 
     assert "Traceback" not in done.stderr
 
 
-def test_stream_realm_unknown_model_and_no_server_fail_cleanly(realm_url: str) -> None:
+def test_stream_realm_unknown_model_runs_the_default_and_no_server_fails_cleanly(realm_url: str) -> None:
+    # Realm never refuses a model name: the endpoint runs its default workflow (PROTOCOL §7).
     unknown = subprocess.run(
         [*MODELRIVER, "stream", "hello", "--realm", realm_url, "--realm-api-key", REALM_KEY,
          "--workflow", "no-such-workflow"], capture_output=True, text=True, timeout=30,
         env=realm_env())
-    assert unknown.returncode == 1 and "unknown model 'no-such-workflow'" in unknown.stderr
+    assert unknown.returncode == 0 and scripted("hello") in unknown.stdout, unknown.stderr
     nowhere = f"ws://127.0.0.1:{free_port()}"
     down = subprocess.run([*MODELRIVER, "stream", "hello", "--realm", nowhere],
                           capture_output=True, text=True, timeout=60, env=realm_env())
@@ -290,6 +293,56 @@ def test_dev_reads_the_key_and_webhook_secret_from_the_environment() -> None:
     finally:
         assert stop_with(proc, signal.SIGTERM) == 0
     assert key not in proc.output
+
+
+def start_realm_dev(*args: str) -> tuple[Process, str]:
+    """`modelriver dev --realm-port R` (no MODELRIVER_/REALM_ environment) and its Realm URL."""
+    realm_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELRIVER_", "REALM_"))}
+    proc = Process.start([*MODELRIVER, "dev", "--port", str(free_port()), "--realm-port",
+                          str(realm_port), *args], env=env)
+    proc.wait_for("modelriver dev ready on")
+    return proc, f"ws://127.0.0.1:{realm_port}"
+
+
+def realm_auth_answer(url: str, first: str) -> list[dict[str, Any]]:
+    """The frames a raw client gets for ``first`` sent at once on open, up to the close."""
+    frames = []
+    with ws_connect(url) as ws:
+        ws.send(first)
+        with contextlib.suppress(ConnectionClosed):
+            while len(frames) < 4:
+                frames.append(json.loads(ws.recv(timeout=10)))
+    return frames
+
+
+def test_dev_realm_endpoint_requires_the_gateways_key_by_default() -> None:
+    key = "mr_test_realm_DEFAULTKEY_0123456789"
+    proc, url = start_realm_dev("--api-key", key)
+    try:
+        for first in ('{"type":"auth","api_key":"sk_wrong"}', '{"id":"1","function":"health","params":{}}'):
+            frames = realm_auth_answer(url, first)
+            assert [f.get("type") for f in frames] == ["auth_required", "auth_failed"], frames
+        with SyncRealmClient(url, api_key=key, reconnect=False) as realm:
+            assert realm.generate("the gateway's key opens it", max_tokens=3).tokens_generated == 3
+        assert re.search(r"Realm: +ws://\S+ \(auth on", proc.output), proc.output
+    finally:
+        assert stop_with(proc, signal.SIGTERM) == 0
+    assert "DEFAULTKEY" not in proc.output
+
+
+def test_dev_realm_no_auth_is_explicit_and_warned() -> None:
+    proc, url = start_realm_dev("--realm-no-auth")
+    try:
+        assert "warning: the Realm endpoint runs without authentication" in proc.output
+        assert "authentication OFF" in proc.output  # and logged
+        with SyncRealmClient(url, reconnect=False) as realm:
+            assert realm.health()["status"] == "healthy"
+    finally:
+        assert stop_with(proc, signal.SIGTERM) == 0
+    both = subprocess.run([*MODELRIVER, "dev", "--realm-port", "1", "--realm-no-auth",
+                           "--realm-api-key", "k"], capture_output=True, text=True, timeout=30)
+    assert both.returncode == 2 and "not allowed with" in both.stderr
 
 
 def test_dev_help_lists_every_flag() -> None:
