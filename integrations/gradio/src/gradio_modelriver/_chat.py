@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import inspect
 import json
 import logging
@@ -59,6 +60,7 @@ def modelriver_chat(
     webhook_url: WebhookURL = None,
     request_timeout: float | None = 300.0,
     extra_inputs: Sequence[str] | None = None,
+    allow_remote_media: bool = False,
 ) -> ChatFn:
     """Build the chat function for ``gr.ChatInterface(fn=...)``.
 
@@ -80,6 +82,10 @@ def modelriver_chat(
         structured: render structured output as a JSON block (``"json"``), a Markdown card
             (``"markdown"``), or not at all (``None``: the raw answer text). A ``reply``
             field is shown as the chat text either way (unless None).
+        allow_remote_media: show images of the answer's Markdown as images. Default False:
+            the answer is untrusted (a prompt injection could make the browser fetch an image
+            URL carrying the chat), so each image shows as a link (alt text and URL); raw HTML
+            is always shown as text, and error messages are shown as typed.
         history: send the earlier turns along; False sends only the new message.
         data_output: yield ``(messages, data)`` pairs instead of messages, for
             ``gr.ChatInterface(additional_outputs=[gr.JSON()])``.
@@ -130,7 +136,8 @@ def modelriver_chat(
         messages = [*(_history_messages(history_ or []) if history else []),
                     {"role": "user", "content": text}]
         _check_text({"messages": messages, "metadata": request_metadata})
-        view = ChatView(name, show_steps=show_steps, structured=structured)
+        view = ChatView(name, show_steps=show_steps, structured=structured,
+                        allow_remote_media=allow_remote_media)
 
         def out() -> Any:
             rendered = view.messages()
@@ -191,13 +198,13 @@ def modelriver_chat(
             except ModelRiverError as exc:
                 view.fail(_stream_error(exc))
                 yield out()
-                raise gr.Error(view.error or str(exc), title=_ERROR_TITLE) from exc
+                raise gr.Error(html.escape(view.error or str(exc)), title=_ERROR_TITLE) from exc
             if stream.response is None and view.error is None:
                 view.fail("The stream ended without an answer.")
             if view.error is not None:
                 yield out()
                 logger.info("request %s failed: %s", request.channel_id, view.error)
-                raise gr.Error(view.error, title=_ERROR_TITLE)
+                raise gr.Error(html.escape(view.error), title=_ERROR_TITLE)  # Gradio renders HTML
             if versions[1] != versions[0]:  # the last events came with the end: show them
                 yield out()
         finally:
@@ -248,12 +255,13 @@ async def _create(
         raise gr.Error(f"Cannot reach the upstream at {api.api_base}. Is it running?",
                        title=_ERROR_TITLE) from exc
     except APIError as exc:
-        raise gr.Error(f"The upstream refused the request: {exc.message} (HTTP {exc.status})",
+        raise gr.Error(f"The upstream refused the request: {html.escape(exc.message)} (HTTP {exc.status})",
                        title=_ERROR_TITLE) from exc
     except InvalidInputError as exc:
         raise gr.Error(f"The request cannot be sent: {exc}", title=_ERROR_TITLE) from exc
     except ModelRiverError as exc:  # e.g. a Realm server's INVALID_PARAMS (an unknown model)
-        raise gr.Error(f"The upstream refused the request: {exc}", title=_ERROR_TITLE) from exc
+        raise gr.Error(f"The upstream refused the request: {html.escape(str(exc))}",
+                       title=_ERROR_TITLE) from exc
 
 
 async def _cancel(api: AsyncUpstream, channel_id: str) -> None:

@@ -47,6 +47,7 @@ def chat_interface(
     examples: Sequence[str] | None = DEFAULT_EXAMPLES,
     concurrency_limit: int | None = 64,
     api_name: str = "chat",
+    allow_remote_media: bool = False,
     **interface_options: Any,
 ) -> gr.Blocks:
     """Build a ready chat UI streaming ModelRiver answers.
@@ -55,7 +56,7 @@ def chat_interface(
         workflow: the workflow to call; None shows a "Workflow" dropdown of ``workflows``.
         workflows: the dropdown's choices (the first is selected).
         client, show_steps, structured, history, max_message_bytes, metadata, events,
-            webhook_url: as for ``modelriver_chat`` (``client``: any ``AsyncUpstream``;
+            webhook_url, allow_remote_media: as for ``modelriver_chat`` (``client``: any ``AsyncUpstream``;
             default ``upstream_from_env()``).
         additional_outputs: also show the structured output (or enriched data) in a
             ``gr.JSON`` beside the chat.
@@ -88,6 +89,7 @@ def chat_interface(
         workflow=workflow, client=client, show_steps=show_steps, structured=structured,
         history=history, data_output=additional_outputs, max_message_bytes=max_message_bytes,
         metadata=metadata, events=events, webhook_url=webhook_url, extra_inputs=names,
+        allow_remote_media=allow_remote_media,
     )
     example_rows: list[Any] | None = list(examples) if examples else None
     if example_rows and inputs:

@@ -4,11 +4,16 @@
 visible changed; ``ChatView.messages()`` renders the assistant's turn as a list of
 ``gr.ChatMessage``: the workflow-steps thought (with one nested thought per step and per
 failover), one thought per tool call, the answer, and the structured output.
+
+Model and gateway text is untrusted: the answer and the Markdown card go through
+``safe_markdown`` (no remote image unless ``allow_remote_media``, no raw HTML; links stay links),
+names in thought titles are escaped or put in a code span no backtick can close.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -19,11 +24,12 @@ import gradio as gr
 from gradio.components.chatbot import MetadataDict
 
 from modelriver.events import StreamEvent, ToolCall
+from modelriver.markdown import SafeMarkdown, escape_markdown, safe_markdown
 from modelriver.state import Failover, RequestState
 from modelriver.steps import INITIAL_STEPS, STEP_ORDER
 from modelriver.types import AIResponse, WorkflowStep
 
-__all__ = ["STRUCTURED_ID_PREFIX", "ChatView", "Structured", "partial_json_string"]
+__all__ = ["STRUCTURED_ID_PREFIX", "ChatView", "Structured", "code_span", "markdown_card", "partial_json_string"]
 
 Structured = Literal["json", "markdown"] | None
 
@@ -31,6 +37,7 @@ STRUCTURED_ID_PREFIX = "modelriver-structured"
 """``metadata.id`` prefix of the structured-output message; it is never sent back as history."""
 
 _CONTEXT_KEYS = ("summary", "sentiment", "confidence", "topics", "action_items")
+_BACKTICKS = re.compile("`+")
 
 
 @dataclass(slots=True)
@@ -50,6 +57,8 @@ class ChatView:
         structured: how to render structured output: a JSON block (``"json"``), a Markdown
             card (``"markdown"``), or not at all (``None``: the answer text as it came).
         clock: monotonic seconds, for the step durations (injected by tests).
+        allow_remote_media: show images of the answer's Markdown as images (the browser fetches
+            them). Default False: each image shows as a link (alt text and URL).
 
     The events fold into ``state`` (core's ``RequestState``: text, steps, notes, outcome); the
     view adds what only it shows: step durations on its clock, and the rendering.
@@ -59,6 +68,7 @@ class ChatView:
     show_steps: bool = True
     structured: Structured = "json"
     clock: Callable[[], float] = time.monotonic
+    allow_remote_media: bool = False
     state: RequestState = field(default_factory=RequestState)
     channel_id: str | None = None
     cancelled: bool = False
@@ -66,8 +76,10 @@ class ChatView:
     _started: float = 0.0
     _ended: float | None = None
     _uid: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    _safe: SafeMarkdown = field(default_factory=SafeMarkdown)
 
     def __post_init__(self) -> None:
+        self._safe = SafeMarkdown(allow_remote_media=self.allow_remote_media)
         self._started = self.clock()
         self._steps = {s.id: _StepState(s, self._started) for s in INITIAL_STEPS}
 
@@ -179,7 +191,7 @@ class ChatView:
         for index, call in enumerate(self.tool_calls):
             out.append(gr.ChatMessage(
                 content=_code_block(call.arguments),
-                metadata=MetadataDict(title=f"🛠️ Used tool `{call.name}`",
+                metadata=MetadataDict(title=f"🛠️ Used tool {code_span(call.name)}",
                                       id=f"modelriver-tool-{self._uid}-{index}", status="done"),
             ))
         answer = self.answer_text()
@@ -194,7 +206,7 @@ class ChatView:
                                       id=f"{STRUCTURED_ID_PREFIX}-{self._uid}-stream"),
             ))
         if answer or not out or (self.done and self.error is None):
-            out.append(gr.ChatMessage(content=answer))
+            out.append(gr.ChatMessage(content=self._safe(answer)))
         card = self._structured_message()
         if card is not None:
             out.append(card)
@@ -210,11 +222,11 @@ class ChatView:
             log = "failed"
         else:
             log = f"{sum(s.step.status == 'success' for s in self._steps.values())}/{len(self._steps)}"
-        parent = MetadataDict(title=f"Workflow `{self.workflow}`", id=parent_id, log=log,
+        parent = MetadataDict(title=f"Workflow {code_span(self.workflow)}", id=parent_id, log=log,
                               status="done" if ended is not None else "pending")
         if ended is not None:
             parent["duration"] = round(total, 3)
-        content = f"request `{self.channel_id}`" if self.channel_id else ""
+        content = f"request {code_span(self.channel_id)}" if self.channel_id else ""
         out = [gr.ChatMessage(content=content, metadata=parent)]
         for step_id in STEP_ORDER:
             state = self._steps.get(step_id)
@@ -238,7 +250,8 @@ class ChatView:
     def _failover_messages(self, parent_id: str) -> list[gr.ChatMessage]:
         out = []
         for index, failover in enumerate(self.failovers):
-            title = f"Failover: {failover.from_provider or '?'} → {failover.to_provider or '?'}"
+            names = (escape_markdown(name or "?") for name in (failover.from_provider, failover.to_provider))
+            title = "Failover: {} → {}".format(*names)
             meta = MetadataDict(title=title, id=f"{parent_id}-failover-{index}",
                                 parent_id=parent_id, status="done")
             if failover.reason:
@@ -262,14 +275,22 @@ class ChatView:
             # No status: the thought opens expanded, without a spinner.
             return gr.ChatMessage(content=_code_block(rest),
                                   metadata=MetadataDict(title=title, id=msg_id))
-        return gr.ChatMessage(content=f"**{title}**\n\n{markdown_card(rest)}",
-                              metadata=MetadataDict(id=msg_id))
+        card = markdown_card(rest, allow_remote_media=self.allow_remote_media)
+        return gr.ChatMessage(content=f"**{title}**\n\n{card}", metadata=MetadataDict(id=msg_id))
 
 
-def markdown_card(data: Any) -> str:
-    """Structured output as Markdown: the ``chatbot_response`` fields first, then the rest."""
+def markdown_card(data: Any, *, allow_remote_media: bool = False) -> str:
+    """Structured output as Markdown: the ``chatbot_response`` fields first, then the rest.
+
+    The values are the model's: the card is ``safe_markdown`` (images as links unless
+    ``allow_remote_media``, no raw HTML); field names and topics show as typed.
+    """
     if not isinstance(data, Mapping):
         return _code_block(data)
+    return safe_markdown(_card(data), allow_remote_media=allow_remote_media)
+
+
+def _card(data: Mapping[str, Any]) -> str:
     lines: list[str] = []
     if isinstance(data.get("summary"), str):
         lines.append(f"**Summary:** {data['summary']}")
@@ -281,7 +302,7 @@ def markdown_card(data: Any) -> str:
     elif isinstance(data.get("confidence"), int | float):
         lines.append(f"**Confidence:** {float(data['confidence']):.0%}")
     if isinstance(data.get("topics"), list) and data["topics"]:
-        lines.append("**Topics:** " + ", ".join(f"`{t}`" for t in data["topics"]))
+        lines.append("**Topics:** " + ", ".join(code_span(str(t)) for t in data["topics"]))
     if isinstance(data.get("action_items"), list) and data["action_items"]:
         lines.append("**Action items:**")
         for item in data["action_items"]:
@@ -293,19 +314,36 @@ def markdown_card(data: Any) -> str:
         if key in _CONTEXT_KEYS or key == "reply":
             continue
         shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        lines.append(f"**{key}:** {shown}")
+        lines.append(f"**{escape_markdown(str(key))}:** {shown}")
     return "\n\n".join(lines)
 
 
 def _step_title(step: WorkflowStep) -> str:
-    if step.status == "error":
-        return f"❌ {step.name}"
-    return step.name
+    # A step's name is the gateway's (a fixed set); its error message goes to ``log``: plain text.
+    return f"❌ {step.name}" if step.status == "error" else step.name
+
+
+def code_span(text: str) -> str:
+    """``text`` as one Markdown code span, whatever backticks it holds.
+
+    The fence is one backtick longer than the longest run inside, padded with a space when the
+    text starts or ends with a backtick or a space (CommonMark strips one space each side);
+    newlines become spaces. ``code_span("a`b")`` is ``"`` a`b ``"``.
+
+    Returns:
+        Markdown that renders as ``text`` in code font.
+    """
+    text = " ".join(text.splitlines()) or " "
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(text)), default=0) + 1)
+    pad = " " if text[0] in "` " or text[-1] in "` " else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _code_block(value: Any, *, raw: bool = False) -> str:
+    """A fenced JSON block; the fence is longer than any backtick run inside (raw model text)."""
     text = value if raw and isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
-    return f"```json\n{text}\n```"
+    fence = "`" * max(3, max((len(run) for run in _BACKTICKS.findall(text)), default=0) + 1)
+    return f"{fence}json\n{text}\n{fence}"
 
 
 def partial_json_string(text: str, key: str) -> str | None:
