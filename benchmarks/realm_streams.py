@@ -154,10 +154,12 @@ async def timed(one: Callable[[], Awaitable[str]], n: int, expected: str, what: 
 class RealmRunner:
     """N ``generate_stream`` calls at once on one ``RealmClient`` (``model``: the gateway's workflow)."""
 
-    def __init__(self, port: int, tokens: int, model: str | None = None, expected: str | None = None) -> None:
+    def __init__(self, port: int, tokens: int, model: str | None = None, expected: str | None = None,
+                 api_key: str | None = None) -> None:
         from modelriver.realm import RealmClient
 
-        self.client = RealmClient(f"ws://127.0.0.1:{port}", ping_interval=None, timeout=60)
+        self.client = RealmClient(f"ws://127.0.0.1:{port}", api_key=api_key, ping_interval=None,
+                                  timeout=60)
         self.model = model
         self.expected = expected if expected is not None else "".join(token(i) for i in range(tokens))
 
@@ -236,7 +238,8 @@ async def measure(realm_port: int, plain_port: int, gateway: Gateway, tokens: in
     realm = RealmRunner(realm_port, tokens)
     plain = PlainRunner(plain_port, tokens)
     expected = "".join(token(i) for i in range(tokens)).strip()  # the scripted text, tokenized
-    gw_realm = RealmRunner(gateway.realm_port, tokens, model=WORKFLOW, expected=expected)
+    gw_realm = RealmRunner(gateway.realm_port, tokens, model=WORKFLOW, expected=expected,
+                           api_key=API_KEY)  # the endpoint takes the gateway's key
     gw_modelriver = ModelRiverRunner(gateway.url, expected)
     await realm.client.connect()
     await gw_realm.client.connect()
