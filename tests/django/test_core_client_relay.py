@@ -17,8 +17,9 @@ from support import Gateway
 
 
 async def test_origin_lets_the_core_client_stream_through_the_relay(demo: Demo, gateway: Gateway) -> None:
-    request = await asyncio.to_thread(start, demo)
-    stream = await connect(request, origin=demo.url, headers={"X-Test-Client": "core"}, request_timeout=30)
+    request, cookie = await asyncio.to_thread(start, demo)
+    # headers=: the session's cookie (the relay binds the socket token to the session)
+    stream = await connect(request, origin=demo.url, headers=cookie, request_timeout=30)
     try:
         tokens = [event.data async for event in stream if isinstance(event, Token)]
     finally:
@@ -29,12 +30,12 @@ async def test_origin_lets_the_core_client_stream_through_the_relay(demo: Demo, 
 
 
 def test_without_origin_the_refusal_names_the_handshake_and_status(demo: Demo) -> None:
-    request = start(demo)
-    with pytest.raises(StreamError) as refused, connect_sync(request, request_timeout=30) as stream:
+    request, cookie = start(demo)
+    with pytest.raises(StreamError) as refused, connect_sync(request, headers=cookie, request_timeout=30) as stream:
         stream.wait()
     message = str(refused.value)
     assert "handshake" in message and "HTTP 403" in message and "origin=" in message
     assert request.ws_token not in message  # the socket URL is named without its token
     # the refusal consumed nothing: the same token streams once the origin is right
-    with connect_sync(request, origin=demo.url, request_timeout=30) as stream:
+    with connect_sync(request, origin=demo.url, headers=cookie, request_timeout=30) as stream:
         assert stream.wait().status == "success" and stream.text
