@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from importlib.metadata import distribution
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def test_faults_fail_failover_and_dropped_sockets(modelriver_gateway: EmbeddedGa
     gw.fail("demo-chat", error="provider down")
     gw.fail("demo-failover", after=2)
     gw.script("demo-failover", reply="backup answer")
-    gw.script("steady", reply="one two three four five six", tokens_per_second=200)
+    steady = " ".join(f"w{i}" for i in range(40))  # 0.8 s: the socket is joined before it ends
+    gw.script("steady", reply=steady, tokens_per_second=50)
     gw.drop_socket("steady", after=2)
     with client(gw) as api:
         with api.stream("demo-chat", "hi") as failed:
@@ -60,7 +62,7 @@ def test_faults_fail_failover_and_dropped_sockets(modelriver_gateway: EmbeddedGa
             assert dropped.wait().status == "success"
     assert "provider down" in str(failed.response.error_message)
     assert "failover" in statuses and failover.text == "backup answer"
-    assert dropped.text == "one two three four five six"
+    assert dropped.text == steady
     assert gw.request(dropped.request.channel_id)["sockets"] >= 2  # it did reconnect
     assert gw.requests()[0]["status"] == "error"
     with pytest.raises(ValueError, match="tokens_per_second"):
@@ -84,6 +86,7 @@ def test_the_gateway_stops_and_frees_its_port() -> None:
     with EmbeddedGateway() as gw:
         url = gw.url
         assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+    assert not [t for t in threading.enumerate() if t.name == "modelriver-testing-gateway"]
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/health", timeout=5)
     with pytest.raises(APIConnectionError), ModelRiver("k", api_base=url, max_retries=0) as api:
