@@ -176,17 +176,14 @@ class RequestState:
             after the end). Token events return shared instances: no allocation per token.
         """
         if type(event) is Token:
-            if self.result is not None:
-                return NOTHING
             data = event.data
-            if data:
+            if data and self.status == "streaming" and self.result is None:  # the hot path
                 self._parts.append(data)
-                # Issue 18 plugs in here: a structured workflow's partial object, parsed from the
-                # text when the view can change (not per token), exposed beside ``text``.
-            if self.status != "streaming":
-                self.status = "streaming"
-                return _TEXT_AND_STATUS if data else _STATUS
-            return _TEXT if data else NOTHING
+                # Issue 18 plugs in where deltas are appended (here and in _first_token): a
+                # structured workflow's partial object, parsed from the text when the view can
+                # change (per batch or paint, not per token), exposed beside ``text``.
+                return _TEXT
+            return self._first_token(data)
         if isinstance(event, Step):
             return self._changed_steps(self._tracker.absorb(event.step))
         if self.result is not None:
@@ -201,6 +198,17 @@ class RequestState:
         if isinstance(event, Error):
             return self._end_with_error(event.message, self._tracker.error(event.message))
         return NOTHING
+
+    def _first_token(self, data: str) -> Changes:
+        """A token that is not a plain append: the first after a status, empty, or too late."""
+        if self.result is not None:
+            return NOTHING
+        if data:
+            self._parts.append(data)
+        if self.status == "streaming":
+            return NOTHING  # an empty delta
+        self.status = "streaming"
+        return _TEXT_AND_STATUS if data else _STATUS
 
     def fail(self, message: str) -> Changes:
         """End the request locally (the stream failed or ended without a terminal event).
