@@ -4,7 +4,8 @@ Runs against the embedded gateway by default (``modelriver dev``, or ``make demo
 both); reads ``MODELRIVER_API_BASE`` / ``MODELRIVER_API_KEY`` like every demo.
 
 Upstream: ``MODELRIVER_UPSTREAM=realm`` sends the chat to a Realm server instead (``REALM_URL``,
-default ``ws://localhost:8080``, and ``REALM_API_KEY``; e.g. ``modelriver dev --realm-port 8080``).
+default ``ws://localhost:8080``, and ``REALM_API_KEY``; e.g. ``modelriver dev --realm-port 8080``,
+whose Realm endpoint takes the gateway's API key unless ``--realm-api-key`` sets another).
 Realm requests stream in server mode (the browser gets no socket token for them), and the
 event-driven workflow needs ModelRiver (Realm has no webhooks): it shows Realm's refusal.
 
