@@ -94,7 +94,7 @@ INSTALLED_APPS = {apps!r}
 MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware"]
 SESSION_ENGINE = {engine!r}
 ROOT_URLCONF = "site_urls"
-ASGI_APPLICATION = "site_asgi.application"
+{asgi}
 DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": {db!r}}}}}
 STATIC_URL = "/static/"
 MODELRIVER = {{"API_KEY": "mr_site_0123456789abcdef", "WEBHOOK_SECRET": "whsec_site"}}
@@ -103,10 +103,12 @@ APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django.contrib.se
         "django.contrib.staticfiles", "channels", "django_modelriver"]
 
 
-def site(tmp_path: Path, apps: list[str], engine: str = "django.contrib.sessions.backends.db") -> dict[str, str]:
+def site(tmp_path: Path, apps: list[str], engine: str = "django.contrib.sessions.backends.db",
+         *, asgi: bool = True) -> dict[str, str]:
     """A minimal project in ``tmp_path`` (settings, urls, asgi); returns the env that selects it."""
-    (tmp_path / "site_settings.py").write_text(
-        SITE_SETTINGS.format(apps=apps, engine=engine, db=str(tmp_path / "db.sqlite3")))
+    (tmp_path / "site_settings.py").write_text(SITE_SETTINGS.format(
+        apps=apps, engine=engine, db=str(tmp_path / "db.sqlite3"),
+        asgi='ASGI_APPLICATION = "site_asgi.application"' if asgi else ""))
     (tmp_path / "site_urls.py").write_text(
         "from django.urls import include, path\n"
         "urlpatterns = [path('modelriver/', include('django_modelriver.urls'))]\n")
@@ -132,6 +134,9 @@ def test_runserver_without_daphne_first_is_flagged_and_refused(tmp_path: Path) -
     daphne_first = site(tmp_path, ["daphne", *APPS])
     clean = django_admin(daphne_first, "check", cwd=tmp_path)
     assert clean.returncode == 0 and "W005" not in clean.stderr and "E012" not in clean.stderr, clean.stderr
+    assert "W004" not in clean.stderr
+    no_asgi = django_admin(site(tmp_path, ["daphne", *APPS], asgi=False), "check", cwd=tmp_path)
+    assert "django_modelriver.W004" in no_asgi.stderr and "ASGI_APPLICATION" in no_asgi.stderr, no_asgi.stderr
 
 
 def test_an_unmigrated_session_table_is_flagged_by_the_database_check(tmp_path: Path) -> None:
