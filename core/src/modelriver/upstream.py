@@ -32,8 +32,10 @@ How a request maps onto Realm (``RealmUpstream``):
   later, several streams may follow one request, and ``connect(request, last_seq=n)`` resumes.
   They are the gateway's plain order: ``status`` queued, started, streaming, ``tokens``...,
   ``response`` (success); or an ``error`` (the server's error, or the socket lost mid-answer);
-* ``cancel`` stops the call on the server (Realm's ``cancel``) and ends the request with a
-  ``cancelled`` response, as the gateway does; ``reconnect`` returns the request while it is
+* ``cancel`` stops the call (``RealmClient`` stops reading it, and sends ``{type: "cancel"}`` to a
+  server whose welcome frame announces it, as the gateway's endpoint does; Realm's own server has
+  no cancel and finishes the call unread) and ends the request with a ``cancelled`` response, as
+  the gateway does; ``reconnect`` returns the request while it is
   kept (``retention`` seconds after its end), else raises ``APIError`` 404.
 """
 

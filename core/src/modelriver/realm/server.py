@@ -27,7 +27,9 @@ Ours, beyond Realm's server (*ours* in the docs):
 * a call's ``tenant_id`` is not checked against the key's tenant: the key's tenant is billed
   (Realm's server answers ``UNAUTHORIZED`` "Tenant ID mismatch"; its TypeScript SDK sends its own
   tenant id, so it could not call such a server at all with a key);
-* ``pipeline`` takes its name from ``params.pipeline`` or ``params.name``.
+* ``pipeline`` takes its name from ``params.pipeline`` or ``params.name``;
+* an ``auth`` frame after the welcome (or with auth off) is answered ``auth_success`` with the
+  connection's tenant (Realm's TypeScript SDK, given a key, waits for one).
 
 ``RealmSession`` only needs an async iterable of incoming frames, a ``send`` and a ``close``:
 another WebSocket stack (ASGI) can drive it too.
