@@ -1,6 +1,7 @@
 """A bare app around one `st_modelriver` call, shaped by query parameters (tests only).
 
-``?mode=component|server&workflow=demo-chat&prompt=...&key=...&meta=<JSON metadata>``
+``?mode=component|server&workflow=demo-chat&prompt=...&key=...&meta=<JSON metadata>&media=1``
+(``media=1``: ``allow_remote_media=True``)
 """
 
 import json
@@ -16,6 +17,7 @@ response = st_modelriver(
     key=query.get("key", "probe"),
     mode="server" if query.get("mode") == "server" else "component",
     metadata=json.loads(query.get("meta", "{}")),
+    allow_remote_media=query.get("media") == "1",
 )
 if response is not None:
     with st.container(key="returned-probe"):
