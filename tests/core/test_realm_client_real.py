@@ -202,7 +202,7 @@ def test_sync_client_against_the_real_server_double(portal_double: RealmDouble) 
     errors: list[Any] = []
     with SyncRealmClient(portal_double.url, api_key=KEY) as realm:
         realm.on("error", errors.append)
-        assert realm.is_connected and realm.tenant_id == TENANT
+        assert realm.is_connected and realm.tenant_id == TENANT and realm.capabilities == ()
         assert realm.generate("sync hello", model="any.gguf").text == simulated("sync hello")
         tokens = list(realm.generate_stream("sync stream"))
         assert tokens == words("sync stream", 100) and "".join(tokens) == simulated("sync stream")

@@ -66,6 +66,11 @@ class SyncRealmClient:
     def tenant_id(self) -> str:
         return self._client.tenant_id
 
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        """See ``RealmClient.capabilities``."""
+        return self._client.capabilities
+
     def on(self, event: str, callback: Callback) -> Callable[[], None]:
         """See ``RealmClient.on``; the callback runs on the client's loop thread."""
         return self._client.on(event, callback)
