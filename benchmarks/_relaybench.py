@@ -114,7 +114,7 @@ def start_daphne_probed(port: int, api: str, script: dict[str, Any], *, profile:
     env = {**(env or {}), **({"BENCH_PROFILE": profile} if profile else {}),
            "MODELRIVER_API_BASE": api, "MODELRIVER_API_KEY": dr.API_KEY, "MODELRIVER_WEBHOOK_SECRET": dr.SECRET,
            "DJANGO_DEBUG": "0", "DJANGO_CHAT_SCRIPTED": json.dumps(script), "PYTHONPATH": str(dr.DEMO),
-           "DJANGO_SETTINGS_MODULE": "chatsite.settings"}
+           "DJANGO_SETTINGS_MODULE": "chatsite.settings", **dr.UNLIMITED_STARTS}
     return dr.Server.start([sys.executable, str(Path(__file__).resolve()), "daphne", "-b", "127.0.0.1", "-p",
                             str(port), "chatsite.asgi:application"], "Listening on TCP address", env=env,
                            cwd=dr.DEMO)

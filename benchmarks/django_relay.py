@@ -69,15 +69,30 @@ class Stream:
     error: str | None = None
 
 
+SESSION_COOKIES: dict[str, str] = {}
+"""The relay session's cookies by the ws_token it issued: a socket sends them, as a browser does
+(the relay opens a token's socket only with the session it was issued to)."""
+
+
+def keep_cookies(answer: dict[str, Any], http: Any) -> None:
+    """Remember ``http``'s cookies (an httpx client's jar) for ``answer``'s token."""
+    SESSION_COOKIES[answer["ws_token"]] = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
+
+
 async def listen(stream: Stream, *, record: bool) -> None:
     """Join with {} and read frames until the terminal response (or error)."""
+    from urllib.parse import parse_qs, urlsplit
+
     import websockets
 
     stream.first = time.perf_counter()
+    token = parse_qs(urlsplit(stream.url).query).get("token", [""])[0]
+    cookie = SESSION_COOKIES.get(token)
     try:
         async with websockets.connect(stream.url, origin=stream.origin, compression=None,  # type: ignore[arg-type]
                                       max_size=None, ping_interval=None, open_timeout=60,
-                                      close_timeout=1) as ws:
+                                      close_timeout=1,
+                                      additional_headers={"Cookie": cookie} if cookie else None) as ws:
             await ws.send(json.dumps(["1", "1", stream.topic, "phx_join", {}]))
             async for raw in ws:
                 now = time.perf_counter()
@@ -141,6 +156,7 @@ async def create_relay(site: str, n: int) -> list[dict[str, Any] | None]:
                 print(f"start {i}: HTTP {r.status_code} {r.text[:200]}", file=sys.stderr)
                 return None
             answer: dict[str, Any] = r.json()
+            keep_cookies(answer, http)
             return answer
 
         return await gather_limited([start(i) for i in range(n)])
@@ -221,10 +237,14 @@ def start_gateway(port: int) -> Server:
                          "--webhook-secret", SECRET], "modelriver dev ready on", env={})
 
 
+UNLIMITED_STARTS = {"MODELRIVER_START_RATE": "0", "MODELRIVER_MAX_IN_FLIGHT": "0"}
+"""The demo's knobs turning the start limits off: one session starts all N requests here."""
+
+
 def start_daphne(port: int, api: str, script: dict[str, Any]) -> Server:
     env = {"MODELRIVER_API_BASE": api, "MODELRIVER_API_KEY": API_KEY, "MODELRIVER_WEBHOOK_SECRET": SECRET,
            "DJANGO_DEBUG": "0", "DJANGO_CHAT_SCRIPTED": json.dumps(script), "PYTHONPATH": str(DEMO),
-           "DJANGO_SETTINGS_MODULE": "chatsite.settings"}
+           "DJANGO_SETTINGS_MODULE": "chatsite.settings", **UNLIMITED_STARTS}
     return Server.start([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                          "chatsite.asgi:application"], "Listening on TCP address", env=env, cwd=DEMO)
 

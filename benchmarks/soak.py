@@ -39,6 +39,7 @@ async def lane(site: str, stop: asyncio.Event, counts: dict[str, int], ready: as
                 reasons[why] = reasons.get(why, 0) + 1
                 continue
             a = answer.json()
+            dr.keep_cookies(a, http)
             stream = dr.Stream(dr.socket_url(a), a["websocket_channel"], origin=site)
             if first:
                 first = False

@@ -63,6 +63,12 @@ class DjangoSession:
     async def __aexit__(self, *exc: object) -> None:
         await self.http.aclose()
 
+    @property
+    def socket_headers(self) -> dict[str, str]:
+        """What a browser's socket sends along: the session's cookies (a token opens a socket only
+        with the session it was issued to)."""
+        return {"Cookie": "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())}
+
     def csrf_headers(self) -> dict[str, str]:
         return {"X-CSRFToken": self.http.cookies.get("csrftoken") or "", "Referer": self.base + "/"}
 

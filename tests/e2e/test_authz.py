@@ -69,12 +69,15 @@ class Sweep:
         return [row for row in self.rows if row[1] != row[2]]
 
 
-async def handshake(url: str, token: str | None, seen: Seen, *, origin: str | None = None) -> Any:
-    """Open a Phoenix socket; returns the connection, or the HTTP status it was refused with."""
+async def handshake(url: str, token: str | None, seen: Seen, *, origin: str | None = None,
+                    session: DjangoSession | None = None) -> Any:
+    """Open a Phoenix socket (with ``session``'s cookies, as its browser would); returns the
+    connection, or the HTTP status it was refused with."""
     try:
         ws = await websockets.connect(socket_endpoint(url, token) if token is not None else
                                       url.rstrip("/") + "/websocket?vsn=2.0.0",
-                                      origin=origin, open_timeout=10, ping_interval=None)  # type: ignore[arg-type]
+                                      origin=origin, open_timeout=10, ping_interval=None,  # type: ignore[arg-type]
+                                      additional_headers=session.socket_headers if session else None)
     except InvalidStatus as exc:
         return exc.response.status_code
     return ws
@@ -145,32 +148,41 @@ async def test_django_relay_authorization_sweep(
     url = a1.websocket_url
 
     # No token, a forged one, a wrong Origin: refused at the handshake.
-    sweep.check("socket: no token", 403, await handshake(url, None, seen, origin=origin))
-    sweep.check("socket: forged token", 403, await handshake(url, "x" + a1.ws_token[1:], seen, origin=origin))
-    sweep.check("socket: foreign Origin", 403, await handshake(url, a1.ws_token, seen, origin="http://evil.example"))
+    sweep.check("socket: no token", 403, await handshake(url, None, seen, origin=origin, session=alice))
+    sweep.check("socket: forged token", 403, await handshake(url, "x" + a1.ws_token[1:], seen, origin=origin,
+                                                             session=alice))
+    sweep.check("socket: foreign Origin", 403, await handshake(url, a1.ws_token, seen, origin="http://evil.example",
+                                                               session=alice))
+    # The token is bound to alice's session: without her cookie, or with bob's, it opens nothing.
+    sweep.check("socket: alice's token without a session cookie", 403,
+                await handshake(url, a1.ws_token, seen, origin=origin))
+    sweep.check("socket: alice's token with bob's session cookie", 403,
+                await handshake(url, a1.ws_token, seen, origin=origin, session=bob))
 
     # Expired: alice's own claims signed 301 s ago are refused; the same signed now are accepted.
     owner = claims_of(a1.ws_token, key)["o"]
     sweep.check("socket: expired token", 403,
-                await handshake(url, aged_token(a1.channel_id, owner, key=key, age=301), seen, origin=origin))
-    control = await handshake(url, aged_token(a1.channel_id, owner, key=key, age=0), seen, origin=origin)
+                await handshake(url, aged_token(a1.channel_id, owner, key=key, age=301), seen, origin=origin,
+                                session=alice))
+    control = await handshake(url, aged_token(a1.channel_id, owner, key=key, age=0), seen, origin=origin,
+                              session=alice)
     sweep.check("control: the same claims, fresh", "open", "open" if not isinstance(control, int) else control)
     if not isinstance(control, int):
         await control.close()
 
     # One live socket per token: a second simultaneous one is refused; after a close it is accepted.
-    first = await handshake(url, a1.ws_token, seen, origin=origin)
+    first = await handshake(url, a1.ws_token, seen, origin=origin, session=alice)
     assert not isinstance(first, int), first
     sweep.check("socket: second simultaneous socket on one token", 403,
-                await handshake(url, a1.ws_token, seen, origin=origin))
+                await handshake(url, a1.ws_token, seen, origin=origin, session=alice))
     reply = await join(first, a1.topic, seen)
     sweep.check("control: the token's own channel", "ok", reply["status"])
     await first.close()
 
     # Another user's token, another channel's token (same user): joining alice's first is refused,
     # and no frame of it arrives.
-    for name, request in (("another user's token", b1), ("another channel's token", a2)):
-        ws = await handshake(url, request.ws_token, seen, origin=origin)
+    for name, request, session in (("another user's token", b1, bob), ("another channel's token", a2, alice)):
+        ws = await handshake(url, request.ws_token, seen, origin=origin, session=session)
         assert not isinstance(ws, int), (name, ws)
         for topic in (a1.topic, f"ai_response:{a1.channel_id}"):
             reply = await join(ws, topic, seen)
@@ -198,7 +210,7 @@ async def test_django_relay_authorization_sweep(
         answer = await session.post("/modelriver/api/v1/ai/reconnect", {"channel_id": request.channel_id},
                                     csrf=False)
         fresh = AsyncRequest.from_payload(seen.http(answer).json())
-        ws = await handshake(fresh.websocket_url, fresh.ws_token, seen, origin=origin)
+        ws = await handshake(fresh.websocket_url, fresh.ws_token, seen, origin=origin, session=session)
         assert not isinstance(ws, int), ws
         await join(ws, fresh.topic, seen)
         async with asyncio.timeout(30):
@@ -278,7 +290,9 @@ async def test_gateway_authorization_sweep(
                     sweep.check(f"API: {method} {path.replace(mine.channel_id, '<id>')} with {who}", 401,
                                 answer.status_code)
             answer = seen.http(await http.get("/"))
-            sweep.check("control: the HTML view needs no key", 200, answer.status_code)
+            sweep.check("API: GET / (the HTML log) with no key", 401, answer.status_code)
+            answer = seen.http(await http.get("/", headers={"Authorization": f"Bearer {gw.api_key}"}))
+            sweep.check("control: the HTML log with the key", 200, answer.status_code)
         for request in (mine, other):
             seen.texts.append(json.dumps(await client.cancel(request.channel_id)))
         seen.texts.append(json.dumps(await asyncio.to_thread(gw.requests)))

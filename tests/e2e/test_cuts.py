@@ -97,7 +97,8 @@ async def test_100_cuts_core_client_to_django_relay(
                 async def refresh() -> AsyncRequest:
                     return via(proxy, await session.reconnect(request.channel_id))
 
-                stream = await connect(via(proxy, request), refresh=refresh, request_timeout=60)
+                stream = await connect(via(proxy, request), refresh=refresh, request_timeout=60,
+                                       origin=relay.url, headers=session.socket_headers)
                 seqs = [event.seq async for event in stream if isinstance(event, Token)]
             assert stream.response is not None and stream.response.status == "success", stream.response
             log = await asyncio.to_thread(gateway.request_log, request.channel_id)

@@ -55,6 +55,11 @@ class Browser:
         assert answer.status_code == 200, answer.text
         return AsyncRequest.from_payload(answer.json())
 
+    @property
+    def socket_headers(self) -> dict[str, str]:
+        """The session's cookies, as a browser's socket sends them (the relay binds tokens to sessions)."""
+        return {"Cookie": "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())}
+
     def close(self) -> None:
         self.http.close()
 
@@ -65,7 +70,8 @@ def assert_serves(relay: Demo) -> None:
     browser = Browser(relay)
     try:
         request = browser.start("still there?")
-        with connect(request.socket_url, origin=relay.url, open_timeout=10) as ws:  # type: ignore[arg-type]
+        with connect(request.socket_url, origin=relay.url, open_timeout=10,  # type: ignore[arg-type]
+                     additional_headers=browser.socket_headers) as ws:
             ws.send(json.dumps(["1", "1", request.topic, "phx_join", {}]))
             while True:
                 frame = json.loads(ws.recv(timeout=20))
@@ -78,8 +84,8 @@ def assert_serves(relay: Demo) -> None:
 class Sock:
     """One socket on the relay, reopened with the same token after the relay closes it."""
 
-    def __init__(self, relay: Demo, request: AsyncRequest) -> None:
-        self.relay, self.request = relay, request
+    def __init__(self, relay: Demo, request: AsyncRequest, headers: dict[str, str]) -> None:
+        self.relay, self.request, self.headers = relay, request, headers
         self.ws: ClientConnection | None = None
         self.opened = 0
         self.closes: dict[int, int] = {}
@@ -88,7 +94,7 @@ class Sock:
     def ensure(self) -> ClientConnection:
         if self.ws is None:
             self.ws = reopen_socket(socket_endpoint(self.request.websocket_url, self.request.ws_token),
-                                    origin=self.relay.url)
+                                    origin=self.relay.url, headers=self.headers)
             self.opened += 1
         return self.ws
 
@@ -122,7 +128,7 @@ class Sock:
 @pytest.fixture(scope="module")
 def sock(relay: Demo) -> Iterator[Sock]:
     browser = Browser(relay)
-    s = Sock(relay, browser.start("fuzz"))
+    s = Sock(relay, browser.start("fuzz"), browser.socket_headers)
     yield s
     s.close()
     browser.close()

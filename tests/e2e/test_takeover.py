@@ -92,7 +92,8 @@ async def test_ten_pump_kills_in_a_row_lose_nothing(
                 async def refresh(session: DjangoSession = session, cid: str = request.channel_id) -> AsyncRequest:
                     return via(balancer, await session.reconnect(cid))
 
-                stream = await connect(via(balancer, fresh), refresh=refresh, request_timeout=120)
+                stream = await connect(via(balancer, fresh), refresh=refresh, request_timeout=120,
+                                       origin=balancer.rewrite(cluster[0].url), headers=session.socket_headers)
                 stream.on("channel_joined", lambda _: joined.put_nowait(None))
                 streams.append((request, stream))
         clients = len(streams)

@@ -36,8 +36,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def reopen_socket(url: str, *, origin: str | None = None, within: float = 5.0) -> ClientConnection:
-    """A sync WebSocket to ``url`` whose token's previous socket has just closed.
+def reopen_socket(url: str, *, origin: str | None = None, within: float = 5.0,
+                  headers: dict[str, str] | None = None) -> ClientConnection:
+    """A sync WebSocket to ``url`` whose token's previous socket has just closed (``headers``: more
+    handshake headers, e.g. the Django relay's session cookie).
 
     The server allows one live socket per token and may count the closed one live a moment longer
     (403 until it lets go); nothing on the client side signals that, so this retries for ``within`` s.
@@ -46,7 +48,7 @@ def reopen_socket(url: str, *, origin: str | None = None, within: float = 5.0) -
     while True:
         try:
             ws = connect(url, origin=origin, max_size=None, open_timeout=5,  # type: ignore[arg-type]
-                         compression=None)
+                         compression=None, additional_headers=headers)
             # Entered, though the caller closes it outside a `with`: websockets >= 17.1 warns otherwise.
             return ws.__enter__()
         except InvalidStatus as exc:

@@ -10,7 +10,9 @@ gateway's); ``REDIS_URL``: run several processes on Redis (channels_redis) inste
 memory. Dev-only knobs for tests: ``DJANGO_CHAT_DB`` (SQLite file), ``DJANGO_CHAT_SCRIPTED``
 (JSON merged into every request's ``metadata.scripted``, the dev gateway's per-request script),
 ``MODELRIVER_PUMP_LOCK_TTL`` (seconds before another process takes a dead pump over);
-``MODELRIVER_REPLAY_RETENTION`` (seconds a finished request's replay buffer is kept, default 600).
+``MODELRIVER_REPLAY_RETENTION`` (seconds a finished request's replay buffer is kept, default 600);
+``MODELRIVER_START_RATE`` / ``MODELRIVER_MAX_IN_FLIGHT`` (the start limits per session; ``0`` turns
+one off, for benchmarks that start every request from one session; default: the app's).
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ MODELRIVER = {
     },
     "PUMP_LOCK_TTL": float(os.environ.get("MODELRIVER_PUMP_LOCK_TTL") or 10),
     "REPLAY_RETENTION": float(os.environ.get("MODELRIVER_REPLAY_RETENTION") or 600),
+    **{key: int(os.environ[f"MODELRIVER_{key}"]) for key in ("START_RATE", "MAX_IN_FLIGHT")
+       if os.environ.get(f"MODELRIVER_{key}")},
 }
 
 STATIC_URL = "/static/"
