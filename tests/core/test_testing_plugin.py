@@ -7,6 +7,7 @@ of this process; these tests drive it through the public client as an app would.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -120,6 +121,5 @@ def test_the_entry_point_works_in_a_project_of_its_own(tmp_path: Path) -> None:
 def test_the_gateway_extra_and_its_old_name() -> None:
     requires = [r.replace('"', "'") for r in distribution("modelriver").requires or []]
     for extra in ("gateway", "dev"):  # `dev` is the old name: it installs the same
-        needs = {r.split(";")[0] for r in requires if r.endswith(f"extra == '{extra}'")}
-        assert {"starlette>=0.40", "uvicorn[standard]>=0.30", "jsonschema>=4.21"} <= needs or needs == {
-            "modelriver[gateway]"}, requires
+        needs = {re.split(r"[\[<>=;]", r)[0] for r in requires if r.endswith(f"extra == '{extra}'")}
+        assert {"starlette", "uvicorn", "jsonschema"} <= needs or needs == {"modelriver"}, requires
