@@ -74,9 +74,13 @@ SESSION_COOKIES: dict[str, str] = {}
 (the relay opens a token's socket only with the session it was issued to)."""
 
 
-def keep_cookies(answer: dict[str, Any], http: Any) -> None:
-    """Remember ``http``'s cookies (an httpx client's jar) for ``answer``'s token."""
-    SESSION_COOKIES[answer["ws_token"]] = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
+def keep_cookies(answer: dict[str, Any], response: Any) -> None:
+    """Remember the session cookies of the start ``response`` (httpx) for ``answer``'s token: those
+    the request sent, updated by those it set (concurrent first starts each make a session)."""
+    sent = response.request.headers.get("cookie", "")
+    cookies = dict(pair.split("=", 1) for pair in sent.split("; ") if "=" in pair)
+    cookies.update(response.cookies.items())
+    SESSION_COOKIES[answer["ws_token"]] = "; ".join(f"{k}={v}" for k, v in cookies.items())
 
 
 async def listen(stream: Stream, *, record: bool) -> None:
@@ -156,7 +160,7 @@ async def create_relay(site: str, n: int) -> list[dict[str, Any] | None]:
                 print(f"start {i}: HTTP {r.status_code} {r.text[:200]}", file=sys.stderr)
                 return None
             answer: dict[str, Any] = r.json()
-            keep_cookies(answer, http)
+            keep_cookies(answer, r)
             return answer
 
         return await gather_limited([start(i) for i in range(n)])

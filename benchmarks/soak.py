@@ -39,7 +39,7 @@ async def lane(site: str, stop: asyncio.Event, counts: dict[str, int], ready: as
                 reasons[why] = reasons.get(why, 0) + 1
                 continue
             a = answer.json()
-            dr.keep_cookies(a, http)
+            dr.keep_cookies(a, answer)
             stream = dr.Stream(dr.socket_url(a), a["websocket_channel"], origin=site)
             if first:
                 first = False
