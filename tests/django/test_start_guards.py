@@ -141,3 +141,21 @@ async def test_unmigrated_sessions_are_a_clear_error_before_any_upstream_request
     assert answer.status_code == 500
     assert "manage.py migrate" in answer.json()["error"]
     assert len(gateway.requests()) == before
+
+
+def test_the_limit_settings_and_their_checks() -> None:
+    from django_modelriver.checks import check_settings
+    from django_modelriver.conf import modelriver_settings
+
+    with override_settings(MODELRIVER={}):
+        conf = modelriver_settings()
+        assert (conf.start_rate, conf.max_in_flight, conf.limit_cache, conf.bind_token_to_session) == (
+            20, 4, "default", True)
+        assert not {m.id for m in check_settings()} & {"django_modelriver.E011"}
+    with override_settings(MODELRIVER={"START_RATE": None, "MAX_IN_FLIGHT": 0}):
+        conf = modelriver_settings()
+        assert (conf.start_rate, conf.max_in_flight) == (0, 0)
+        assert not conf.start_limits().enabled
+    for bad in ({"START_RATE": -1}, {"MAX_IN_FLIGHT": 2.5}, {"START_RATE": "20"}, {"LIMIT_CACHE": "nowhere"}):
+        with override_settings(MODELRIVER=bad):
+            assert "django_modelriver.E011" in {m.id for m in check_settings()}, bad
