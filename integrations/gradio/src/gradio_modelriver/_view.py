@@ -335,7 +335,7 @@ def code_span(text: str) -> str:
     """
     text = " ".join(text.splitlines()) or " "
     fence = "`" * (max((len(run) for run in _BACKTICKS.findall(text)), default=0) + 1)
-    pad = " " if text[0] in "` " or text[-1] in "` " else ""
+    pad = " " if text.strip(" ") and (text[0] in "` " or text[-1] in "` ") else ""
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
