@@ -21,14 +21,20 @@ the goal, records its figures (printed under "e2e figures") and fails on the cod
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import socket
 import struct
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import psutil
@@ -43,10 +49,12 @@ from websockets.typing import Origin
 from websockets.uri import parse_uri
 
 from modelriver.types import AsyncRequest, socket_endpoint
-from support import Gateway, start_gateway
+from support import CHROMIUM_ARGS, Gateway, Process, chromium_path
 from support.gatewaytest import is_terminal, scripted
+from support.leakserver import LeakServer, hostile_gateway
+from support.upstreams import Upstream
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 MB = 1 << 20
 JOINS = 1000
@@ -310,11 +318,74 @@ def socket_outcome(request: AsyncRequest, *, origin: str, cookie: str | None) ->
 
 
 @pytest.fixture(scope="module")
-def abuse_gateway() -> Iterator[Gateway]:
-    """This module's gateway: the relay's upstream and the apps'."""
-    gw = start_gateway()
-    yield gw
-    gw.process.stop()
+def leak() -> Iterator[LeakServer]:
+    """The attacker's server: records every URL model text made a browser fetch."""
+    with LeakServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def abuse_gateway(leak: LeakServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """This module's gateway, the relay's and the apps' upstream: its scripted workflows answer
+    hostile Markdown (``support.leakserver.hostile_config``) unless a request scripts its text."""
+    with hostile_gateway(leak, tmp_path_factory.mktemp("abuse_gateway")) as gw:
+        yield gw
+
+
+def sibling_conftest(area: str) -> ModuleType:
+    """``tests/<area>/conftest.py`` loaded as a plain module, for its app launchers."""
+    path = Path(__file__).resolve().parents[1] / area / "conftest.py"
+    spec = importlib.util.spec_from_file_location(f"abuse_{area}_conftest", path)
+    assert spec is not None and spec.loader is not None
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # (its dataclasses look it up)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Apps:
+    """The Streamlit probe app and the Gradio demo on the module's gateway, booting in the
+    background from the module's first test on (both take seconds to import)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        streamlit, gradio = sibling_conftest("streamlit"), sibling_conftest("gradio")
+        self._gradio_url, self._gradio_proc = gradio.launch_demo(Upstream("modelriver", gateway), {})
+        self._wait_gradio = gradio.wait_demo
+        self._streamlit: list[Any] = []
+        self._thread = threading.Thread(target=lambda: self._streamlit.append(
+            streamlit.start_streamlit(streamlit.PROBE_APP, gateway)), daemon=True)
+        self._thread.start()
+
+    def streamlit_url(self) -> str:
+        self._thread.join(90)
+        assert self._streamlit, "streamlit run did not start (see the test's output)"
+        return str(self._streamlit[0].url)
+
+    def gradio_url(self) -> str:
+        return str(self._wait_gradio(self._gradio_url, self._gradio_proc).url)
+
+    def stop(self) -> None:
+        self._gradio_proc.stop()
+        self._thread.join(90)
+        for app in self._streamlit:
+            process: Process = app.process
+            process.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def apps(abuse_gateway: Gateway) -> Iterator[Apps]:
+    started = Apps(abuse_gateway)
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -497,3 +568,109 @@ def test_malformed_input_is_a_4xx_and_the_html_log_needs_the_key(
     assert all(is_4xx(codes[name]) for name in codes if "nested" in name or "digit" in name), codes
     assert codes["gateway HTML log without the key"] in (401, 403), codes
     assert codes["gateway HTML log with the key"] == 200, codes
+
+
+# -- 4. model Markdown in the browser --------------------------------------------------------------
+
+IMAGES_SETTLED = """() => {
+  const images = [];
+  const walk = (root) => {
+    root.querySelectorAll("img").forEach((img) => images.push(img));
+    root.querySelectorAll("*").forEach((el) => el.shadowRoot && walk(el.shadowRoot));
+  };
+  walk(document);
+  return images.every((img) => img.complete);
+}"""
+"""Every image of the page, shadow roots included, loaded or failed: its fetch, if any, is done."""
+
+
+def structured_text(leak: LeakServer) -> str:
+    """A ``demo-structured`` answer (valid for its schema) with images in every text field."""
+    return json.dumps({
+        "reply": f"A structured reply ![s]({leak.url('structured-reply')})",
+        "summary": f"![s]({leak.url('structured-summary')})", "sentiment": "neutral", "confidence": 0.5,
+        "topics": [f"![t]({leak.url('structured-topic')})"],
+        "action_items": [{"task": f"![a]({leak.url('structured-task')})", "priority": "low"}],
+    })
+
+
+def leak_tags(hits: list[str]) -> list[str]:
+    """``/leak/<tag>?d=...`` paths as their tags (where the URL was put), sorted, repeated per fetch."""
+    return sorted(hit.split("?", 1)[0].rsplit("/", 1)[-1] for hit in hits)
+
+
+def test_streamlit_fetches_nothing_model_markdown_points_at(
+        apps: Apps, chromium: Any, leak: LeakServer, figures: Callable[..., None]) -> None:
+    url = apps.streamlit_url()
+    started = time.monotonic()
+    cases = [  # (mode, workflow, metadata): the gateway's hostile_config scripts the text
+        ("server", "demo-chat", {}), ("component", "demo-chat", {}), ("server", "demo-tools", {}),
+        ("server", "demo-failover", {}), ("server", "demo-error", {}), ("component", "demo-error", {}),
+        ("server", "demo-structured", {"scripted": {"text": structured_text(leak)}}),
+    ]
+    before = len(leak.hits)
+    context = chromium.new_context(viewport={"width": 1200, "height": 1600})
+    requested: list[str] = []
+    context.on("request", lambda r: requested.append(r.url) if r.url.startswith(leak.base) else None)
+    pages = []
+    for index, (mode, workflow, metadata) in enumerate(cases):  # every page at once: a session each
+        page = context.new_page()
+        page.goto(f"{url}/?" + urlencode({"mode": mode, "workflow": workflow, "key": f"case{index}",
+                                          "prompt": f"abuse {index}", "meta": json.dumps(metadata)}))
+        pages.append(page)
+    shown = []
+    for page, case in zip(pages, cases, strict=True):
+        try:
+            page.locator('[class*="st-key-returned-probe"]').wait_for(timeout=90_000)
+        except Exception as exc:
+            raise AssertionError(f"{case}: no response shown:\n{page.locator('body').inner_text()}") from exc
+        page.wait_for_function(IMAGES_SETTLED, timeout=30_000)
+        shown.append(page.locator("body").inner_text())
+    context.close()
+    hits = leak_tags(leak.hits[before:])
+    figures(app="Streamlit", cases=len(cases), remote_fetches=len(hits), browser_requests=len(requested),
+            fetched=",".join(sorted(set(hits))) or "-", seconds=round(time.monotonic() - started, 1))
+    assert all("Intro" in text for text, case in zip(shown, cases, strict=True) if case[1] == "demo-chat"), \
+        "the hostile answer was not shown"
+    assert hits == [] and requested == []
+
+
+def test_gradio_fetches_nothing_model_markdown_points_at(
+        apps: Apps, chromium: Any, leak: LeakServer, figures: Callable[..., None]) -> None:
+    from playwright.sync_api import expect
+
+    url = apps.gradio_url()
+    started = time.monotonic()
+    cases = [("demo-chat", {}), ("demo-tools", {}), ("demo-failover", {}), ("demo-error", {}),
+             ("demo-structured", {"scripted": {"text": structured_text(leak)}})]
+    before = len(leak.hits)
+    context = chromium.new_context(viewport={"width": 1280, "height": 1400})
+    context.set_default_timeout(60_000)
+    requested: list[str] = []
+    context.on("request", lambda r: requested.append(r.url) if r.url.startswith(leak.base) else None)
+    pages = []
+    for index, (workflow, metadata) in enumerate(cases):  # every case at once: a page (session) each
+        page = context.new_page()
+        page.goto(url)
+        box = page.locator('textarea[data-testid="textbox"]').first
+        expect(box).to_be_editable(timeout=60_000)
+        page.get_by_text("Additional inputs").click()
+        page.get_by_label("Workflow").click()
+        page.locator(f'li[role="option"][aria-label="{workflow}"]').click()
+        page.get_by_label("Request metadata (JSON)").fill(json.dumps(metadata))
+        box.fill(f"abuse {index}")
+        box.press("Enter")
+        pages.append(page)
+    texts = []
+    for page in pages:
+        expect(page.locator('.message-wrap [data-testid="bot"]').first).to_be_visible(timeout=60_000)
+        expect(page.locator("button.submit-button")).to_be_visible(timeout=60_000)
+        expect(page.locator(".message-wrap .loading-spinner")).to_have_count(0, timeout=60_000)
+        page.wait_for_function(IMAGES_SETTLED, timeout=30_000)
+        texts.append(page.locator(".message-wrap").inner_text())
+    context.close()
+    hits = leak_tags(leak.hits[before:])
+    figures(app="Gradio", cases=len(cases), remote_fetches=len(hits), browser_requests=len(requested),
+            fetched=",".join(sorted(set(hits))) or "-", seconds=round(time.monotonic() - started, 1))
+    assert "Intro" in texts[0], "the hostile answer was not shown"
+    assert hits == [] and requested == []
