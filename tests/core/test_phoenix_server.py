@@ -466,7 +466,7 @@ def test_the_outbox_pauses_past_its_limit_and_counts_what_is_unsent() -> None:
     conn = server(max_buffer=4 * stamped, buffer_grace=5.0)
     joined(conn)
     assert conn.buffered > 0  # the join's reply, handed out by data_to_send
-    assert conn.update_flow(0, now=0.0) is False
+    assert conn.update_flow(0, 100, now=0.0) is False
     assert conn.deliver(TOPIC, [frame] * 4)
     assert not conn.paused  # at the limit, not over it
     assert conn.deliver(TOPIC, [frame])
@@ -474,24 +474,48 @@ def test_the_outbox_pauses_past_its_limit_and_counts_what_is_unsent() -> None:
     out = conn.data_to_send()
     assert len(out) == 5
     assert conn.paused  # handed to the I/O layer, not yet written
-    assert conn.update_flow(0, now=100.0) is False  # all written
+    assert conn.update_flow(0, 2000, now=100.0) is False  # all written
     assert not conn.paused and conn.buffered == 0
 
 
-def test_update_flow_says_close_after_the_grace_and_a_drain_resets_it() -> None:
+def test_update_flow_says_close_once_nothing_is_written_for_the_grace() -> None:
     conn = server(max_buffer=1000, buffer_grace=5.0)
     joined(conn)
     conn.data_to_send()
-    assert conn.update_flow(1500, now=10.0) is False  # over: the grace starts
+    assert conn.update_flow(1500, 100, now=9.0) is False  # over the limit: paused
     assert conn.paused
-    assert conn.update_flow(1400, now=14.9) is False
-    assert conn.update_flow(600, now=15.0) is False  # drained below the limit: reset
-    assert not conn.paused
-    assert conn.update_flow(2000, now=16.0) is False
-    assert conn.update_flow(2000, now=20.9) is False
-    assert conn.update_flow(2000, now=21.0) is True
+    assert conn.update_flow(1500, 100, now=10.0) is False  # nothing written since the last look
+    assert conn.update_flow(1500, 100, now=14.9) is False
+    assert conn.update_flow(1500, 100, now=15.0) is True
     assert CLOSE_POLICY == 1008
-    assert "not reading" in conn.overflow_reason and "1000" in conn.overflow_reason
+    assert "not reading" in conn.overflow_reason and "1500 bytes" in conn.overflow_reason
+
+
+def test_a_slow_reader_over_the_limit_is_never_closed() -> None:
+    """Paused while over the limit, but each look finds a few bytes taken: not closed."""
+    conn = server(max_buffer=1000, buffer_grace=1.0)
+    joined(conn)
+    conn.data_to_send()
+    for n in range(100):
+        assert conn.update_flow(5000, n, now=n * 0.5) is False
+        assert conn.paused
+    assert conn.update_flow(900, 100, now=60.0) is False
+    assert not conn.paused  # drained under the limit: produce again
+
+
+def test_a_blocked_write_without_progress_counts_as_stalled() -> None:
+    """A server whose writes wait (uvicorn): a stuck write pauses the socket even under the limit."""
+    conn = server(max_buffer=1000, buffer_grace=2.0)
+    joined(conn)
+    conn.data_to_send()
+    assert conn.update_flow(300, 50, now=0.0, waiting=True) is False  # progress since: not stalled
+    assert not conn.paused
+    assert conn.update_flow(300, 50, now=0.1, waiting=True) is False
+    assert conn.paused  # no byte taken since the last look
+    assert conn.update_flow(300, 50, now=2.0, waiting=True) is False
+    assert conn.update_flow(300, 50, now=2.1, waiting=True) is True
+    assert conn.update_flow(300, 80, now=2.2, waiting=True) is False  # it read a little
+    assert not conn.paused
 
 
 def test_replies_count_against_the_outbox_too() -> None:

@@ -52,6 +52,7 @@ logger = logging.getLogger("modelriver.devserver")
 
 CLOSE_DROPPED = 1012  # "service restart": clients reconnect
 CATCH_UP_CHUNK = 512  # log entries read at a time for a replay or a catch-up
+OUTBOX_ENTRIES = 4096  # live entries queued for the writer at most; past it, read from the log
 CLOSE_WRITE_TIMEOUT = 1.0  # seconds to get a close frame out before the connection is aborted
 
 
@@ -79,7 +80,12 @@ class ChannelSubscription:
         if self.behind:
             return  # the writer reads it from the log
         session = self.session
-        session.outbox.append((self, entry))
+        outbox = session.outbox
+        if len(outbox) >= OUTBOX_ENTRIES:  # the writer is not draining: stop producing
+            self.behind = True
+            session.watch_flow()
+            return
+        outbox.append((self, entry))
         session.wake.set()
 
     def drop(self, reason: str) -> None:
@@ -110,6 +116,7 @@ class SocketSession:
         self._counted: set[str] = set()
         self._transport = _transport_of(websocket)
         self._holding = 0  # characters of the batch the writer is sending
+        self._taken = 0  # characters of every batch the writer took, in all
         self._flow_timer: asyncio.TimerHandle | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
@@ -164,6 +171,8 @@ class SocketSession:
                 continue
             self._handle_events()
             self.wake.set()
+            if self._holding or self.conn.paused:
+                self.watch_flow()
 
     def _authorize(self, topic: str, payload: dict[str, Any]) -> str | None:
         reason = join_refusal(self.claims, topic)
@@ -211,11 +220,14 @@ class SocketSession:
                 self._catch_up()
                 frames = conn.data_to_send()
                 if frames:
-                    self._holding = sum(map(len, frames))
+                    self._holding = size = sum(map(len, frames))
+                    self._taken += size
+                    if conn.paused:
+                        self.watch_flow()  # the sends below may block: the timer decides
                     for frame in frames:
                         await send({"type": "websocket.send", "text": frame})
                         self._holding -= len(frame)
-                    if conn.update_flow(self._unsent(), time.monotonic()):
+                    if self._update_flow():
                         self._overflow()
                         return
                 if self._close is not None:
@@ -223,7 +235,7 @@ class SocketSession:
                     await send({"type": "websocket.close", "code": code, "reason": reason})
                     return
                 if conn.paused:
-                    self._watch_flow()
+                    self.watch_flow()
                 elif any(sub.behind for sub in self._subs.values()):
                     self.wake.set()  # catching up: next chunk
         except (WebSocketDisconnect, RuntimeError, OSError):
@@ -236,30 +248,32 @@ class SocketSession:
                 code, reason = self._close or (CLOSE_INTERNAL, "")
                 await send({"type": "websocket.close", "code": code, "reason": reason})
 
-    def _unsent(self) -> int:
-        """What the writer still holds plus the transport's write buffer, bytes."""
+    def _update_flow(self) -> bool:
+        """Tell the connection what is unsent and written; True: close it (``update_flow``)."""
+        buffered = 0
         transport = self._transport
-        if transport is None:
-            return self._holding
-        try:
-            return self._holding + int(transport.get_write_buffer_size())
-        except Exception:
-            return self._holding
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                buffered = int(transport.get_write_buffer_size())
+        holding = self._holding
+        return self.conn.update_flow(holding + buffered, self._taken - holding - buffered,
+                                     time.monotonic(), waiting=holding > 0)
 
-    def _watch_flow(self) -> None:
-        """While paused, look again every tick: close after the grace, catch up once drained."""
+    def watch_flow(self) -> None:
+        """Look at the flow every tick while paused or writing: close the socket once nothing
+        was written for the grace, wake the writer to catch up once it drained."""
         if self._flow_timer is None and self._close is None:
-            tick = min(max(self.conn.buffer_grace / 10, 0.02), 1.0)
+            tick = min(max(self.conn.buffer_grace / 20, 0.01), 0.1)
             self._flow_timer = asyncio.get_running_loop().call_later(tick, self._check_flow)
 
     def _check_flow(self) -> None:
         self._flow_timer = None
         if self._close is not None:
             return
-        if self.conn.update_flow(self._unsent(), time.monotonic()):
+        if self._update_flow():
             self._overflow()
-        elif self.conn.paused:
-            self._watch_flow()
+        elif self.conn.paused or self._holding:
+            self.watch_flow()  # over the limit, or a write still waits: look again
         else:
             self.wake.set()
 

@@ -15,7 +15,7 @@ joined replaces that join (its ``phx_close`` is sent and its queued frames are d
 socket joins at most ``max_topics`` topics, a frame holding a lone surrogate is a protocol error
 (1007), and the outbox is bounded: past ``max_buffer`` the socket is ``paused`` (produce nothing
 more for it; catch up from the log once it drains) and ``update_flow`` says when it has stayed
-over the limit for ``buffer_grace`` seconds (close it with ``CLOSE_POLICY``).
+paused with nothing written for ``buffer_grace`` seconds (close it with ``CLOSE_POLICY``).
 
 The ModelRiver rules live here too: ``{last_seq}`` in the join payload asks for a replay after
 that seq, ``{}`` for everything buffered, and ``{coalesce: true}`` lets a busy socket merge
@@ -219,8 +219,8 @@ class ServerConnection:
             with reason ``too_many_topics``.
         max_buffer: characters (about bytes) of output queued here or reported unsent by the
             I/O layer (``update_flow``) past which the socket is ``paused``.
-        buffer_grace: seconds a socket may stay over ``max_buffer`` before ``update_flow``
-            says to close it.
+        buffer_grace: seconds a paused socket may go without any byte written before
+            ``update_flow`` says to close it.
     """
 
     def __init__(
@@ -238,7 +238,9 @@ class ServerConnection:
         self._out: list[str] = []
         self._queued = 0  # characters in _out
         self._unsent = 0  # characters handed out by data_to_send() and not known written
-        self._over_since: float | None = None
+        self._stuck_since: float | None = None  # paused, and nothing written since
+        self._written = 0
+        self._stalled = False
         self._events: list[ServerEvent] = []
 
     @property
@@ -263,34 +265,42 @@ class ServerConnection:
 
     @property
     def paused(self) -> bool:
-        """Over ``max_buffer``: produce no more channel events for this socket until it drains
-        (they stay in the channel's log: catch up from there, in order, once it is not paused)."""
-        return self._queued + self._unsent > self.max_buffer
+        """Over ``max_buffer``, or the transport stalled: produce no more channel events for this
+        socket until it drains (they stay in the channel's log: catch up from there, in order)."""
+        return self._stalled or self._queued + self._unsent > self.max_buffer
 
-    def update_flow(self, unsent: int, now: float) -> bool:
-        """Say how much of what ``data_to_send`` returned is still unwritten, at time ``now``.
+    def update_flow(self, unsent: int, written: int, now: float, *, waiting: bool = False) -> bool:
+        """Say how the transport is doing with what ``data_to_send`` returned, at time ``now``.
 
         Args:
-            unsent: bytes still waiting in the transport (what the writer holds, plus the
+            unsent: bytes still waiting to be written (what the writer holds, plus the
                 transport's write buffer; 0 when all was written or it cannot be known).
+            written: bytes the transport has passed on so far, in all (any counter that grows
+                when the client reads).
             now: a monotonic clock, seconds.
+            waiting: a write is blocked (a server whose writes wait while its buffer is full);
+                without progress since the last call the socket counts as stalled (paused).
 
         Returns:
-            True when the socket has stayed over ``max_buffer`` for ``buffer_grace`` seconds:
-            close it with ``CLOSE_POLICY`` (``overflow_reason``).
+            True when the socket has been paused without any progress for ``buffer_grace``
+            seconds, i.e. the client stopped reading: close it with ``CLOSE_POLICY``
+            (``overflow_reason``). A slow client that reads is never closed.
         """
+        progressed = written != self._written
+        self._written = written
         self._unsent = unsent
-        if self._queued + unsent <= self.max_buffer:
-            self._over_since = None
+        self._stalled = waiting and not progressed
+        if progressed or not self.paused:
+            self._stuck_since = None
             return False
-        if self._over_since is None:
-            self._over_since = now
-        return now - self._over_since >= self.buffer_grace
+        if self._stuck_since is None:
+            self._stuck_since = now
+        return now - self._stuck_since >= self.buffer_grace
 
     @property
     def overflow_reason(self) -> str:
         """The close reason for ``update_flow``'s True."""
-        return f"not reading: over {self.max_buffer} bytes unsent for {self.buffer_grace:g} s"
+        return f"not reading: {self.buffered} bytes unsent, none taken for {self.buffer_grace:g} s"
 
     def events_received(self) -> list[ServerEvent]:
         """Events produced since the last call; clears the buffer."""
@@ -304,8 +314,9 @@ class ServerConnection:
             ProtocolError: malformed or oversized frame; close with its ``close_code``.
         """
         msg = decode(data, max_size=self.max_frame_size)
-        if (not data.isascii() or (b"\\u" if isinstance(data, bytes) else "\\u") in data) \
-                and has_lone_surrogate((msg.join_ref, msg.ref, msg.topic, msg.event, msg.payload)):
+        escaped = b"\\u" in data if isinstance(data, bytes) else "\\u" in data
+        if (escaped or not data.isascii()) and has_lone_surrogate(
+                (msg.join_ref, msg.ref, msg.topic, msg.event, msg.payload)):
             raise ProtocolError("frame holds a lone surrogate (not Unicode text)", close_code=CLOSE_INVALID)
         topic, event, ref = msg.topic, msg.event, msg.ref
         if topic == "phoenix" and event == "heartbeat":
