@@ -20,6 +20,9 @@
         "PUMP_LOCK_TTL": 10.0,              # seconds before another process takes a dead pump over
         "FANOUT_INTERVAL": 0.02,            # seconds events are batched for other processes
         "TUNE_DAPHNE": True,                # see django_modelriver._daphne
+        "MAX_TOPICS": 16,                   # topics one socket may join at once
+        "MAX_BUFFER": 1048576,              # bytes unsent to a socket before the relay stops producing for it
+        "BUFFER_GRACE": 10.0,               # seconds such a socket may read nothing before it is closed (4008)
         "UPSTREAM": "django_modelriver.conf.default_upstream",  # factory() -> AsyncUpstream
     }
 
@@ -74,6 +77,9 @@ DEFAULTS: dict[str, Any] = {
     "PUMP_LOCK_TTL": 10.0,
     "FANOUT_INTERVAL": 0.02,
     "TUNE_DAPHNE": True,
+    "MAX_TOPICS": 16,
+    "MAX_BUFFER": 1 << 20,
+    "BUFFER_GRACE": 10.0,
     "UPSTREAM": "django_modelriver.conf.default_upstream",
 }
 
@@ -110,6 +116,9 @@ class AppSettings:
     start_rate: int = DEFAULTS["START_RATE"]
     max_in_flight: int = DEFAULTS["MAX_IN_FLIGHT"]
     limit_cache: str = DEFAULTS["LIMIT_CACHE"]
+    max_topics: int = DEFAULTS["MAX_TOPICS"]
+    max_buffer: int = DEFAULTS["MAX_BUFFER"]
+    buffer_grace: float = DEFAULTS["BUFFER_GRACE"]
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -200,6 +209,9 @@ def _build(raw: Mapping[str, Any]) -> AppSettings:
         start_rate=_limit(values["START_RATE"], DEFAULTS["START_RATE"]),
         max_in_flight=_limit(values["MAX_IN_FLIGHT"], DEFAULTS["MAX_IN_FLIGHT"]),
         limit_cache=_opt_str(values["LIMIT_CACHE"]) or DEFAULTS["LIMIT_CACHE"],
+        max_topics=_number(values["MAX_TOPICS"], DEFAULTS["MAX_TOPICS"], int),
+        max_buffer=_number(values["MAX_BUFFER"], DEFAULTS["MAX_BUFFER"], int),
+        buffer_grace=_number(values["BUFFER_GRACE"], DEFAULTS["BUFFER_GRACE"], float),
         raw=dict(raw) if isinstance(raw, Mapping) else {},
     )
 

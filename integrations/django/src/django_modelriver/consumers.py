@@ -11,20 +11,29 @@ JS SDK does":
   use by another live socket; ``PERMISSION(scope)`` must allow. Otherwise the handshake is
   refused (HTTP 403). The Origin check is ``AllowedHostsOriginValidator`` (``routing``).
 * join: only the token's own channel, topic ``ai_response:<project>:<channel>`` or
-  ``ai_response:<channel>``; refusals use the gateway's reasons. ``{last_seq: n}`` replays what
-  came after n, ``{}`` everything buffered, ``{coalesce: true}`` merges replayed tokens.
+  ``ai_response:<channel>`` spelled as issued (core's ``topic_refusal``, the gateway's rule and
+  reasons; another spelling is ``noncanonical_topic``); at most ``MAX_TOPICS`` topics; a join of a
+  joined topic replaces it. ``{last_seq: n}`` replays what came after n, ``{}`` everything
+  buffered, ``{coalesce: true}`` merges replayed tokens.
 * heartbeats (socket and channel) are answered; ``phx_leave`` never cancels the request; the
-  server never closes the socket after the final response; malformed frames close it with 1007
-  (1009 when too big; 4007 and 4009 under Daphne, which refuses those codes from applications).
+  server never closes the socket after the final response; malformed frames (a lone surrogate
+  included) close it with 1007 (1009 when too big; 4007 and 4009 under Daphne, which refuses
+  those codes from applications).
+* flow control: Daphne's writes never wait, so the consumer measures what it queued plus the
+  Twisted transport's write buffer. Past ``MAX_BUFFER`` the socket is paused (nothing produced
+  for it; it catches up from the replay once it drains: a slow reader loses nothing); paused with
+  nothing read for ``BUFFER_GRACE`` seconds it is closed with 1008 (4008 under Daphne). A frame
+  that cannot be sent (not encodable) closes it with 1011 (4011) and is logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
-import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -36,11 +45,15 @@ from django_modelriver.hub import Hub, Subscription, get_hub
 from django_modelriver.tokens import END_GRACE, SocketClaims, session_owner, verify_token
 from modelriver.exceptions import ProtocolError
 from modelriver.phoenix import (
+    CLOSE_INTERNAL,
+    CLOSE_POLICY,
     ChannelJoined,
     Left,
     Pushed,
     ServerConnection,
+    channel_topics,
     socket_token,
+    topic_refusal,
 )
 
 __all__ = ["ModelRiverConsumer", "check_permission"]
@@ -115,31 +128,26 @@ class ModelRiverConsumer(AsyncWebsocketConsumer):
         self.claims = claims
         self.project_id = record.project_id
         self.canonical_topic = record.topic
-        self.connection = ServerConnection(self.authorize_join)
+        self.connection = ServerConnection(self.authorize_join, max_topics=settings.max_topics,
+                                           max_buffer=settings.max_buffer,
+                                           buffer_grace=settings.buffer_grace)
+        self._own_topics = channel_topics(claims.channel_id, record.topic)
         await self.accept("phoenix" if "phoenix" in subprotocols else None)
         # Frames go straight to the server when websocket_application() recorded its send.
         self._frame_send = self.scope.get("django_modelriver.send") or self.base_send
+        self._buffer_size = _write_buffer_probe(self._frame_send)
+        self._flushed = 0  # characters written to the server, in all
+        self._holding = 0  # characters of the batch being written
+        self._watcher: asyncio.Task[None] | None = None
 
     def authorize_join(self, topic: str, payload: dict[str, Any]) -> str | None:
-        """None to accept a join of ``topic``, else the refusal reason (the gateway's)."""
-        parts = topic.split(":")
-        if parts[0] != "ai_response" or len(parts) not in (2, 3):
-            return "invalid_channel_format"
-        if len(parts) == 3 and not _is_uuid(parts[1]):
-            return "invalid_project_uuid"
-        if not _is_uuid(parts[-1]):
-            return "invalid_channel_uuid"
-        assert self.claims is not None
-        if parts[-1] != self.claims.channel_id:
-            return "unauthorized_project_access"
-        if len(parts) == 3 and self.project_id and parts[1] != self.project_id:
-            return "unauthorized_project_access"
-        return None
+        """None to accept a join of ``topic``, else the refusal reason (the gateway's rule)."""
+        return topic_refusal(topic, self._own_topics)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         data = text_data if text_data is not None else bytes_data
-        if data is None:
-            return
+        if data is None or self.claims is None:
+            return  # closing: input is ignored
         try:
             self.connection.receive(data)
         except ProtocolError as exc:
@@ -184,12 +192,66 @@ class ModelRiverConsumer(AsyncWebsocketConsumer):
         (uvicorn) must not interleave them, hence the lock (uncontended under Daphne).
         """
         async with self._send_lock:
-            try:
-                send = self._frame_send
-                for frame in self.connection.data_to_send():
-                    await send({"type": "websocket.send", "text": frame})
-            except Exception:
-                logger.debug("socket write failed", exc_info=True)
+            frames = self.connection.data_to_send()
+            if frames:
+                self._holding = size = sum(map(len, frames))
+                try:
+                    send = self._frame_send
+                    for frame in frames:
+                        await send({"type": "websocket.send", "text": frame})
+                        self._holding -= len(frame)
+                except UnicodeEncodeError:
+                    logger.exception("a frame could not be encoded: closing the socket with %d",
+                                     CLOSE_INTERNAL)
+                    self._holding = 0
+                    self.connection.data_to_send()
+                    await self._release()
+                    await self._close_with(CLOSE_INTERNAL, "server error: a frame could not be sent")
+                    return
+                except Exception:
+                    logger.debug("socket write failed", exc_info=True)
+                self._flushed += size - self._holding
+                self._holding = 0
+        if self._update_flow():
+            await self._overflow()
+        elif self.connection.paused or any(sub.behind for sub in self.subscriptions.values()):
+            self._watch_flow()
+
+    def _update_flow(self) -> bool:
+        buffered = self._buffer_size()
+        return self.connection.update_flow(self._holding + buffered, self._flushed - buffered,
+                                           time.monotonic(), waiting=self._holding > 0)
+
+    def _watch_flow(self) -> None:
+        if self.claims is not None and (self._watcher is None or self._watcher.done()):
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """While paused: close once nothing was read for the grace; catch up once drained."""
+        connection = self.connection
+        tick = min(max(connection.buffer_grace / 20, 0.01), 0.1)
+        while self.claims is not None:
+            if self._update_flow():
+                await self._overflow()
+                return
+            if not connection.paused:
+                behind = [sub for sub in self.subscriptions.values() if sub.behind]
+                if not behind:
+                    return
+                for sub in behind:
+                    await self.hub.catch_up(sub)
+                await self.flush()  # starts no other watcher: this one is running
+                await asyncio.sleep(0)
+                continue
+            await asyncio.sleep(tick)
+
+    async def _overflow(self) -> None:
+        """The client read nothing for the grace while paused: close it, free what it holds."""
+        reason = self.connection.overflow_reason
+        logger.warning("closing a socket with %d: %s", CLOSE_POLICY, reason)
+        self.connection.data_to_send()
+        await self._release()
+        await self._close_with(CLOSE_POLICY, reason)
 
     async def disconnect(self, code: int) -> None:
         await self._release()
@@ -204,9 +266,23 @@ class ModelRiverConsumer(AsyncWebsocketConsumer):
         await self.hub.release_token(claims.jti, self.holder)
 
 
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
+def _write_buffer_probe(send: Any) -> Callable[[], int]:
+    """A function returning the bytes waiting in the server's transport for ``send``'s socket
+    (0 when it cannot be reached): Daphne's Twisted transport, or an asyncio transport (uvicorn)."""
+    owner = send.args[0] if isinstance(send, functools.partial) and send.args else getattr(send, "__self__", None)
+    transport = getattr(owner, "transport", None)
+    if callable(getattr(transport, "get_write_buffer_size", None)):
+        def asyncio_buffer() -> int:
+            try:
+                return int(transport.get_write_buffer_size())
+            except Exception:
+                return 0
+        return asyncio_buffer
+    if transport is not None and hasattr(transport, "dataBuffer") and hasattr(transport, "_tempDataLen"):
+        def twisted_buffer() -> int:  # what Twisted's own _isSendBufferFull counts
+            try:
+                return len(transport.dataBuffer) - int(transport.offset) + int(transport._tempDataLen)
+            except Exception:
+                return 0
+        return twisted_buffer
+    return lambda: 0

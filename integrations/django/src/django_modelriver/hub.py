@@ -71,10 +71,19 @@ class Sink(Protocol):
         """Write the connection's ``data_to_send()`` to the socket."""
 
 
-class Subscription:
-    """One socket's join of one request: dedupes by seq, holds live events during its replay."""
+CATCH_UP_CHUNK = 512
+"""Entries handed to a socket's connection at a time, while it is not paused."""
 
-    __slots__ = ("canonical", "channel_id", "coalesce", "pending", "ready", "sent_seq", "sink", "topic")
+
+class Subscription:
+    """One socket's join of one request: dedupes by seq, holds live events during its replay.
+
+    While its socket is paused (its outbox over ``MAX_BUFFER``) nothing is produced for it: it
+    is ``behind``, and ``Hub.catch_up`` replays what came after ``sent_seq`` once it drained.
+    """
+
+    __slots__ = ("behind", "canonical", "channel_id", "coalesce", "pending", "ready", "sent_seq", "sink",
+                 "topic")
 
     def __init__(self, sink: Sink, channel_id: str, topic: str, canonical: str, *,
                  last_seq: int | None, coalesce: bool) -> None:
@@ -85,6 +94,7 @@ class Subscription:
         self.coalesce = coalesce
         self.sent_seq = last_seq or 0
         self.ready = False
+        self.behind = False
         self.pending: list[Entry] = []
 
     def push(self, entries: list[Entry]) -> bool:
@@ -92,6 +102,8 @@ class Subscription:
         if not self.ready:
             self.pending.extend(entries)
             return False
+        if self.behind:
+            return False  # replayed by catch_up once the socket drains
         return self._deliver(entries, coalesce=False)
 
     def start(self, replay: Iterable[Entry]) -> bool:
@@ -115,6 +127,21 @@ class Subscription:
             if not fresh:
                 return False
             entries = fresh
+        connection = self.sink.connection
+        if connection.paused:
+            self.behind = True  # stop producing: catch_up replays from sent_seq
+            return False
+        if len(entries) > CATCH_UP_CHUNK:  # a replay: a chunk at a time, while not paused
+            queued = False
+            for start in range(0, len(entries), CATCH_UP_CHUNK):
+                if connection.paused:
+                    self.behind = True
+                    break
+                queued = self._queue(entries[start:start + CATCH_UP_CHUNK], coalesce) or queued
+            return queued
+        return self._queue(entries, coalesce)
+
+    def _queue(self, entries: list[Entry], coalesce: bool) -> bool:
         self.sent_seq = entries[-1].seq
         if coalesce and len(entries) > 1:
             frames = coalesce_tokens(entries, self.topic)
@@ -299,20 +326,36 @@ class Hub:
     async def subscribe(self, sub: Subscription) -> None:
         """Register a join, then replay what it missed (live events wait behind the replay)."""
         await self.ensure_started()
+        self._subs.setdefault(sub.channel_id, set()).add(sub)
+        if self.distributed:
+            # Every join waits until this process is in the request's group, then reads the
+            # replay: whatever is sent from then on reaches it live, the rest is in the replay.
+            await self._join_group(sub.channel_id)
+        await self._replay(sub)
+
+    async def catch_up(self, sub: Subscription) -> None:
+        """Replay what ``sub`` missed while its socket was paused (after its ``sent_seq``)."""
+        if sub.behind and sub in self._subs.get(sub.channel_id, ()):
+            sub.behind, sub.ready = False, False  # live events wait in pending meanwhile
+            await self._replay(sub)
+
+    async def _replay(self, sub: Subscription) -> None:
         channel_id = sub.channel_id
-        self._subs.setdefault(channel_id, set()).add(sub)
+        if sub.sink.connection.paused:  # produce nothing for it now: catch_up once it drains
+            sub.ready, sub.behind = True, True
+            sub.pending.clear()
+            return
         after = sub.sent_seq or None
         if not self.distributed:
             assert isinstance(self.backend, MemoryBackend)
             replay = self.backend.replay_now(channel_id, after)
         else:
-            # Every join waits until this process is in the request's group, then reads the
-            # replay: whatever is sent from then on reaches it live, the rest is in the replay.
-            await self._join_group(channel_id)
             replay = await self.backend.replay(channel_id, sub.canonical, after)
             tail = self._tails.get(channel_id)
             if tail is not None:
                 replay = _merge(replay, tail.after(after))
+            if sub not in self._subs.get(channel_id, ()):
+                return  # left meanwhile
         if sub.start(replay):
             self._dirty[sub.sink] = None
 
@@ -425,7 +468,7 @@ class Hub:
         # socket missed (a second socket whose replay was read before the process had joined the
         # request's group, and so before the batches it could not receive yet).
         seen = self._seen.get(channel_id, 0)
-        ready = [sub.sent_seq for sub in subs if sub.ready]
+        ready = [sub.sent_seq for sub in subs if sub.ready and not sub.behind]
         floor = min(ready) if ready else seen
         if (ready or seen) and entries[0].seq > floor + 1:
             canonical = next(iter(subs)).canonical
