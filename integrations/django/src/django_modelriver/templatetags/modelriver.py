@@ -35,9 +35,12 @@ _ids = itertools.count(1)
 
 @register.simple_tag
 def modelriver_assets() -> SafeString:
-    """The widget's script and stylesheet tags."""
-    return format_html('<link rel="stylesheet" href="{}"><script src="{}" defer></script>',
-                       static("django_modelriver/modelriver.css"), static("django_modelriver/modelriver.js"))
+    """The widget's stylesheet and scripts: the browser module (``modelriver-link.js``, core's
+    protocol code) as a module, then the widget (a classic script that renders over it)."""
+    return format_html('<link rel="stylesheet" href="{}"><script type="module" src="{}"></script>'
+                       '<script src="{}" defer></script>',
+                       static("django_modelriver/modelriver.css"), static("django_modelriver/modelriver-link.js"),
+                       static("django_modelriver/modelriver.js"))
 
 
 def _workflows(spec: str | None) -> list[dict[str, str]]:

@@ -1,0 +1,149 @@
+"""The browser module (``core/src/modelriver/browser/modelriver-link.js``), written once.
+
+Its unit tests run in Node against literal Phoenix frames (tests/node/browser_module.test.mjs);
+its request state folds the same events as core's ``RequestState`` to the same text, steps, notes
+and result; and the copies the Django and Streamlit packages ship are byte-identical to it
+(``scripts/sync_browser.py``, ``make browser``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from modelriver.events import event_from_message
+from modelriver.state import Failover, RequestState
+from support import NODE_DIR, ROOT
+
+
+def _sync_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("sync_browser", ROOT / "scripts" / "sync_browser.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("sync_browser", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+sync_browser = _sync_script()
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("these tests need Node.js (`node` on PATH)")
+    return node
+
+
+# -- the shipped copies --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("copy", sync_browser.COPIES, ids=str)
+def test_each_shipped_copy_is_byte_identical_to_the_source(copy: Path) -> None:
+    source = (ROOT / sync_browser.SOURCE).read_bytes()
+    assert (ROOT / copy).read_bytes() == source, f"{copy} drifted from {sync_browser.SOURCE}: run `make browser`"
+
+
+def test_the_sync_script_finds_and_repairs_a_drifted_copy(tmp_path: Path) -> None:
+    for path in (sync_browser.SOURCE, *sync_browser.COPIES):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / sync_browser.SOURCE, tmp_path / path)
+    assert sync_browser.drifted(tmp_path) == []
+    edited = tmp_path / sync_browser.COPIES[1]
+    edited.write_text(edited.read_text() + "// a local fix\n")
+    (tmp_path / sync_browser.COPIES[0]).unlink()
+    assert sync_browser.drifted(tmp_path) == list(sync_browser.COPIES)
+    assert sync_browser.sync(tmp_path) == list(sync_browser.COPIES)
+    assert sync_browser.drifted(tmp_path) == []
+
+
+def test_the_packages_load_the_module_rather_than_their_own_protocol_code() -> None:
+    django_js = (ROOT / sync_browser.COPIES[0]).with_name("modelriver.js").read_text()
+    streamlit_js = (ROOT / sync_browser.COPIES[1]).with_name("stream.js").read_text()
+    for text in (django_js, streamlit_js):  # no Phoenix link, backoff or terminal rules of their own
+        for protocol in ('"phx_join"', '"phx_reply"', '"phoenix"', "new WebSocket", "vsn=", "10, 50, 100",
+                         '"SUCCESS"', '"active_request"'):
+            assert protocol not in text, protocol
+
+
+# -- the module's own tests (Node, literal frames) -----------------------------------------------
+
+@pytest.mark.node
+@pytest.mark.timeout(120)
+def test_the_browser_module_unit_tests_pass_in_node() -> None:
+    proc = subprocess.run([_node(), "--test", "browser_module.test.mjs"], cwd=NODE_DIR, capture_output=True,
+                          text=True, timeout=110, check=False)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert "# fail 0" in proc.stdout and "# pass 0" not in proc.stdout
+
+
+# -- the same rules as core's RequestState -------------------------------------------------------
+
+JOINED: list[Any] = ["__joined__", None]
+CASES: dict[str, list[list[Any]]] = {
+    "plain success": [JOINED, ["status", {"seq": 1, "status": "started"}], ["tokens", {"seq": 2, "data": "Hel"}],
+                      ["tokens", {"seq": 3, "data": "lo"}],
+                      ["response", {"seq": 4, "status": "success", "content": "Hello", "meta": {"duration_ms": 12}}]],
+    "failover reset": [JOINED, ["tokens", {"seq": 1, "data": "lost"}],
+                       ["status", {"seq": 2, "status": "failover", "from": "a", "to": "b", "reason": "429",
+                                   "reset": True}],
+                       ["tokens", {"seq": 3, "data": "kept"}], ["response", {"seq": 4, "status": "SUCCESS"}]],
+    "failover keeps": [["tokens", {"seq": 1, "data": "kept "}],
+                       ["status", {"seq": 2, "status": "failover", "from": "a", "to": "", "reset": False}],
+                       ["tokens", {"data": "more"}]],
+    "event-driven completed": [JOINED, ["response", {"status": "ai_generated", "meta": {"duration_ms": 7.9}}],
+                               ["response", {"status": "completed", "data": {"x": 1}}]],
+    "event-driven success": [JOINED, ["response", {"status": "ai_generated"}], ["response", {"status": "ok"}]],
+    "meta success": [["response", {"status": "weird", "meta": {"status": "success"}}]],
+    "unknown status": [["tokens", {"data": "x"}], ["response", {"status": "weird"}], ["tokens", {"data": "late"}]],
+    "error response": [["response", {"status": "error", "error": "bad key"}]],
+    "error response message": [["response", {"status": "error", "message": "no"}]],
+    "error event": [JOINED, ["tokens", {"data": "part"}], ["error", {"seq": 9, "message": "provider down"}]],
+    "error event object": [["error", {"error": {"message": "nested"}}]],
+    "error event empty": [["error", {}]],
+    "tool call": [["tool_call", {"seq": 1, "name": "lookup", "arguments": {"q": "x"}}], ["tool_call", {}]],
+    "malformed tokens": [["tokens", {"data": 5}]],
+    "malformed status": [["status", None]],
+    "unknown events": [["heartbeat", {}], ["phx_whatever", None], ["tokens", {"data": ""}]],
+    "empty deltas": [["tokens", {"data": ""}], ["tokens", {"data": ""}], ["tokens", {"data": "a"}]],
+    "fail mid-stream": [JOINED, ["tokens", {"data": "so far"}], ["__fail__", "socket lost"]],
+    "fail after ai_generated": [JOINED, ["response", {"status": "ai_generated"}], ["__fail__", "gone"]],
+    "fail after the end": [["response", {"status": "success"}], ["__fail__", "late"]],
+}
+
+
+def _fold_in_python(events: list[list[Any]]) -> dict[str, Any]:
+    state = RequestState("chan")
+    for name, payload in events:
+        if name == "__joined__":
+            state.joined()
+        elif name == "__fail__":
+            state.fail(payload)
+        elif (event := event_from_message(name, payload)) is not None:
+            state.feed(event)
+    notes = [["failover", n.from_provider, n.to_provider, n.reason, n.reset, n.seq] if isinstance(n, Failover)
+             else ["tool_call", n.name, n.arguments, n.seq] for n in state.notes]
+    return {
+        "text": state.text, "status": state.status, "attempt": state.attempt,
+        "steps": [[s.id, s.name, s.status, s.duration, s.error_message] for s in state.steps],
+        "notes": notes, "done": state.done,
+        "result": state.result.status if state.result else None, "error": state.error,
+        "intermediate": state.intermediate.status if state.intermediate else None,
+    }
+
+
+@pytest.mark.node
+def test_the_browser_request_state_folds_events_as_cores_does() -> None:
+    proc = subprocess.run([_node(), "request_state_fold.mjs", json.dumps(list(CASES.values()))], cwd=NODE_DIR,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    browser = json.loads(proc.stdout)
+    for (name, events), folded in zip(CASES.items(), browser, strict=True):
+        assert folded == _fold_in_python(events), name
