@@ -635,6 +635,23 @@ def test_streamlit_fetches_nothing_model_markdown_points_at(
     assert hits == [] and requested == []
 
 
+def gradio_send(context: Any, url: str, workflow: str, metadata: dict[str, Any], prompt: str) -> Any:
+    """A new page of the Gradio demo that sent ``prompt`` to ``workflow`` with ``metadata``."""
+    from playwright.sync_api import expect
+
+    page = context.new_page()
+    page.goto(url)
+    box = page.locator('textarea[data-testid="textbox"]').first
+    expect(box).to_be_editable(timeout=60_000)
+    page.get_by_text("Additional inputs").click()
+    page.get_by_label("Workflow").click()
+    page.locator(f'li[role="option"][aria-label="{workflow}"]').click()
+    page.get_by_label("Request metadata (JSON)").fill(json.dumps(metadata))
+    box.fill(prompt)
+    box.press("Enter")
+    return page
+
+
 def test_gradio_fetches_nothing_model_markdown_points_at(
         apps: Apps, chromium: Any, leak: LeakServer, figures: Callable[..., None]) -> None:
     from playwright.sync_api import expect
@@ -648,19 +665,9 @@ def test_gradio_fetches_nothing_model_markdown_points_at(
     context.set_default_timeout(60_000)
     requested: list[str] = []
     context.on("request", lambda r: requested.append(r.url) if r.url.startswith(leak.base) else None)
-    pages = []
-    for index, (workflow, metadata) in enumerate(cases):  # every case at once: a page (session) each
-        page = context.new_page()
-        page.goto(url)
-        box = page.locator('textarea[data-testid="textbox"]').first
-        expect(box).to_be_editable(timeout=60_000)
-        page.get_by_text("Additional inputs").click()
-        page.get_by_label("Workflow").click()
-        page.locator(f'li[role="option"][aria-label="{workflow}"]').click()
-        page.get_by_label("Request metadata (JSON)").fill(json.dumps(metadata))
-        box.fill(f"abuse {index}")
-        box.press("Enter")
-        pages.append(page)
+    # every case at once: a page (a Gradio session) each
+    pages = [gradio_send(context, url, workflow, metadata, f"abuse {index}")
+             for index, (workflow, metadata) in enumerate(cases)]
     texts = []
     for page in pages:
         expect(page.locator('.message-wrap [data-testid="bot"]').first).to_be_visible(timeout=60_000)
@@ -674,3 +681,18 @@ def test_gradio_fetches_nothing_model_markdown_points_at(
             fetched=",".join(sorted(set(hits))) or "-", seconds=round(time.monotonic() - started, 1))
     assert "Intro" in texts[0], "the hostile answer was not shown"
     assert hits == [] and requested == []
+
+
+def test_gradio_refuses_a_lone_surrogate_with_a_clear_error(apps: Apps, figures: Callable[..., None]) -> None:
+    """Through Gradio's API (a browser turns a lone surrogate into U+FFFD before sending it)."""
+    from gradio_client import Client
+
+    client = Client(apps.gradio_url(), verbose=False, download_files=False)
+    try:
+        client.predict(SURROGATE, "demo-chat", "{}", api_name="/chat")
+        shown = "(an answer)"
+    except Exception as exc:  # gradio_client's AppError: what the page would show
+        shown = " ".join(str(exc).split())
+    figures(app="Gradio", prompt="a lone surrogate", shown=shown[:120])
+    raw = ("codec", "surrogates not allowed", "Traceback", "UnicodeEncodeError")
+    assert not any(word in shown for word in raw), f"the raw exception reached the user: {shown}"
