@@ -1,16 +1,18 @@
 """Acceptance (issue 14): what a stranger sends cannot exhaust, crash or reach past the owner.
 
 Each finding of the hardening probe, reproduced on real processes: ``modelriver dev`` gateways,
-the Django demo on Daphne (``relay``: its answers echo the prompt, unpaced, so a test picks an
-answer's size by its prompt), a Streamlit app and the Gradio demo in Chromium. Each test asserts
-the goal, records its figures (printed under "e2e figures") and fails on the code the probe ran.
+the Django demo on Daphne at its default settings (``relay_echo``: its answers echo the prompt,
+unpaced, so a test picks an answer's size by its prompt), the Streamlit probe app and the Gradio
+demo in Chromium on a gateway that answers hostile Markdown (``support.leakserver``). Each test
+asserts the goal, records its figures (printed under "e2e figures") and fails on the code the
+probe ran. (The leftover Daphne processes: ``support.leftovers``, ``test_leftover_check.py``.)
 
 1. Join flood: a client that joins one topic 1,000 times and never reads; the server's RSS
    growth stays under 64 MB, or the server closes the socket (gateway, Daphne).
 2. Alias topics: 1,000 other spellings of a channel joined on one socket: the frames sent for one
    answer stay within 3x one join's (the spellings are refused).
 3. Lone surrogates: bodies and frames holding ``\\ud800`` are refused (4xx, a clean close); the
-   request log keeps answering 200.
+   request log keeps answering 200; Gradio answers with a clear error, not the encoder's.
 4. Model Markdown: answers, errors, failover reasons, tool names and structured replies holding
    ``![i](http://...)`` make the browser fetch nothing (Streamlit, Gradio).
 5. Starts per session: one session starting as fast as it can gets 429 with ``Retry-After``.
@@ -186,12 +188,12 @@ def join_flood(server_pid: int, url: str, topic: str, *, origin: str | None = No
             "close_code": code, "seconds": round(settled, 1)}
 
 
-def finished_request(client: httpx.Client, words: int, **script: Any) -> AsyncRequest:
+def finished_request(client: httpx.Client, words: int) -> AsyncRequest:
     """A gateway request whose answer (``words`` tokens, unpaced) has been generated."""
     text = " ".join(f"w{i}" for i in range(words))
     answer = client.post("/v1/ai/async", json={
         "workflow": "demo-chat", "messages": [{"role": "user", "content": "flood"}],
-        "metadata": scripted(text=text, tokens_per_second=0, **script)})
+        "metadata": scripted(text=text, tokens_per_second=0)})
     assert answer.status_code == 200, answer.text
     request = AsyncRequest.from_payload(answer.json())
     deadline = time.monotonic() + 30
