@@ -170,6 +170,40 @@ async def test_rejoin_with_last_seq_replays_exactly_what_was_missed() -> None:
     await sock.disconnect()
 
 
+async def test_a_repeated_join_replaces_the_old_one_with_its_phx_close() -> None:
+    """Phoenix's rule (core's machine): the old join is closed, not kept beside the new one, so a
+    socket joining its topic again and again holds one subscription (issue 14's join flood)."""
+    with scripted(tokens_per_second=0):
+        answer = await Browser().start()
+    await settle(answer["channel_id"])
+    topic = answer["websocket_channel"]
+    sock = Socket(answer["ws_token"])
+    assert await sock.connect()
+    await sock.join(topic, join_ref="1")
+    first = await sock.until_final()
+    ref = await sock.send("2", topic, "phx_join", {})
+    closed = await sock.recv()
+    assert closed == ["1", "1", topic, "phx_close", {}]
+    assert (await sock.reply_to(ref))[4] == {"status": "ok", "response": {}}
+    second = await sock.until_final()
+    assert seqs_of(second) == seqs_of(first)  # one full replay for the new join, stamped with it
+    assert {f[0] for f in second} == {"2"}
+    await sock.disconnect()
+
+
+async def test_joined_topics_are_limited_per_socket(mr_settings: dict[str, object]) -> None:
+    from django.test import override_settings
+
+    with override_settings(MODELRIVER={**mr_settings, "MAX_TOPICS": 1}):
+        answer = await Browser().start()
+        sock = Socket(answer["ws_token"])
+        assert await sock.connect()
+        assert (await sock.join(answer["websocket_channel"]))[4]["status"] == "ok"
+        refused = await sock.join(f"ai_response:{answer['channel_id']}", join_ref="2")
+        assert refused[4] == {"status": "error", "response": {"reason": "too_many_topics"}}
+        await sock.disconnect()
+
+
 async def test_pump_carries_on_without_browsers_and_join_all_replays_everything() -> None:
     browser = Browser()
     with scripted(tokens_per_second=0):
