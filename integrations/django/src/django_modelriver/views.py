@@ -260,8 +260,16 @@ async def _create(workflow: str, messages: list[dict[str, str]], extra: dict[str
         return _error(502, "the AI service could not be reached")
     record = RequestRecord(channel_id=upstream.channel_id, project_id=upstream.project_id,
                            topic=upstream.topic, owner=owner, user_id=user_id, workflow=workflow)
-    await hub.backend.save(record)
-    lease = await hub.backend.acquire_pump(record.channel_id)
+    try:
+        await hub.backend.save(record)
+        lease = await hub.backend.acquire_pump(record.channel_id)
+    except Exception:  # the store is down: nobody could follow the request, so stop it
+        logger.exception("could not keep request %s: cancelling it upstream", record.channel_id)
+        try:
+            await hub.upstream().cancel(record.channel_id)
+        except ModelRiverError as exc:
+            logger.warning("cancel of %s failed: %s", record.channel_id, type(exc).__name__)
+        return _error(500, "could not start the request")
     if lease is not None:
         hub.start_pump(record, upstream, lease)
     logger.info("started %s (workflow %s)", record.channel_id, workflow)
