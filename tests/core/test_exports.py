@@ -9,7 +9,7 @@ import pytest
 MODULES = [
     "modelriver", "modelriver.phoenix", "modelriver.stream", "modelriver.api", "modelriver.events",
     "modelriver.types", "modelriver.steps", "modelriver.state", "modelriver.exceptions", "modelriver.webhooks",
-    "modelriver.store", "modelriver.realm", "modelriver.upstream",
+    "modelriver.realm", "modelriver.realm.upstream", "modelriver.upstream",
 ]
 
 

@@ -16,14 +16,12 @@ import pytest
 from modelriver.api import AsyncModelRiver, ModelRiver
 from modelriver.events import Response, Status, Step, Token
 from modelriver.exceptions import APIError
+from modelriver.realm.upstream import RealmUpstream, SyncRealmUpstream, realm_prompt
 from modelriver.types import AIResponse
 from modelriver.upstream import (
     AsyncUpstream,
-    RealmUpstream,
-    SyncRealmUpstream,
     Upstream,
     UpstreamError,
-    realm_prompt,
     sync_upstream_from_env,
     upstream_from_env,
     upstream_name,

@@ -9,9 +9,10 @@
                 print(event.data, end="", flush=True)
 
 Modules: ``phoenix`` (sans-I/O Phoenix Channels), ``stream`` (asyncio client + sync facade),
-``api`` (HTTP client), ``webhooks`` (signatures), ``store`` (in-flight requests), ``events`` /
-``types`` / ``steps`` (the typed vocabulary), ``state`` (one request's events folded: text, steps,
-notes, outcome), ``devserver`` (the embedded gateway, ``modelriver dev``).
+``api`` (HTTP client), ``webhooks`` (signatures), ``upstream`` (the seam: ModelRiver or Realm),
+``events`` / ``types`` / ``steps`` (the typed vocabulary), ``state`` (one request's events folded:
+text, steps, notes, outcome), ``realm`` (the Realm client, server and upstream), ``devserver``
+(the embedded gateway, ``modelriver dev``).
 """
 
 from __future__ import annotations

@@ -184,7 +184,8 @@ def _dev(args: argparse.Namespace) -> int:
 async def _stream(args: argparse.Namespace) -> int:
     from modelriver.api import AsyncModelRiver
     from modelriver.exceptions import APIConnectionError, ModelRiverError
-    from modelriver.upstream import AsyncUpstream, RealmUpstream, upstream_from_env
+    from modelriver.realm.upstream import RealmUpstream
+    from modelriver.upstream import AsyncUpstream, upstream_from_env
 
     printer = _JsonPrinter() if args.json else _TextPrinter()
     upstream: AsyncUpstream

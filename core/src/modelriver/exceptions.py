@@ -3,7 +3,8 @@
     ModelRiverError
     ├── APIError                  the HTTP API answered with an error status (.status, .body)
     │   ├── AuthenticationError   401/403: bad or missing API key
-    │   └── RateLimitError        429 (.retry_after seconds, or None)
+    │   ├── RateLimitError        429 (.retry_after seconds, or None)
+    │   └── UpstreamError         400: the upstream cannot do that (e.g. webhooks on Realm)
     ├── InvalidInputError         input that cannot be sent (also a ValueError); nothing was sent
     ├── APIConnectionError        the API could not be reached
     │   └── APITimeoutError       it did not answer in time
@@ -32,6 +33,7 @@ __all__ = [
     "RateLimitError",
     "RequestTimeoutError",
     "StreamError",
+    "UpstreamError",
     "WebhookVerificationError",
 ]
 
@@ -56,6 +58,16 @@ class APIError(ModelRiverError):
 
     def __str__(self) -> str:
         return f"{self.message} (HTTP {self.status})"
+
+
+class UpstreamError(APIError):
+    """The upstream cannot do what was asked (e.g. an event-driven request on Realm).
+
+    An ``APIError`` with status 400, so code that handles a ModelRiver refusal handles it too.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=400, body={"error": "bad_request", "message": message})
 
 
 class AuthenticationError(APIError):

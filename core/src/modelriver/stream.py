@@ -20,7 +20,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -44,9 +44,6 @@ from modelriver.phoenix import (
 from modelriver.phoenix.frames import DEFAULT_MAX_FRAME
 from modelriver.state import RequestState
 from modelriver.types import AIResponse, AsyncRequest, WorkflowStep
-
-if TYPE_CHECKING:
-    from modelriver.upstream import RealmStream
 
 __all__ = ["Refresh", "Stream", "SyncStream", "connect", "connect_sync"]
 
@@ -388,6 +385,35 @@ async def connect(request: AsyncRequest, **options: Any) -> Stream:
     return stream
 
 
+class _AsyncEvents(Protocol):
+    """What ``SyncStream`` drives: a ``Stream``, or another upstream's stream of the same shape."""
+
+    @property
+    def request(self) -> AsyncRequest: ...
+
+    @property
+    def response(self) -> AIResponse | None: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def steps(self) -> list[WorkflowStep]: ...
+
+    @property
+    def last_seq(self) -> int | None: ...
+
+    def on(self, event: str, callback: Callback) -> Callable[[], None]: ...
+
+    def off(self, event: str | None = None, callback: Callback | None = None) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]: ...
+
+    async def wait(self) -> AIResponse: ...
+
+    async def close(self) -> None: ...
+
+
 class SyncStream:
     """``Stream`` for sync code: the same implementation, run on a private loop thread.
 
@@ -405,13 +431,13 @@ class SyncStream:
         self._bind(portal, stream, owns_portal=True)
 
     @classmethod
-    def over(cls, portal: Portal, stream: Stream | RealmStream) -> SyncStream:
+    def over(cls, portal: Portal, stream: _AsyncEvents) -> SyncStream:
         """Drive ``stream`` (created on ``portal``'s loop) from sync code; ``close`` keeps the portal."""
         self = cls.__new__(cls)
         self._bind(portal, stream, owns_portal=False)
         return self
 
-    def _bind(self, portal: Portal, stream: Stream | RealmStream, *, owns_portal: bool) -> None:
+    def _bind(self, portal: Portal, stream: _AsyncEvents, *, owns_portal: bool) -> None:
         self._portal = portal
         self._stream = stream
         self._events = stream.__aiter__()

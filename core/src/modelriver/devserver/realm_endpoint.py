@@ -33,20 +33,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol
 
-from modelriver.devserver.config import ScriptedOverrides, WorkflowConfig
+from modelriver.devserver.config import GatewayConfig, ScriptedOverrides, WorkflowConfig
+from modelriver.devserver.requests import RequestRun
 from modelriver.phoenix import Entry, payload_of
 from modelriver.realm.exceptions import RealmCancelledError, RealmDispatchError, RealmInternalError
 from modelriver.realm.server import GenerateRequest, RealmServer
 
-if TYPE_CHECKING:
-    from modelriver.devserver.gateway import Gateway
-
 __all__ = ["DEFAULT_MODEL", "GatewayRealmServer", "start_realm_endpoint"]
 
 logger = logging.getLogger("modelriver.devserver")
+
+
+class Gateway(Protocol):
+    """What the endpoint needs of the gateway (``modelriver.devserver.gateway.Gateway``)."""
+
+    @property
+    def config(self) -> GatewayConfig: ...
+
+    def start_request(
+        self,
+        workflow: WorkflowConfig,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        events: Sequence[str],
+        webhook_url: str | None,
+        overrides: ScriptedOverrides,
+        public_base: str,
+    ) -> RequestRun: ...
 
 DEFAULT_MODEL = "demo-chat"
 """The workflow a ``generate`` call runs when its model is no workflow (when it can run)."""
