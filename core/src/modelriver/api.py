@@ -611,8 +611,9 @@ class ModelRiver(_BaseModelRiver):
             The request's channel, with the fresh token.
 
         Raises:
-            AuthenticationError, RateLimitError, APIError, APITimeoutError,
-            APIConnectionError: as for ``create_request`` (after retries).
+            APIError: as for ``create_request`` (after retries): ``AuthenticationError``,
+                ``RateLimitError`` or another error answer.
+            APIConnectionError: as for ``create_request``; ``APITimeoutError`` when it timed out.
         """
         return self._run(self._reconnect_flow(channel_id))
 
@@ -640,8 +641,9 @@ class ModelRiver(_BaseModelRiver):
             The answer's JSON object, or ``{}`` when it had none.
 
         Raises:
-            AuthenticationError, RateLimitError, APIError, APITimeoutError,
-            APIConnectionError: as for ``create_request`` (after retries).
+            APIError: as for ``create_request`` (after retries): ``AuthenticationError``,
+                ``RateLimitError`` or another error answer.
+            APIConnectionError: as for ``create_request``; ``APITimeoutError`` when it timed out.
         """
         return self._run(
             self._callback_flow(channel_id, data, task_id=task_id, callback_url=callback_url)
@@ -657,8 +659,9 @@ class ModelRiver(_BaseModelRiver):
             The answer's JSON object.
 
         Raises:
-            AuthenticationError, RateLimitError, APIError, APITimeoutError,
-            APIConnectionError: as for ``create_request`` (after retries).
+            APIError: as for ``create_request`` (after retries): ``AuthenticationError``,
+                ``RateLimitError`` or another error answer.
+            APIConnectionError: as for ``create_request``; ``APITimeoutError`` when it timed out.
         """
         return self._run(self._cancel_flow(channel_id))
 
@@ -848,8 +851,9 @@ class AsyncModelRiver(_BaseModelRiver):
             The request's channel, with the fresh token.
 
         Raises:
-            AuthenticationError, RateLimitError, APIError, APITimeoutError,
-            APIConnectionError: as for ``create_request`` (after retries).
+            APIError: as for ``create_request`` (after retries): ``AuthenticationError``,
+                ``RateLimitError`` or another error answer.
+            APIConnectionError: as for ``create_request``; ``APITimeoutError`` when it timed out.
         """
         return await self._run(self._reconnect_flow(channel_id))
 
@@ -877,8 +881,9 @@ class AsyncModelRiver(_BaseModelRiver):
             The answer's JSON object, or ``{}`` when it had none.
 
         Raises:
-            AuthenticationError, RateLimitError, APIError, APITimeoutError,
-            APIConnectionError: as for ``create_request`` (after retries).
+            APIError: as for ``create_request`` (after retries): ``AuthenticationError``,
+                ``RateLimitError`` or another error answer.
+            APIConnectionError: as for ``create_request``; ``APITimeoutError`` when it timed out.
         """
         return await self._run(
             self._callback_flow(channel_id, data, task_id=task_id, callback_url=callback_url)
@@ -894,8 +899,9 @@ class AsyncModelRiver(_BaseModelRiver):
             The answer's JSON object.
 
         Raises:
-            AuthenticationError, RateLimitError, APIError, APITimeoutError,
-            APIConnectionError: as for ``create_request`` (after retries).
+            APIError: as for ``create_request`` (after retries): ``AuthenticationError``,
+                ``RateLimitError`` or another error answer.
+            APIConnectionError: as for ``create_request``; ``APITimeoutError`` when it timed out.
         """
         return await self._run(self._cancel_flow(channel_id))
 

@@ -552,8 +552,11 @@ class RealmClient:
         Args:
             prompt: the prompt.
             model: the model (default: the client's ``model``).
-            max_tokens, temperature, top_p: sampling (None leaves one out; the defaults 100
-                and 0.7 are what Realm's Python client sends).
+            max_tokens: sampling: the most tokens to generate (None leaves it out; the default
+                100 is what Realm's Python client sends).
+            temperature: sampling temperature (None leaves it out; the default 0.7 is what
+                Realm's Python client sends).
+            top_p: nucleus sampling (None leaves it out).
             params: further params sent as they are.
             call_timeout: seconds to wait for the answer (default: the client's ``timeout``).
 
@@ -561,9 +564,10 @@ class RealmClient:
             The ``GenerateResult``.
 
         Raises:
-            RealmAuthenticationError, RealmRateLimitError (``.retry_after``),
-            RealmDispatchError, RealmInternalError: the server's error, by code.
-            RealmConnectionError, RealmTimeoutError: no answer.
+            RealmError: the server's error, by code: ``RealmAuthenticationError``,
+                ``RealmRateLimitError`` (``.retry_after``), ``RealmDispatchError``,
+                ``RealmInternalError``.
+            RealmConnectionError: no answer (``RealmTimeoutError`` when it timed out).
         """
         model = model or self.model
         parts: list[str] = []

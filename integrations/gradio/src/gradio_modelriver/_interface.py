@@ -55,14 +55,22 @@ def chat_interface(
     Args:
         workflow: the workflow to call; None shows a "Workflow" dropdown of ``workflows``.
         workflows: the dropdown's choices (the first is selected).
-        client, show_steps, structured, history, max_message_bytes, metadata, events,
-            webhook_url, allow_remote_media: as for ``modelriver_chat`` (``client``: any ``AsyncUpstream``;
-            default ``upstream_from_env()``).
+        client: any ``AsyncUpstream`` (default ``upstream_from_env()``), as for ``modelriver_chat``.
+        show_steps: as for ``modelriver_chat``.
+        structured: as for ``modelriver_chat``.
+        history: as for ``modelriver_chat``.
+        max_message_bytes: as for ``modelriver_chat``.
+        metadata: as for ``modelriver_chat``.
+        events: as for ``modelriver_chat``.
+        webhook_url: as for ``modelriver_chat``.
+        allow_remote_media: as for ``modelriver_chat``.
         additional_outputs: also show the structured output (or enriched data) in a
             ``gr.JSON`` beside the chat.
         metadata_input: add a "Request metadata (JSON)" box to the additional inputs, merged
             over ``metadata`` per message (e.g. the dev gateway's ``scripted`` overrides).
-        title, description, examples: shown by the ``ChatInterface``.
+        title: shown by the ``ChatInterface``.
+        description: shown by the ``ChatInterface``.
+        examples: shown by the ``ChatInterface``.
         concurrency_limit: chats running at once in this process (None: no limit). Each one
             mostly waits on the network, so the default is far above Gradio's 1.
         api_name: the API endpoint's name (``/chat``), for ``gradio_client``.
