@@ -73,7 +73,21 @@ def test_a_growing_text_is_rewritten_as_a_whole(text: str) -> None:
     stream = SafeMarkdown()
     for end in range(0, len(text) + 1, max(1, len(text) // 12)):
         assert_inert(stream(text[:end]))
-    assert stream(text) == safe_markdown(text)
+    assert stream(text, final=True) == safe_markdown(text)
+
+
+def test_a_long_growing_paragraph_is_rewritten_a_logarithmic_number_of_times() -> None:
+    stream = SafeMarkdown()
+    text = ""
+    shown = set()
+    for index in range(1500):  # one paragraph, a candidate in every token: the costly case
+        text += f"w{index} <b> "
+        shown.add(stream(text))
+    assert len(shown) < 70  # rewritten when it grew by an eighth, not on each of 1,500 tokens
+    for out in shown:
+        assert_inert(out)
+        assert text.startswith(out.replace("\\<", "<"))  # the rewrite of a prefix
+    assert stream(text, final=True) == safe_markdown(text)
 
 
 @given(st.text(max_size=40))

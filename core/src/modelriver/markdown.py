@@ -18,7 +18,9 @@ tables, math, a renderer's own directives) is kept byte for byte. Needs ``markdo
 
 from __future__ import annotations
 
+import bisect
 import itertools
+import math
 import re
 from collections.abc import Callable
 from functools import cache
@@ -37,6 +39,10 @@ _PUNCT = re.compile(r"""([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])""")
 _MAX_PASSES = 6
 _URL_SHOWN = 80
 _STABLE_BLOCKS = frozenset({"paragraph_open", "heading_open", "fence", "hr", "table_open"})
+_EAGER = 64
+"""An unfinished block up to this long is rewritten on every call; a longer one once it grew by
+``1/_LAG`` of its length (else the last rewrite is shown): linear time for any growing text."""
+_LAG = 8
 
 Edit = tuple[int, int, str]  # (start, end, replacement) in source offsets
 
@@ -83,8 +89,11 @@ class SafeMarkdown:
     """``safe_markdown`` for a text that grows (a streamed answer), in time linear in its length.
 
     Finished top-level blocks (a paragraph, heading, closed fence, rule or table followed by a
-    blank line) are rewritten once and kept; each call rewrites only what follows them. A text
-    that is not a continuation of the previous one starts over.
+    blank line) are rewritten once and kept; each call rewrites only what follows them. While
+    that unfinished part is long, it is rewritten again only once it has grown by an eighth, and
+    the call returns the last rewrite meanwhile (a little behind the text, never unsafe);
+    ``final=True`` always returns the whole text. A text that is not a continuation of the
+    previous one starts over.
 
     Args:
         allow_remote_media: as for ``safe_markdown``.
@@ -94,19 +103,34 @@ class SafeMarkdown:
         self.allow_remote_media = allow_remote_media
         self._source = ""
         self._output = ""
+        self._tail: tuple[str, str] = ("", "")
 
-    def __call__(self, text: str) -> str:
-        """The safe Markdown of ``text`` (see ``safe_markdown``)."""
+    def __call__(self, text: str, *, final: bool = False) -> str:
+        """The safe Markdown of ``text`` (see ``safe_markdown``), or of a prefix of it while streaming.
+
+        Args:
+            text: the whole text so far.
+            final: the text is complete: rewrite all of it now.
+
+        Returns:
+            ``safe_markdown(text)``; unless ``final``, possibly that of a shorter prefix.
+        """
         text = _normalize(text)
         if not text.startswith(self._source):
             self._source = self._output = ""
+            self._tail = ("", "")
         tail = text[len(self._source):]
+        last_in, last_out = self._tail
+        if (not final and len(last_in) >= _EAGER and tail.startswith(last_in)
+                and len(tail) - len(last_in) < len(last_in) // _LAG):
+            return self._output + last_out
         cut = _stable_cut(tail) if "\n\n" in tail else 0
         if cut:
             self._source += tail[:cut]
             self._output += safe_markdown(tail[:cut], allow_remote_media=self.allow_remote_media)
             tail = tail[cut:]
-        return self._output + safe_markdown(tail, allow_remote_media=self.allow_remote_media)
+        self._tail = (tail, safe_markdown(tail, allow_remote_media=self.allow_remote_media))
+        return self._output + self._tail[1]
 
 
 # -- parsing -------------------------------------------------------------------------------------
@@ -237,20 +261,28 @@ def _inline_edits(md: MarkdownIt, env: dict[str, Any], token: Token, allow_remot
     finally:
         del env["_modelriver_spans"]
     skip = [(start, end) for kind, start, end, _ in spans[1:] if kind in ("backticks", "autolink")]
+    replaced: list[tuple[int, int]] = []
     edits: list[Edit] = []
     if not allow_remote_media:
         for kind, start, end, image in spans[1:]:
-            if kind == "image" and not any(s <= start < e for s, e, _ in edits):
+            if kind == "image" and not _inside(start, replaced):
                 if start and content[start - 1] == "!" and not _escaped(content, start - 1):
                     edits.append((start - 1, start - 1, "\\"))  # "!" + the link would be an image
                 edits.append((start, end, _image_link(image)))
-                skip.append((start, end))
+                replaced.append((start, end))
+    skip = sorted(skip + replaced)
     for match in pattern.finditer(content):
         pos = match.start()
-        if any(s <= pos < e for s, e in skip) or _escaped(content, pos):
+        if _inside(pos, skip) or _escaped(content, pos):
             continue
         edits.append((pos, pos, "\\"))
     return edits
+
+
+def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
+    """True when ``pos`` falls in one of ``spans`` (sorted by start; spans nest or are disjoint)."""
+    index = bisect.bisect_right(spans, (pos, math.inf)) - 1
+    return index >= 0 and spans[index][0] <= pos < spans[index][1]
 
 
 def _escaped(text: str, pos: int) -> bool:

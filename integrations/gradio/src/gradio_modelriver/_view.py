@@ -206,7 +206,7 @@ class ChatView:
                                       id=f"{STRUCTURED_ID_PREFIX}-{self._uid}-stream"),
             ))
         if answer or not out or (self.done and self.error is None):
-            out.append(gr.ChatMessage(content=self._safe(answer)))
+            out.append(gr.ChatMessage(content=self._safe(answer, final=self.done)))
         card = self._structured_message()
         if card is not None:
             out.append(card)

@@ -349,7 +349,7 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
                       expanded=False)
     shown = display_text(response, entry.text)
     if shown:
-        text_slot.markdown(safe(shown))
+        text_slot.markdown(safe(shown, final=True))
     else:
         text_slot.empty()
     render_outcome(response)
