@@ -32,7 +32,6 @@ from modelriver.devserver.providers import (
     Usage,
     split_tokens,
 )
-from modelriver.devserver.ratelimit import RateLimiter
 from modelriver.devserver.tokens import (
     LiveSockets,
     TokenIssuer,
@@ -326,16 +325,6 @@ async def test_structured_scripted_output_matches_the_schema() -> None:
 
 
 # -- rate limit, retries -------------------------------------------------------------------------
-
-
-def test_rate_limiter_window_and_retry_after() -> None:
-    limiter = RateLimiter(2)
-    assert limiter.hit("k", now=0) is None
-    assert limiter.hit("k", now=1) is None
-    assert limiter.hit("k", now=2) == 58
-    assert limiter.hit("other", now=2) is None
-    assert limiter.hit("k", now=60) is None
-    assert RateLimiter(0).hit("k") is None
 
 
 def test_retry_delays() -> None:

@@ -24,6 +24,7 @@ from modelriver.exceptions import (
     ProtocolError,
     RateLimitError,
 )
+from modelriver.ratelimit import RateLimiter
 from modelriver.realm import (
     GenerateRequest,
     RealmAuthenticationError,
@@ -64,7 +65,6 @@ from modelriver.realm.protocol import (
     token_record,
     token_text,
 )
-from modelriver.realm.ratelimit import RateLimiter
 from support import free_port
 
 KEY = "sk_realm_test"
@@ -236,7 +236,7 @@ def test_rate_limiter_is_a_token_bucket_per_tenant() -> None:
 @pytest.mark.parametrize(
     "module",
     ["modelriver.realm", "modelriver.realm.protocol", "modelriver.realm.client", "modelriver.realm.sync",
-     "modelriver.realm.server", "modelriver.realm.exceptions", "modelriver.realm.ratelimit"],
+     "modelriver.realm.server", "modelriver.realm.exceptions", "modelriver.ratelimit"],
 )
 def test_realm_exports_resolve(module: str) -> None:
     mod = importlib.import_module(module)

@@ -47,7 +47,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from types import TracebackType
@@ -59,6 +59,7 @@ import httpx
 from modelriver._config import Settings, mask_secret
 from modelriver._text import unencodable_path
 from modelriver._version import __version__
+from modelriver.backoff import exponential as backoff
 from modelriver.exceptions import (
     APIConnectionError,
     APIError,
@@ -99,36 +100,6 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 _MAX_TEXT_IN_MESSAGE = 200
-
-
-def backoff(
-    *,
-    initial: float = 0.5,
-    factor: float = 2.0,
-    maximum: float = 8.0,
-    jitter: float = 0.25,
-    rand: Callable[[], float] = random.random,
-) -> Iterator[float]:
-    """Retry delays in seconds: exponential, capped, with jitter (a pure, endless generator).
-
-    The n-th delay is ``min(initial * factor**n, maximum)``, shortened by up to ``jitter``
-    of itself at random, so clients that failed together do not retry together.
-
-    Args:
-        initial: the first delay before jitter.
-        factor: the growth factor between delays.
-        maximum: the cap before jitter.
-        jitter: the largest fraction taken off a delay, in ``[0, 1]``.
-        rand: a source of floats in ``[0, 1)``; inject a constant for deterministic delays.
-
-    Returns:
-        An endless iterator of delays in ``[(1 - jitter) * d, d]`` for each capped step ``d``.
-    """
-    delay = initial
-    while True:
-        capped = min(delay, maximum)
-        yield capped * (1.0 - jitter * rand())
-        delay = min(delay * factor, maximum)
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from modelriver.devserver.config import GatewayConfig, ScriptedOverrides, WorkflowConfig
 from modelriver.devserver.providers import make_provider
-from modelriver.devserver.ratelimit import RateLimiter
 from modelriver.devserver.requests import RequestRun, RequestStore, RunSettings
 from modelriver.devserver.tokens import LiveSockets, TokenIssuer
 from modelriver.devserver.webhook_delivery import WebhookSender
+from modelriver.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     import httpx

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -272,11 +274,11 @@ class HttpApi:
 
     async def create(self, request: Request) -> Response:
         key = self._authorize(request)
-        retry_after = self.gateway.limiter.hit(key)
-        if retry_after is not None:
+        wait = self.gateway.limiter.acquire(key, time.monotonic())
+        if wait is not None:
             raise ApiError(429, "rate_limited",
                            f"rate limit of {self.gateway.limiter.per_minute} requests/minute exceeded",
-                           headers={"Retry-After": str(retry_after)})
+                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
         body = parse_async_body(await self._json(request))
         config = self.gateway.config
         workflow = config.workflows.get(body.workflow)

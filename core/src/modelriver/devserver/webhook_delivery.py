@@ -8,11 +8,13 @@ signed afresh, so its timestamp is current.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from modelriver.backoff import exponential
 from modelriver.webhooks import encode_body, signature_headers
 
 if TYPE_CHECKING:
@@ -30,10 +32,7 @@ def utc_now() -> str:
 
 def retry_delays(retries: int, *, first: float = 0.25, cap: float = 8.0) -> Iterator[float]:
     """Seconds to wait before each retry: 0.25, 0.5, 1, 2 ... capped at ``cap``."""
-    delay = first
-    for _ in range(retries):
-        yield delay
-        delay = min(delay * 2, cap)
+    return itertools.islice(exponential(initial=first, maximum=cap, jitter=0.0), retries)
 
 
 class WebhookSender:

@@ -3,7 +3,7 @@
 No sockets, no clocks: bytes and time come in as arguments, frames and events come out.
 """
 
-from modelriver.phoenix.backoff import reconnect_backoff, rejoin_backoff
+from modelriver.backoff import reconnect_backoff, rejoin_backoff
 from modelriver.phoenix.client import (
     ChannelClosed,
     ChannelErrored,

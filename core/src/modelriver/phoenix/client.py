@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from modelriver.phoenix.backoff import rejoin_backoff
+from modelriver.backoff import rejoin_backoff
 from modelriver.phoenix.frames import DEFAULT_MAX_FRAME, decode_parts, encode_parts
 
 __all__ = [

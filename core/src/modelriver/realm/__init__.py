@@ -8,7 +8,8 @@
 
 Modules: ``protocol`` (sans-I/O frames), ``client`` (``RealmClient``, asyncio), ``sync``
 (``SyncRealmClient``), ``server`` (``RealmServer`` / ``serve``: a Realm endpoint over any
-generator of text chunks), ``ratelimit`` (per-tenant token bucket), ``exceptions``.
+generator of text chunks), ``upstream`` (``RealmUpstream``: a Realm server behind
+``modelriver.upstream``'s seam), ``exceptions``; the rate limit is core's ``modelriver.ratelimit``.
 
 Ours, beyond Realm's server (which ``RealmClient`` also speaks to, as PROTOCOL §7 describes it):
 ``{type: "cancel", id}`` stops a call (answered ``{id, status: "cancelled"}``), announced by

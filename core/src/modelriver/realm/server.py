@@ -54,6 +54,7 @@ import websockets
 from websockets.asyncio.server import Server, ServerConnection
 
 from modelriver._version import __version__
+from modelriver.ratelimit import RateLimiter
 from modelriver.realm.exceptions import (
     DISPATCH_ERROR,
     INTERNAL_ERROR,
@@ -85,7 +86,6 @@ from modelriver.realm.protocol import (
     stream_frame_prefix,
     token_record,
 )
-from modelriver.realm.ratelimit import RateLimiter
 
 __all__ = [
     "CLOSE_AUTH_FAILED",

@@ -1,7 +1,7 @@
 """Limits on starts per session, and per user when logged in: a rate and a number in flight.
 
 ``MODELRIVER["START_RATE"]`` starts a minute (a token bucket of that size: core's
-``modelriver.realm.ratelimit.take``) and ``MODELRIVER["MAX_IN_FLIGHT"]`` requests not yet ended,
+``modelriver.ratelimit.take``) and ``MODELRIVER["MAX_IN_FLIGHT"]`` requests not yet ended,
 for each of the session and the user; 0 or None turns one off. The state lives in Django's cache
 (``MODELRIVER["LIMIT_CACHE"]``, an alias of ``CACHES``), so processes sharing a cache (Redis,
 Memcached) share the limits; the default ``LocMemCache`` limits each process on its own. An update
@@ -25,7 +25,7 @@ from typing import Any
 
 from django.core.cache import caches
 
-from modelriver.realm.ratelimit import take
+from modelriver.ratelimit import take
 
 __all__ = ["FLIGHT_MAX_AGE", "IN_FLIGHT_RETRY", "Refusal", "StartLimits"]
 

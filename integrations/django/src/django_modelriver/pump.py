@@ -23,6 +23,7 @@ from asgiref.sync import sync_to_async
 
 from django_modelriver.signals import stream_finished
 from django_modelriver.store import Lease, RequestRecord, make_entry
+from modelriver.backoff import exponential
 from modelriver.exceptions import APIError, JoinError, ModelRiverError
 from modelriver.phoenix import ChannelMessage, Entry
 
@@ -94,6 +95,7 @@ class Pump:
     async def _pump(self) -> bool:
         """Stream until the terminal event; True when the request ended."""
         failures = 0
+        delays = exponential(initial=0.5, maximum=5.0, jitter=0.0)
         unknown = "the request is no longer known upstream"
         while True:
             if self.upstream is None:  # taken over, and the upstream lost it with its process
@@ -114,14 +116,16 @@ class Pump:
             except JoinError as exc:
                 return self._give_up(f"upstream join refused: {exc.reason}")
             except ModelRiverError as exc:
-                failures = (0 if self._moved else failures) + 1
+                if self._moved:  # the stream moved on since the last failure: start over
+                    failures, delays = 0, exponential(initial=0.5, maximum=5.0, jitter=0.0)
+                failures += 1
                 logger.warning("pump of %s: upstream failed (%s), attempt %d",
                                self.channel_id, type(exc).__name__, failures)
                 if failures >= MAX_ATTEMPTS:
                     return self._give_up("upstream connection lost")
             finally:
                 await stream.close()
-            await asyncio.sleep(min(0.5 * 2 ** (failures - 1), 5.0))
+            await asyncio.sleep(next(delays))
             try:
                 self.upstream = await self.hub.upstream().reconnect(self.channel_id)
             except APIError as exc:
