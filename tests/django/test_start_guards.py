@@ -159,3 +159,9 @@ def test_the_limit_settings_and_their_checks() -> None:
     for bad in ({"START_RATE": -1}, {"MAX_IN_FLIGHT": 2.5}, {"START_RATE": "20"}, {"LIMIT_CACHE": "nowhere"}):
         with override_settings(MODELRIVER=bad):
             assert "django_modelriver.E011" in {m.id for m in check_settings()}, bad
+    dummy = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+             "off": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    with override_settings(CACHES=dummy, MODELRIVER={"LIMIT_CACHE": "off"}):
+        assert "django_modelriver.W005" in {m.id for m in check_settings()}
+    with override_settings(CACHES=dummy, MODELRIVER={"LIMIT_CACHE": "off", "START_RATE": 0, "MAX_IN_FLIGHT": 0}):
+        assert "django_modelriver.W005" not in {m.id for m in check_settings()}

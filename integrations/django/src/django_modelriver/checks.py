@@ -17,6 +17,8 @@
 ``E011``               ``START_RATE`` / ``MAX_IN_FLIGHT`` is not a whole number >= 0 (or None), or
                        ``LIMIT_CACHE`` names no cache in ``CACHES``
 ``W004``               no ``ASGI_APPLICATION``: the socket and the pump need an ASGI server
+``W005``               the start limits' cache keeps nothing (``DummyCache``), or is per process
+                       (``LocMemCache``) while several processes share a channels_redis layer
 ``E012``               ``manage.py runserver`` runs and is not Daphne's (``serving``: WSGI, the socket 404s)
 ``W005``               the same under ``DEBUG``, for ``manage.py check``
 ``W006``               the sessions' table is missing: ``migrate`` (a ``database`` check, ``serving``)
@@ -178,10 +180,22 @@ def _check_limits(raw: Mapping[str, Any]) -> list[CheckMessage]:
             messages.append(Error(f"MODELRIVER[{key!r}] must be a whole number >= 0 or None, not {value!r}.",
                                   hint="0 or None turns the limit off.", id=_id(11)))
     alias = raw.get("LIMIT_CACHE", DEFAULTS["LIMIT_CACHE"])
-    if alias not in getattr(settings, "CACHES", {"default": {}}):
+    caches = getattr(settings, "CACHES", {})
+    if alias not in caches:
         messages.append(Error(f"MODELRIVER['LIMIT_CACHE'] {alias!r} is not a cache in CACHES.",
                               hint="Name a CACHES alias (a shared one, e.g. Redis, when several processes "
                                    "serve the site).", id=_id(11)))
+        return messages
+    backend = str(caches[alias].get("BACKEND", ""))
+    layer = str(getattr(settings, "CHANNEL_LAYERS", {}).get("default", {}).get("BACKEND", ""))
+    conf = modelriver_settings()
+    if conf.start_limits().enabled and (
+            backend.endswith("DummyCache") or (backend.endswith("LocMemCache") and "channels_redis" in layer)):
+        what = "keeps nothing: the start limits never refuse" if backend.endswith("DummyCache") else \
+            "counts per process: each process of the site allows the full limits"
+        messages.append(Warning(f"MODELRIVER['LIMIT_CACHE'] {alias!r} ({backend.rsplit('.', 1)[-1]}) {what}.",
+                                hint="Point LIMIT_CACHE at a cache the processes share (Redis, Memcached).",
+                                id=_id(5, "W")))
     return messages
 
 
