@@ -97,13 +97,22 @@ class LeftoverCheck:
     def __init__(self) -> None:
         self.found: list[str] = []
         self.token: str | None = None
+        self._outer: str | None = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
+        self._outer = os.environ.get(MARKER)
         if hasattr(config, "workerinput"):  # an xdist worker: the controller's tag, inherited
-            self.token = os.environ.get(MARKER)
+            self.token = self._outer
         else:  # a run of its own (even inside another run's test): a fresh tag
             self.token = os.environ[MARKER] = uuid.uuid4().hex
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """Give an enclosing run (an in-process one) its tag back."""
+        if self._outer is None:
+            os.environ.pop(MARKER, None)
+        else:
+            os.environ[MARKER] = self._outer
 
     @pytest.hookimpl(optionalhook=True)  # xdist's hook
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
