@@ -165,11 +165,8 @@ def modelriver_settings() -> AppSettings:
 @receiver(setting_changed)
 def _reset(*, setting: str, **kwargs: Any) -> None:
     global _cache
-    if setting in ("MODELRIVER", "CHANNEL_LAYERS"):
+    if setting in ("MODELRIVER", "CHANNEL_LAYERS"):  # the hubs reset themselves (hub.py)
         _cache = None
-        from django_modelriver import hub  # local: hub imports this module
-
-        hub.reset_hubs()
 
 
 def default_upstream() -> AsyncUpstream:

@@ -33,12 +33,15 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+
+if TYPE_CHECKING:
+    from asgiref.typing import WebSocketReceiveEvent
 
 from django_modelriver.conf import modelriver_settings
 from django_modelriver.hub import Hub, Subscription, get_hub
@@ -89,7 +92,7 @@ class ModelRiverConsumer(AsyncWebsocketConsumer):
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Frames touch no database: skip Channels' per-message close_old_connections thread hop.
         if message["type"] == "websocket.receive":
-            await self.websocket_receive(message)
+            await self.websocket_receive(cast("WebSocketReceiveEvent", message))
         else:
             await super().dispatch(message)
 
@@ -134,7 +137,8 @@ class ModelRiverConsumer(AsyncWebsocketConsumer):
         self._own_topics = channel_topics(claims.channel_id, record.topic)
         await self.accept("phoenix" if "phoenix" in subprotocols else None)
         # Frames go straight to the server when websocket_application() recorded its send.
-        self._frame_send = self.scope.get("django_modelriver.send") or self.base_send
+        self._frame_send = cast("Callable[[dict[str, Any]], Awaitable[None]]",
+                                self.scope.get("django_modelriver.send") or self.base_send)
         self._buffer_size = _write_buffer_probe(self._frame_send)
         self._flushed = 0  # characters written to the server, in all
         self._holding = 0  # characters of the batch being written
@@ -270,7 +274,7 @@ def _write_buffer_probe(send: Any) -> Callable[[], int]:
     """A function returning the bytes waiting in the server's transport for ``send``'s socket
     (0 when it cannot be reached): Daphne's Twisted transport, or an asyncio transport (uvicorn)."""
     owner = send.args[0] if isinstance(send, functools.partial) and send.args else getattr(send, "__self__", None)
-    transport = getattr(owner, "transport", None)
+    transport: Any = getattr(owner, "transport", None)
     if callable(getattr(transport, "get_write_buffer_size", None)):
         def asyncio_buffer() -> int:
             try:

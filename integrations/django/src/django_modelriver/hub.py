@@ -26,8 +26,11 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from django_modelriver.conf import AppSettings, modelriver_settings
+from django_modelriver.pump import Pump
 from django_modelriver.store import (
     Backend,
     EntryBuffer,
@@ -41,7 +44,6 @@ from modelriver.phoenix import Entry, ServerConnection, coalesce_tokens, encode_
 from modelriver.upstream import AsyncUpstream, UpstreamError
 
 if TYPE_CHECKING:
-    from django_modelriver.pump import Pump
     from modelriver.types import AsyncRequest
 
 __all__ = ["CallbackUpstream", "Hub", "Sink", "Subscription", "get_hub", "reset_hubs"]
@@ -274,8 +276,6 @@ class Hub:
         ``upstream`` is the request's handle, or None when the upstream no longer knows it (the
         pump then ends the request with an error).
         """
-        from django_modelriver.pump import Pump
-
         pump = Pump(self, record, upstream, lease, last_seq=last_seq)
         self._pumps[record.channel_id] = pump
         if self.distributed:  # what this pump relays, until the replay stream has it for sure
@@ -601,3 +601,10 @@ def reset_hubs() -> None:
             elif loop.is_running():
                 asyncio.run_coroutine_threadsafe(hub.close(), loop)
     _hubs.clear()
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    """New settings, new hubs (as Channels' layers do): ``conf`` imports nothing of the relay."""
+    if setting in ("MODELRIVER", "CHANNEL_LAYERS"):
+        reset_hubs()

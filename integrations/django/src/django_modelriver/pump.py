@@ -17,24 +17,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from asgiref.sync import sync_to_async
 
 from django_modelriver.signals import stream_finished
-from django_modelriver.store import Lease, RequestRecord, make_entry
+from django_modelriver.store import Backend, Lease, RequestRecord, make_entry
 from modelriver.backoff import exponential
 from modelriver.exceptions import APIError, JoinError, ModelRiverError
 from modelriver.phoenix import ChannelMessage, Entry
 
 if TYPE_CHECKING:
-    from django_modelriver.hub import Hub
     from modelriver.types import AsyncRequest
-    from modelriver.upstream import AsyncUpstreamStream
+    from modelriver.upstream import AsyncUpstream, AsyncUpstreamStream
 
-__all__ = ["Pump"]
+__all__ = ["Hub", "Pump"]
 
 logger = logging.getLogger("django_modelriver")
+
+
+class Hub(Protocol):
+    """What a pump needs of its hub (``django_modelriver.hub.Hub``, which imports this module)."""
+
+    backend: Backend
+    distributed: bool
+
+    def upstream(self) -> AsyncUpstream: ...
+
+    def publish(self, channel_id: str, entries: list[Entry]) -> None: ...
+
+    def flush_soon(self) -> None: ...
+
+    async def flush_dirty(self) -> None: ...
+
+    async def flush_outbox(self) -> None: ...
+
+    def pump_done(self, pump: Pump) -> None: ...
 
 MAX_ATTEMPTS = 6
 """Upstream failures in a row (with the reconnect API in between) before the pump gives up."""

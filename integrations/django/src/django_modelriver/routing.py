@@ -18,7 +18,7 @@ prefix, so it matches wherever ``django_modelriver.urls`` is included.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from django.urls import re_path
 
@@ -26,8 +26,9 @@ from django_modelriver.consumers import ModelRiverConsumer
 
 __all__ = ["RAW_SEND", "websocket_application", "websocket_urlpatterns"]
 
-websocket_urlpatterns = [
-    re_path(r"^(?:.+/)?socket/websocket/?$", ModelRiverConsumer.as_asgi(), name="modelriver-socket"),
+# An ASGI app where django-stubs expects a view: Channels routes re_path()s of consumers.
+websocket_urlpatterns: list[Any] = [
+    re_path(r"^(?:.+/)?socket/websocket/?$", cast("Any", ModelRiverConsumer.as_asgi()), name="modelriver-socket"),
 ]
 
 

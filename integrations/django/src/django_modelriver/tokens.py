@@ -19,6 +19,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -58,7 +59,7 @@ def verify_token(token: str | None, *, max_age: float) -> SocketClaims | None:
     if not token or len(token) > 4096:
         return None
     try:
-        value = signing.loads(token, salt=SALT, max_age=max_age)
+        value = signing.loads(token, salt=SALT, max_age=timedelta(seconds=max_age))
     except (signing.BadSignature, ValueError, TypeError):  # SignatureExpired is a BadSignature
         return None
     if not isinstance(value, dict):
