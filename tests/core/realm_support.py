@@ -7,12 +7,14 @@ side) for the first and stop after the last, however the two modules are collect
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from modelriver.devserver.config import BUILTIN_PROVIDERS, ScriptedProviderConfig
 from modelriver.devserver.providers import GenerationRequest, ScriptedProvider
 from tests.support import Gateway, free_port, start_gateway
 
 REALM_KEY = "sk_realm_test_0123456789"
+RESTART_CONFIG = Path(__file__).with_name("failover_restart.toml")  # demo-failover: failover = "restart"
 
 
 def scripted(prompt: str, provider: str = "demo-chat") -> str:
@@ -49,10 +51,11 @@ def acquire() -> tuple[RealmGateway, RealmGateway]:
     _shared.users += 1
     if _shared.gateways is None:
         ports = [free_port(), free_port()]
+        restart = ("--config", str(RESTART_CONFIG))  # test_realm_gateway: a restarted stream fails
         with ThreadPoolExecutor(2) as pool:
             started = list(pool.map(lambda args: start_gateway(*args), [
-                ("--realm-port", str(ports[0]), "--realm-api-key", REALM_KEY),
-                ("--realm-port", str(ports[1]), "--realm-no-auth", "--rate-limit", "2"),
+                ("--realm-port", str(ports[0]), "--realm-api-key", REALM_KEY, *restart),
+                ("--realm-port", str(ports[1]), "--realm-no-auth", "--rate-limit", "2", *restart),
             ]))
         _shared.gateways = RealmGateway(started[0], ports[0]), RealmGateway(started[1], ports[1])
     return _shared.gateways

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -415,10 +416,11 @@ class _Recorder:
         self.dropped.append(reason)
 
 
-async def _run_workflow(workflow: str, scripted: dict[str, Any] | None = None) -> tuple[Any, _Recorder]:
+async def _run_workflow(workflow: str, scripted: dict[str, Any] | None = None,
+                        config: GatewayConfig | None = None) -> tuple[Any, _Recorder]:
     from modelriver.devserver.gateway import Gateway
 
-    gateway = Gateway(GatewayConfig(api_key=KEY))
+    gateway = Gateway(config or GatewayConfig(api_key=KEY))
     overrides = parse_overrides({"tokens_per_second": 0, "first_token_ms": 0, **(scripted or {})})
     run = gateway.start_request(gateway.config.workflows[workflow], [{"role": "user", "content": "hi"}],
                                 events=[], webhook_url=None, overrides=overrides,
@@ -432,7 +434,10 @@ async def _run_workflow(workflow: str, scripted: dict[str, Any] | None = None) -
 
 
 async def test_run_failover_resets_and_content_matches_tokens() -> None:
-    run, recorder = await _run_workflow("demo-failover", {"drop_socket_after": 3})
+    # failover = "restart": the behaviour before issue 18 (the default continues the answer).
+    restart = replace(BUILTIN_WORKFLOWS["demo-failover"], failover="restart")
+    config = GatewayConfig(api_key=KEY, workflows={**BUILTIN_WORKFLOWS, "demo-failover": restart})
+    run, recorder = await _run_workflow("demo-failover", {"drop_socket_after": 3}, config)
     events = [(e.event, e.payload) for e in recorder.entries]
     assert [p["seq"] for _, p in events] == list(range(1, len(events) + 1))
     statuses = [p["status"] for e, p in events if e == "status"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,23 @@ from modelriver.events import Error, Response, Status, StreamEvent, Token
 from modelriver.exceptions import APIError, RequestTimeoutError
 from modelriver.stream import Stream, connect
 from modelriver.types import AsyncRequest
-from support import Gateway
+from support import Gateway, start_gateway
 from support.faultproxy import FaultProxy
 from support.gatewaytest import RawSocket, WebhookReceiver, scripted, seqs, wait_until
+from tests.core.realm_support import RESTART_CONFIG
 
 pytestmark = pytest.mark.timeout(60)
 
 LONG_TEXT = " ".join(f"word{i}" for i in range(80))
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[Gateway]:
+    """This module's gateway: demo-failover restarts its answer (``failover = "restart"``, the
+    behaviour before issue 18, which the failover checks here show; the default continues it)."""
+    gw = start_gateway("--config", str(RESTART_CONFIG))
+    yield gw
+    gw.process.stop()
 
 
 @pytest.fixture

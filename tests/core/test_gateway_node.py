@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import jsonschema
@@ -20,14 +20,24 @@ import pytest
 
 from modelriver.api import AsyncModelRiver
 from modelriver.types import AsyncRequest
-from support import NODE_DIR, Gateway
+from support import NODE_DIR, Gateway, start_gateway
 from support.gatewaytest import CHATBOT_RESPONSE_SCHEMA, WebhookReceiver, scripted, wait_until
+from tests.core.realm_support import RESTART_CONFIG
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(60)]
 
 SCRIPT = NODE_DIR / "gateway_client.mjs"
 WORKFLOWS = ["demo-chat", "demo-structured", "demo-events", "demo-failover", "demo-tools", "demo-error"]
 LONG_TEXT = " ".join(f"word{i}" for i in range(100))
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[Gateway]:
+    """This module's gateway: demo-failover restarts its answer (``failover = "restart"``, the
+    behaviour before issue 18, which the failover checks here show; the default continues it)."""
+    gw = start_gateway("--config", str(RESTART_CONFIG))
+    yield gw
+    gw.process.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import jsonschema
@@ -30,6 +30,7 @@ from support.gatewaytest import (
     seqs,
     wait_until,
 )
+from tests.core.realm_support import RESTART_CONFIG
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -197,9 +198,12 @@ async def test_demo_events_completes_with_the_backend_data(
 
 
 async def test_demo_failover_restarts_the_answer_on_the_second_provider(
-    gateway: Gateway, client: AsyncModelRiver
+    gateway_factory: Callable[..., Gateway]
 ) -> None:
-    request = await client.create_request("demo-failover", "hello", metadata=scripted())
+    # failover = "restart" (the behaviour before issue 18; the default continues the answer).
+    gateway = gateway_factory("--config", str(RESTART_CONFIG))
+    async with AsyncModelRiver(api_key=gateway.api_key, api_base=gateway.url, max_retries=0) as client:
+        request = await client.create_request("demo-failover", "hello", metadata=scripted())
     stream, events = await stream_all(request)
     response = stream.response
     assert response is not None

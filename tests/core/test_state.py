@@ -185,9 +185,11 @@ def test_the_steps_follow_the_sdk_sequence() -> None:
     for changes in [state.joined(), *feed(state, Status("queued"), Token("a"),
                                           response({"status": "success"}))]:
         seen += [(s.id, s.status) for s in changes.steps]
-    assert seen == [("queue", "success"), ("process", "success"), ("receive", "success"),
-                    ("complete", "success")]
+    # Issue 18: process is loading from the first token until the response.
+    assert seen == [("queue", "success"), ("process", "loading"), ("process", "success"),
+                    ("receive", "success"), ("complete", "success")]
     tracker.joined()
+    tracker.streaming()
     tracker.response(AIResponse.from_payload({"status": "success"}))
     assert state.steps == tracker.steps  # the same rules as the tracker the stream used to run
 

@@ -5,6 +5,8 @@
         changes = state.feed(event)
         if changes.text:
             redraw_text(state.text)          # changes.reset: the text restarted (failover)
+        if changes.partial:                  # a structured answer: the object so far
+            redraw_card(state.partial, state.prose)
         if changes.steps:
             redraw_steps(state.steps)
         for note in changes.notes:           # a Failover or a ToolCall, as data
@@ -20,14 +22,25 @@ and ``completed`` end the request, ``ai_generated`` is intermediate, anything el
 an ``error`` event ends it too. After the end only ``Step`` events are still taken.
 The stream client, the Realm stream and the Streamlit and Gradio adapters all fold through it;
 ``Changes`` tells each what a given event changed so it redraws only that.
+
+Structured answers (the workflow has a schema: a ``status`` says ``structured: true``, or the
+caller says so): ``partial`` is the object so far, parsed from ``text`` with
+``modelriver.partial.parse_partial`` only when read and the text changed since the last parse
+(and, given a clock, at most every ``parse_interval`` seconds until the end), never per token;
+``prose`` is its prose field's text (the status's ``prose`` names it, else
+``modelriver.partial.prose_key``), ``""`` when it has none. The terminal response's ``data``
+replaces the partial object. Steps: ``process`` is ``loading`` from the first token until the
+response.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from modelriver.events import Error, Response, Status, Step, StreamEvent, Token, ToolCall
+from modelriver.partial import parse_partial, prose_key
 from modelriver.steps import StepTracker
 from modelriver.types import AIResponse, WorkflowStep
 
@@ -66,6 +79,7 @@ class Changes:
         reset: the text restarted from ``""`` (a failover with ``reset: true``); ``attempt`` grew.
         steps: the steps that changed, in the order they changed.
         notes: the notes this event added.
+        partial: ``RequestState.partial`` (and ``prose``) may have changed (structured answers).
         status: ``RequestState.status`` changed.
         response: the ``response`` this event brought (``ai_generated`` or terminal).
         done: the request ended with this event; ``RequestState.result`` says how.
@@ -75,18 +89,19 @@ class Changes:
     reset: bool = False
     steps: tuple[WorkflowStep, ...] = ()
     notes: tuple[Note, ...] = ()
+    partial: bool = False
     status: bool = False
     response: AIResponse | None = None
     done: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.text or self.steps or self.notes or self.status
+        return bool(self.text or self.steps or self.notes or self.partial or self.status
                     or self.response is not None or self.done)
 
 
 NOTHING = Changes()
 _TEXT = Changes(text=True)
-_TEXT_AND_STATUS = Changes(text=True, status=True)
+_TEXT_PARTIAL = Changes(text=True, partial=True)
 _STATUS = Changes(status=True)
 
 
@@ -95,6 +110,11 @@ class RequestState:
 
     Args:
         channel_id: the request's channel, put in the error response an ``error`` event makes.
+        structured: the answer is structured output (JSON); None: as a ``status`` says.
+        clock: seconds, monotonic (e.g. ``time.monotonic``); with it, ``partial`` is parsed
+            at most every ``parse_interval`` seconds while the request runs (a read in between
+            gets the previous parse). None: parsed on every read after a change.
+        parse_interval: see ``clock``.
 
     Attributes:
         attempt: how many times the answer restarted (failover resets).
@@ -109,13 +129,28 @@ class RequestState:
             ``error`` event or ``fail`` (what ``Stream.response`` holds). None while running.
         error: why the request failed (an error response's message, an ``error`` event's, or
             ``fail``'s), else None.
+        structured: the answer is structured output (``partial`` and ``prose`` apply).
+        prose_field: the structured answer's prose field, as a ``status`` named it.
     """
 
-    __slots__ = ("_joined", "_joined_count", "_parts", "_tracker", "attempt", "channel_id", "error",
-                 "intermediate", "notes", "response", "result", "status")
+    __slots__ = ("_clock", "_flowing", "_joined", "_joined_count", "_parse_interval", "_parsed",
+                 "_parsed_at", "_parsed_version", "_parts", "_prose_announced", "_token_changes",
+                 "_tracker", "attempt", "channel_id", "error", "intermediate", "notes", "prose_field",
+                 "response", "result", "status", "structured")
 
-    def __init__(self, channel_id: str | None = None) -> None:
+    def __init__(self, channel_id: str | None = None, *, structured: bool | None = None,
+                 clock: Callable[[], float] | None = None, parse_interval: float = 0.04) -> None:
         self.channel_id = channel_id
+        self.structured = bool(structured)
+        self.prose_field: str | None = None
+        self._prose_announced = False
+        self._token_changes = _TEXT_PARTIAL if structured else _TEXT
+        self._flowing = False
+        self._clock = clock
+        self._parse_interval = parse_interval
+        self._parsed: Any = None
+        self._parsed_version: tuple[int, int] = (0, 0)
+        self._parsed_at = float("-inf")
         self.attempt = 0
         self.status: str | None = None
         self.notes: list[Note] = []
@@ -162,6 +197,54 @@ class RequestState:
         """The workflow steps, in display order (PROTOCOL §4)."""
         return self._tracker.steps
 
+    @property
+    def partial(self) -> Any:
+        """A structured answer's value so far (usually a dict; None before any, or for text).
+
+        Parsed from ``text`` when read after it changed (see ``clock``); the terminal
+        response's ``data`` once it arrived.
+        """
+        if not self.structured:
+            return None
+        final = self._final_data()
+        if final is not None:
+            return final
+        version = (self.attempt, len(self._parts))
+        if version != self._parsed_version:
+            clock = self._clock
+            now = clock() if clock is not None else 0.0
+            if clock is None or now - self._parsed_at >= self._parse_interval or self.done:
+                self._parsed = parse_partial(self.text)
+                self._parsed_version = version
+                self._parsed_at = now
+        return self._parsed
+
+    def _final_data(self) -> Any:
+        """The AI's object as a response delivered it: the terminal ``data`` (``ai_response.data``
+        for ``completed``, whose ``data`` is the backend's), or the ``ai_generated`` one."""
+        response = self.response
+        if response is not None and not response.is_error:
+            if response.kind != "completed":
+                return response.data
+            ai_response = response.raw.get("ai_response")
+            if isinstance(ai_response, dict) and ai_response.get("data") is not None:
+                return ai_response["data"]
+        intermediate = self.intermediate
+        return intermediate.data if intermediate is not None else None
+
+    @property
+    def prose(self) -> str:
+        """The answer as prose: ``text`` for a text answer; a structured answer's prose field
+        so far (``""`` when its schema has none: show ``partial`` as a card only)."""
+        if not self.structured:
+            return self.text
+        value = self.partial
+        if not isinstance(value, dict):
+            return ""
+        key = self.prose_field if self._prose_announced else prose_key(value)
+        prose = value.get(key) if key is not None else None
+        return prose if isinstance(prose, str) else ""
+
     # -- feeding ---------------------------------------------------------------------------------
 
     def joined(self) -> Changes:
@@ -177,12 +260,9 @@ class RequestState:
         """
         if type(event) is Token:
             data = event.data
-            if data and self.status == "streaming" and self.result is None:  # the hot path
+            if data and self._flowing:  # the hot path: no parse here (``partial`` is lazy)
                 self._parts.append(data)
-                # Issue 18 plugs in where deltas are appended (here and in _first_token): a
-                # structured workflow's partial object, parsed from the text when the view can
-                # change (per batch or paint, not per token), exposed beside ``text``.
-                return _TEXT
+                return self._token_changes
             return self._first_token(data)
         if isinstance(event, Step):
             return self._changed_steps(self._tracker.absorb(event.step))
@@ -205,10 +285,14 @@ class RequestState:
             return NOTHING
         if data:
             self._parts.append(data)
-        if self.status == "streaming":
-            return NOTHING  # an empty delta
-        self.status = "streaming"
-        return _TEXT_AND_STATUS if data else _STATUS
+        status = self._set_status("streaming")
+        steps = tuple(self._tracker.streaming())
+        self._flowing = True
+        if not steps:
+            if data:
+                return Changes(text=True, partial=self.structured, status=True) if status else self._token_changes
+            return _STATUS if status else NOTHING
+        return Changes(text=bool(data), partial=self.structured and bool(data), steps=steps, status=status)
 
     def fail(self, message: str) -> Changes:
         """End the request locally (the stream failed or ended without a terminal event).
@@ -222,6 +306,16 @@ class RequestState:
     # -- the rules -------------------------------------------------------------------------------
 
     def _on_status(self, event: Status) -> Changes:
+        payload = event.payload
+        if payload.get("structured") is True and not self.structured:
+            self.structured = True
+            self._token_changes = _TEXT_PARTIAL
+        if "prose" in payload and self.structured:
+            prose = payload.get("prose")
+            self.prose_field = prose if isinstance(prose, str) and prose else None
+            self._prose_announced = True
+        if event.status != "streaming":
+            self._flowing = False
         reset = event.reset
         if reset:
             self._parts = []
@@ -229,7 +323,6 @@ class RequestState:
             self.attempt += 1
         notes: tuple[Note, ...] = ()
         if event.status == "failover":
-            payload = event.payload
             note = Failover(_name(payload.get("from")), _name(payload.get("to")),
                             _name(payload.get("reason")), reset, event.seq)
             self.notes.append(note)
@@ -238,9 +331,11 @@ class RequestState:
         self.status = event.status
         if not (reset or notes):
             return _STATUS if status_changed else NOTHING
-        return Changes(text=reset, reset=reset, notes=notes, status=status_changed)
+        return Changes(text=reset, reset=reset, notes=notes, partial=reset and self.structured,
+                       status=status_changed)
 
     def _on_response(self, response: AIResponse) -> Changes:
+        self._flowing = False
         steps = tuple(self._tracker.response(response))
         if not response.is_terminal:
             self.intermediate = response
@@ -248,9 +343,11 @@ class RequestState:
         self.response = self.result = response
         if response.is_error:
             self.error = response.error_message
-        return Changes(steps=steps, response=response, status=self._set_status(response.kind), done=True)
+        return Changes(steps=steps, response=response, partial=self.structured,
+                       status=self._set_status(response.kind), done=True)
 
     def _end_with_error(self, message: str, steps: list[WorkflowStep]) -> Changes:
+        self._flowing = False
         self.error = message
         self.result = AIResponse(status="error", channel_id=self.channel_id,
                                  error={"message": message}, raw={"message": message})

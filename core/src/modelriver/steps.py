@@ -1,6 +1,6 @@
 """The SDK's workflow-step model (PROTOCOL §4) as a pure state machine.
 
-Feed it what happened (joined, a response, an error); each call returns the steps that changed,
+Feed it what happened (joined, the first token, a response, an error); each call returns the steps that changed,
 in display order. No I/O; adapters render what it returns. ``modelriver.state.RequestState``
 drives one per request.
 """
@@ -39,6 +39,12 @@ class StepTracker:
     def joined(self) -> list[WorkflowStep]:
         """The channel join succeeded: queue done, the rest pending."""
         return self._set(("queue", "success"))
+
+    def streaming(self) -> list[WorkflowStep]:
+        """A token arrived: ``process`` turns ``loading`` (when still pending) until the response."""
+        if self._steps["process"].status != "pending":
+            return []
+        return self._set(("process", "loading"))
 
     def response(self, response: AIResponse) -> list[WorkflowStep]:
         """A ``response`` arrived; returns the steps it changed."""

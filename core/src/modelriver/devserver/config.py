@@ -42,6 +42,7 @@ class ConfigError(ValueError):
 
 
 ScriptedFormat = Literal["text", "chatbot_response"]
+FailoverMode = Literal["continue", "restart"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,9 @@ class WorkflowConfig:
         events: default event names (non-empty: event-driven, waits for a callback).
         webhook_url: default webhook URL.
         description: one line for logs and the HTML view.
+        failover: ``continue`` (the next provider continues the partial answer: ``status
+            failover`` with ``reset: false``) or ``restart`` (it answers from the start:
+            ``reset: true``).
     """
 
     name: str
@@ -134,6 +138,7 @@ class WorkflowConfig:
     events: tuple[str, ...] = ()
     webhook_url: str | None = None
     description: str = ""
+    failover: FailoverMode = "continue"
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,7 +437,8 @@ def _provider(name: str, table: Mapping[str, Any]) -> ProviderConfig:
 
 def _workflow(name: str, table: Mapping[str, Any], base_dir: Path) -> WorkflowConfig:
     where = f"workflows.{name}"
-    _only(table, {"providers", "schema", "events", "webhook_url", "description"}, f"[{where}]")
+    _only(table, {"providers", "schema", "events", "webhook_url", "description", "failover"},
+          f"[{where}]")
     providers = table.get("providers")
     if not isinstance(providers, list) or not providers or not all(
         isinstance(p, str) and p for p in providers
@@ -449,9 +455,12 @@ def _workflow(name: str, table: Mapping[str, Any], base_dir: Path) -> WorkflowCo
     description = table.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(f"{where}.description must be a string")
+    failover = table.get("failover", "continue")
+    if failover not in ("continue", "restart"):
+        raise ConfigError(f"{where}.failover must be 'continue' or 'restart'")
     schema = _schema(table.get("schema"), base_dir, where)
     return WorkflowConfig(name, tuple(providers), schema=schema, events=tuple(events),
-                          webhook_url=webhook_url, description=description)
+                          webhook_url=webhook_url, description=description, failover=failover)
 
 
 def _schema(value: Any, base_dir: Path, where: str) -> Mapping[str, Any] | None:

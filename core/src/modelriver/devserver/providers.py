@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = [
+    "CONTINUE_INSTRUCTION",
     "Chunk",
     "GenerationRequest",
     "OpenAIProvider",
@@ -79,10 +80,22 @@ class ProviderError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """What a provider is asked: the chat messages and, for structured output, the schema."""
+    """What a provider is asked: the chat messages and, for structured output, the schema.
+
+    ``continue_from`` is the partial answer a failed provider left (failover ``continue``):
+    the provider streams only what follows it.
+    """
 
     messages: Sequence[Mapping[str, Any]]
     schema: Mapping[str, Any] | None = None
+    continue_from: str = ""
+
+
+CONTINUE_INSTRUCTION = (
+    "Your previous answer was cut off. Continue it exactly where it stopped: write only the rest, "
+    "without repeating anything already written and without any preamble."
+)
+"""The user message after the partial answer when an OpenAI-compatible provider continues it."""
 
 
 class Provider(Protocol):
@@ -184,7 +197,7 @@ class ScriptedProvider:
         return self.config.model
 
     def answer(self, request: GenerationRequest) -> str:
-        """The full text this provider streams for ``request``."""
+        """The full text of this provider's answer to ``request`` (from its start)."""
         cfg = self.config
         prompt = last_user_message(request.messages)
         if cfg.text is not None:
@@ -202,7 +215,9 @@ class ScriptedProvider:
             ProviderError: the scripted failure (``error`` / ``fail_after``).
         """
         cfg = self.config
-        pieces = split_tokens(self.answer(request))
+        # Continuing a partial answer: its own answer from the partial's length on (the
+        # built-in demos give every provider the same answer, so the whole reads as one).
+        pieces = split_tokens(self.answer(request)[len(request.continue_from):])
         loop = asyncio.get_running_loop()
         if cfg.first_token_ms > 0:
             await asyncio.sleep(cfg.first_token_ms / 1000)
@@ -271,7 +286,13 @@ class OpenAIProvider:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        if request.schema is not None:
+        if request.continue_from:
+            # The partial answer as the assistant's turn, then the instruction to go on. No
+            # response_format: the continuation is the rest of the JSON text, not a whole object
+            # (the gateway validates the joined answer).
+            body["messages"] += [{"role": "assistant", "content": request.continue_from},
+                                 {"role": "user", "content": CONTINUE_INSTRUCTION}]
+        elif request.schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "output", "schema": dict(request.schema)},

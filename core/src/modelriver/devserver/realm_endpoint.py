@@ -20,9 +20,10 @@ What Realm cannot express is refused or mapped:
 
 * event-driven workflows named by ``model`` (they need a webhook and a callback) →
   ``DISPATCH_ERROR`` *(ours: the name is known, so it is not replaced by the default)*;
-* a failover after tokens were already streamed (ModelRiver restarts the answer; a Realm stream
-  cannot take tokens back) → ``INTERNAL_ERROR`` naming the failed provider; a failover before
-  the first token, or any failover in a non-streaming call, is invisible to the client;
+* a failover that continues the answer (the default: ``reset: false``) is invisible: the tokens
+  go on; one that restarts it (a workflow's ``failover = "restart"``) after tokens were already
+  streamed (a Realm stream cannot take tokens back) → ``INTERNAL_ERROR`` naming the failed
+  provider; before the first token, or in a non-streaming call, it is invisible too;
 * the request failing (``error``) → ``INTERNAL_ERROR`` with the gateway's message and details;
 * ``max_tokens`` stops the answer (and the request) after that many tokens.
 
@@ -53,16 +54,9 @@ class Gateway(Protocol):
     @property
     def config(self) -> GatewayConfig: ...
 
-    def start_request(
-        self,
-        workflow: WorkflowConfig,
-        messages: Sequence[Mapping[str, Any]],
-        *,
-        events: Sequence[str],
-        webhook_url: str | None,
-        overrides: ScriptedOverrides,
-        public_base: str,
-    ) -> RequestRun: ...
+    def start_request(self, workflow: WorkflowConfig, messages: Sequence[Mapping[str, Any]], *,
+                      events: Sequence[str], webhook_url: str | None, overrides: ScriptedOverrides,
+                      public_base: str) -> RequestRun: ...
 
 DEFAULT_MODEL = "demo-chat"
 """The workflow a ``generate`` call runs when its model is no workflow (when it can run)."""
@@ -168,6 +162,8 @@ class GatewayRealmServer(RealmServer):
                     if limit is not None and len(parts) >= limit:
                         break
                 elif event == "status" and payload.get("status") == "failover":
+                    if payload.get("reset") is False:
+                        continue  # the next provider continues the answer
                     if streamed:
                         raise RealmInternalError(
                             f"provider {payload.get('from')!r} failed after {streamed} streamed "

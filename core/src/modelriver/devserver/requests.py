@@ -30,6 +30,7 @@ from modelriver.devserver.providers import (
     split_tokens,
 )
 from modelriver.devserver.webhook_delivery import WebhookSender, utc_now
+from modelriver.partial import prose_field
 from modelriver.phoenix import ChannelLog, Entry
 
 if TYPE_CHECKING:
@@ -137,6 +138,11 @@ class RequestRun:
         self._callback: asyncio.Future[tuple[Any, str | None]] | None = None
         self._callback_key: Any = _MISSING
         self._dropped = False
+        self._last_token_seq: int | None = None
+        # Structured workflows say so (and name their prose field) on queued and started.
+        self._shape: dict[str, Any] = (
+            {"structured": True, "prose": prose_field(workflow.schema)}
+            if workflow.schema is not None else {})
         # request-log fields
         self.status = "pending"
         self.provider: str | None = None
@@ -274,7 +280,7 @@ class RequestRun:
             self._fail("internal gateway error", {"exception": type(exc).__name__})
 
     async def _execute(self) -> None:
-        self._status("queued", step="queue")
+        self._status("queued", step="queue", **self._shape)
         outcome = await self._generate()
         if outcome is None:
             return
@@ -303,24 +309,31 @@ class RequestRun:
     async def _generate(self) -> _Outcome | None:
         reason = ""
         failed_at = 0
+        continuing = self.workflow.failover == "continue"
+        parts: list[str] = []  # the answer so far (with ``continue``, across providers)
         for index, provider in enumerate(self.providers):
             if index:
                 previous = self.providers[index - 1]
                 self.failovers.append({"from": previous.name, "to": provider.name,
                                        "reason": reason, "at_token": failed_at})
-                self._status("failover", provider=provider.name, model=provider.model,
-                             **{"from": previous.name, "to": provider.name, "reset": True,
-                                "reason": reason})
+                fields: dict[str, Any] = {"from": previous.name, "to": provider.name,
+                                          "reset": not continuing, "reason": reason}
+                if continuing:  # the seq of the last token the next provider continues from
+                    fields["continued_from"] = self._last_token_seq
+                self._status("failover", provider=provider.name, model=provider.model, **fields)
             self.provider, self.model = provider.name, provider.model
-            self._status("started", step="process", provider=provider.name, model=provider.model)
-            parts: list[str] = []
+            self._status("started", step="process", provider=provider.name, model=provider.model,
+                         **self._shape)
+            if not continuing:
+                parts = []
+            before = len(parts)
             try:
                 return await self._stream(provider, parts)
             except ProviderError as exc:
                 reason = str(exc) or type(exc).__name__
             except TimeoutError:
                 reason = f"upstream timeout: no data for {self._upstream_timeout:g} s"
-            failed_at = len(parts)
+            failed_at = len(parts) - before
             logger.info("request %s: provider %s failed after %d tokens: %s",
                         self.channel_id, provider.name, failed_at, reason)
         name = self.providers[-1].name
@@ -335,19 +348,23 @@ class RequestRun:
         return override if override is not None else self._settings.server.upstream_timeout
 
     async def _stream(self, provider: Provider, parts: list[str]) -> _Outcome:
-        """Stream one provider into ``parts``; raises ProviderError or TimeoutError."""
+        """Stream one provider into ``parts`` (continuing what they hold); raises ProviderError
+        or TimeoutError."""
         outcome = _Outcome(provider, parts, [], None)
-        request = GenerationRequest(self.messages, self.workflow.schema)
+        prior = "".join(parts)
+        request = GenerationRequest(self.messages, self.workflow.schema, continue_from=prior)
         name, model = provider.name, provider.model
         loop = asyncio.get_running_loop()
         timeout = self._upstream_timeout
-        self.content_length = 0
+        self.content_length = len(prior)
+        first = True
         async with contextlib.aclosing(provider.stream(request)) as chunks, \
                 asyncio.timeout_at(loop.time() + timeout) as deadline:
             async for chunk in chunks:
                 deadline.reschedule(loop.time() + timeout)
                 if type(chunk) is TextDelta:
-                    if not parts:
+                    if first:
+                        first = False
                         if self.first_token_ms is None:
                             self.first_token_ms = self._elapsed_ms()
                         self.status = "streaming"
@@ -355,7 +372,9 @@ class RequestRun:
                     parts.append(chunk.text)
                     self.tokens += 1
                     self.content_length += len(chunk.text)
-                    self.publish("tokens", {"data": chunk.text, "provider": name, "model": model})
+                    entry = self.publish("tokens", {"data": chunk.text, "provider": name, "model": model})
+                    if entry is not None:
+                        self._last_token_seq = entry.seq
                     if self._drop_due:
                         self._drop_sockets()
                 elif type(chunk) is ToolCallChunk:
