@@ -162,6 +162,6 @@ def test_the_limit_settings_and_their_checks() -> None:
     dummy = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
              "off": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
     with override_settings(CACHES=dummy, MODELRIVER={"LIMIT_CACHE": "off"}):
-        assert "django_modelriver.W005" in {m.id for m in check_settings()}
+        assert "django_modelriver.W007" in {m.id for m in check_settings()}
     with override_settings(CACHES=dummy, MODELRIVER={"LIMIT_CACHE": "off", "START_RATE": 0, "MAX_IN_FLIGHT": 0}):
-        assert "django_modelriver.W005" not in {m.id for m in check_settings()}
+        assert "django_modelriver.W007" not in {m.id for m in check_settings()}

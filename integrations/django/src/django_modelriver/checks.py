@@ -17,7 +17,7 @@
 ``E011``               ``START_RATE`` / ``MAX_IN_FLIGHT`` is not a whole number >= 0 (or None), or
                        ``LIMIT_CACHE`` names no cache in ``CACHES``
 ``W004``               no ``ASGI_APPLICATION``: the socket and the pump need an ASGI server
-``W005``               the start limits' cache keeps nothing (``DummyCache``), or is per process
+``W007``               the start limits' cache keeps nothing (``DummyCache``), or is per process
                        (``LocMemCache``) while several processes share a channels_redis layer
 ``E012``               ``manage.py runserver`` runs and is not Daphne's (``serving``: WSGI, the socket 404s)
 ``W005``               the same under ``DEBUG``, for ``manage.py check``
@@ -195,7 +195,7 @@ def _check_limits(raw: Mapping[str, Any]) -> list[CheckMessage]:
             "counts per process: each process of the site allows the full limits"
         messages.append(Warning(f"MODELRIVER['LIMIT_CACHE'] {alias!r} ({backend.rsplit('.', 1)[-1]}) {what}.",
                                 hint="Point LIMIT_CACHE at a cache the processes share (Redis, Memcached).",
-                                id=_id(5, "W")))
+                                id=_id(7, "W")))
     return messages
 
 
