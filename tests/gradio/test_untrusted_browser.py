@@ -158,6 +158,9 @@ def test_a_tool_name_stays_in_its_code_span(page: Page, leak: LeakServer, since:
 def test_a_failover_reason_and_an_error_show_as_typed(page: Page, leak: LeakServer, since: int) -> None:
     send(page, "demo-failover: hello")
     settled(page)
+    workflow = page.locator(".message-wrap .thought-group").last
+    if not workflow.get_by_text("Failover: demo-flaky").count():  # a settled thought may fold
+        workflow.locator(".title").first.click()
     failover = page.locator(".thought-group", has_text="Failover: demo-flaky → demo-backup").first
     expect(failover).to_contain_text(reason_text(leak))  # the log: plain text
     assert_nothing_loaded(page, leak, since)
