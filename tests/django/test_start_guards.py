@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 from django.test import override_settings
 from djmr_support import Browser, Socket, scripted, settle
 
@@ -131,6 +133,13 @@ async def test_the_binding_can_be_turned_off_for_cross_site_clients(mr_settings:
         await sock.disconnect()
 
 
+def _drop_connection() -> None:
+    connection = connections["default"]
+    if connection.connection is not None:
+        connection.connection.close()
+        connection.connection = None
+
+
 async def test_unmigrated_sessions_are_a_clear_error_before_any_upstream_request(
         gateway: Gateway, django_db_blocker: Any) -> None:
     before = len(gateway.requests())
@@ -138,6 +147,9 @@ async def test_unmigrated_sessions_are_a_clear_error_before_any_upstream_request
     with django_db_blocker.unblock(), override_settings(SESSION_ENGINE="django.contrib.sessions.backends.db"):
         browser = Browser()  # its handler loads the session middleware with these settings
         answer = await started(browser)
+        # The connection it opened lives in asgiref's shared thread: drop it there while allowed
+        # (sqlite's close() keeps an in-memory database's connection open).
+        await sync_to_async(_drop_connection)()
     assert answer.status_code == 500
     assert "manage.py migrate" in answer.json()["error"]
     assert len(gateway.requests()) == before
