@@ -116,6 +116,14 @@ CASES: dict[str, list[list[Any]]] = {
     "fail mid-stream": [JOINED, ["tokens", {"data": "so far"}], ["__fail__", "socket lost"]],
     "fail after ai_generated": [JOINED, ["response", {"status": "ai_generated"}], ["__fail__", "gone"]],
     "fail after the end": [["response", {"status": "success"}], ["__fail__", "late"]],
+    "tokens around statuses": [JOINED, ["tokens", {"data": "a"}], ["status", {"status": "streaming"}],
+                               ["tokens", {"data": "b"}], ["status", {"status": "queued"}], ["tokens", {"data": "c"}]],
+    "empty first token": [JOINED, ["tokens", {"data": ""}], ["tokens", {"data": "x"}]],
+    "tokens after ai_generated": [JOINED, ["tokens", {"data": "a"}], ["response", {"status": "ai_generated"}],
+                                  ["tokens", {"data": "b"}], ["response", {"status": "completed"}],
+                                  ["tokens", {"data": "late"}]],
+    "structured status": [["status", {"status": "started", "structured": True, "prose": "reply"}],
+                          ["tokens", {"data": '{"reply": "hi'}]],
 }
 
 

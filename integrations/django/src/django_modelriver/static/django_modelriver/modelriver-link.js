@@ -125,6 +125,11 @@ export class StepTracker {
     return this.set([["queue", "success"]]);
   }
 
+  /** A token arrived: process turns loading (when still pending) until the response. */
+  streaming() {
+    return this.byId.get("process").status === "pending" ? this.set([["process", "loading"]]) : [];
+  }
+
   response(response) {
     const kind = responseKind(response);
     const duration = durationOf(response);
@@ -191,7 +196,6 @@ function changes({ text = false, reset = false, steps = [], notes = [], status =
 
 export const NOTHING = changes();
 const TEXT = changes({ text: true });
-const TEXT_AND_STATUS = changes({ text: true, status: true });
 const STATUS = changes({ status: true });
 
 export class RequestState {
@@ -217,6 +221,7 @@ export class RequestState {
     this.parts = [];
     this.joinedText = "";
     this.joinedCount = 0;
+    this.flowing = false; // tokens are plain appends (between the first token and a status or the end)
     this.tracker = new StepTracker();
   }
 
@@ -258,7 +263,7 @@ export class RequestState {
   feed(event, payload) {
     if (event === "tokens" && isObject(payload) && typeof payload.data === "string") {
       const data = payload.data;
-      if (data && this.status === "streaming" && this.result === null) { // the hot path
+      if (data && this.flowing) { // the hot path
         this.parts.push(data);
         return TEXT;
       }
@@ -310,12 +315,18 @@ export class RequestState {
     if (typeof status === "string") this.status = status;
   }
 
+  // A token that is not a plain append: the first after a status, empty, or too late.
   firstToken(data) {
     if (this.result !== null) return NOTHING;
     if (data) this.parts.push(data);
-    if (this.status === "streaming") return NOTHING; // an empty delta
-    this.status = "streaming";
-    return data ? TEXT_AND_STATUS : STATUS;
+    const status = this.setStatus("streaming");
+    const steps = this.tracker.streaming();
+    this.flowing = true;
+    if (!steps.length) {
+      if (data) return status ? changes({ text: true, status: true }) : TEXT;
+      return status ? STATUS : NOTHING;
+    }
+    return changes({ text: Boolean(data), steps, status });
   }
 
   onStatus(payload) {
@@ -327,6 +338,7 @@ export class RequestState {
       this.attempt += 1;
     }
     const status = payload.status == null ? "" : String(payload.status);
+    if (status !== "streaming") this.flowing = false;
     let notes = [];
     if (status === "failover") {
       const note = Object.freeze({ kind: "failover", from: nameOf(payload.from), to: nameOf(payload.to),
@@ -341,6 +353,7 @@ export class RequestState {
   }
 
   onResponse(response) {
+    this.flowing = false;
     const steps = this.tracker.response(response);
     const kind = responseKind(response);
     if (kind === "ai_generated") {
@@ -357,6 +370,7 @@ export class RequestState {
   }
 
   finishWithError(message, steps) {
+    this.flowing = false;
     this.error = message;
     this.result = { status: "error", channel_id: this.channelId, error: { message } };
     return changes({ steps, status: this.setStatus("error"), done: true });
