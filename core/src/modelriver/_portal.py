@@ -1,13 +1,25 @@
-"""A private event loop on a daemon thread, so sync code can drive the async implementation."""
+"""A private event loop on a daemon thread, so sync code can drive the async implementation.
+
+A sync twin (``SyncRealmClient``, ``SyncRealmUpstream``) holds a ``Portal`` as ``_portal`` and its
+async twin as ``_twin``; each of its blocking methods is one line, ``forward(AsyncX.method)``
+(``forward_iter`` for async iterators), so signatures and docs are written once, on the async side.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import threading
-from collections.abc import Awaitable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, Self, TypeVar, overload
+
+__all__ = ["Portal", "forward", "forward_iter"]
 
 T = TypeVar("T")
+A = TypeVar("A")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 
 class Portal:
@@ -36,6 +48,21 @@ class Portal:
             future.cancel()
             raise
 
+    def iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
+        """Iterate ``items`` (made on the portal's loop) from sync code; closing early closes it."""
+        try:
+            while True:
+                try:
+                    item = self.call(anext(items))
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None and not self._loop.is_closed():
+                with contextlib.suppress(Exception):
+                    self.call(aclose())
+
     def close(self) -> None:
         """Stop the loop and join the thread. Idempotent."""
         if self._loop.is_closed():
@@ -54,3 +81,50 @@ class Portal:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
         self._loop.close()
+
+
+class _SyncTwin(Protocol):
+    _portal: Portal
+    _twin: Any
+
+
+class _Forward(Generic[P, A, R]):
+    """A method of a sync twin: the async twin's ``method``, its result run through the portal."""
+
+    def __init__(self, method: Callable[Concatenate[Any, P], A]) -> None:
+        self._method = method
+        self.__doc__ = method.__doc__
+
+    def _run(self, portal: Portal, value: A) -> R:
+        raise NotImplementedError
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Self: ...
+
+    @overload
+    def __get__(self, obj: _SyncTwin, owner: type) -> Callable[P, R]: ...
+
+    def __get__(self, obj: _SyncTwin | None, owner: type) -> Self | Callable[P, R]:
+        if obj is None:
+            return self
+        method, run, portal, twin = self._method, self._run, obj._portal, obj._twin
+
+        @functools.wraps(method)
+        def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            return run(portal, method(twin, *args, **kwargs))
+
+        return call
+
+
+class forward(_Forward[P, Awaitable[T], T]):
+    """``name = forward(AsyncX.name)``: blocks until the async twin's coroutine is done."""
+
+    def _run(self, portal: Portal, value: Awaitable[T]) -> T:
+        return portal.call(value)
+
+
+class forward_iter(_Forward[P, AsyncIterator[T], Iterator[T]]):
+    """``name = forward_iter(AsyncX.name)``: iterates the async twin's async iterator."""
+
+    def _run(self, portal: Portal, value: AsyncIterator[T]) -> Iterator[T]:
+        return portal.iterate(value)

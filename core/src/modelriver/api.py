@@ -472,17 +472,11 @@ def _error_detail(body: Any) -> str | None:
 
 
 class ModelRiver(_BaseModelRiver):
-    """Synchronous client of the ModelRiver HTTP API (see the module docstring for rules).
+    """Synchronous client of the ModelRiver HTTP API: ``AsyncModelRiver``'s twin, blocking.
 
-    Args:
-        api_key: the API key; default ``MODELRIVER_API_KEY``. A missing key raises
-            ``AuthenticationError`` when a call needs it, before anything is sent.
-        api_base: the API base URL; default ``MODELRIVER_API_BASE`` or
-            ``https://api.modelriver.com``.
-        timeout: seconds (or an ``httpx.Timeout``) for each attempt; None waits forever.
-        max_retries: extra attempts where retrying is safe (module docstring).
-        http_client: an ``httpx.Client`` to send with (proxies, transports, default headers);
-            it stays open on ``close()``: its owner closes it.
+    The arguments, methods, retries and errors are ``AsyncModelRiver``'s (see there and the module
+    docstring), with ``close()`` for ``aclose()`` and ``http_client`` an ``httpx.Client``
+    (proxies, transports, default headers) that stays open on ``close()``: its owner closes it.
 
     Raises:
         ValueError: ``max_retries`` is negative.
@@ -537,30 +531,7 @@ class ModelRiver(_BaseModelRiver):
         metadata: Mapping[str, Any] | None = None,
         delivery_method: str = "websocket",
     ) -> AsyncRequest:
-        """Start an AI request: ``POST {api_base}/v1/ai/async``.
-
-        Retried only when the API surely did not start it: 429, 503, or a connection that
-        was never made. A timeout or 5xx after sending is raised, never retried.
-
-        Args:
-            workflow: the workflow name.
-            messages: chat messages ``[{role, content}]``; a string is one user message.
-            events: event names for an event-driven request, e.g. ``["webhook_received"]``.
-            webhook_url: where the gateway posts the webhook.
-            metadata: free-form metadata sent along.
-            delivery_method: how the answer is delivered, ``"websocket"`` by default.
-
-        Returns:
-            Where to listen: channel id, one-time ``ws_token``, WebSocket URL and topic.
-
-        Raises:
-            AuthenticationError: no API key, or the key was refused (401/403).
-            InvalidInputError: text UTF-8 cannot encode (a lone surrogate); nothing was sent.
-            RateLimitError: still rate limited after the retries (429).
-            APIError: any other error status, or an answer that is not the expected JSON.
-            APITimeoutError: the API did not answer in time.
-            APIConnectionError: the API could not be reached.
-        """
+        """``AsyncModelRiver.create_request``, blocking: the same request, retries, result and errors."""
         return self._run(
             self._create_request_flow(
                 workflow,
@@ -573,19 +544,7 @@ class ModelRiver(_BaseModelRiver):
         )
 
     def reconnect(self, channel_id: str) -> AsyncRequest:
-        """Get a fresh ``ws_token`` for a request still in flight: ``POST /v1/ai/reconnect``.
-
-        Args:
-            channel_id: the request's channel id.
-
-        Returns:
-            The request's channel, with the fresh token.
-
-        Raises:
-            APIError: as for ``create_request`` (after retries): ``AuthenticationError``,
-                ``RateLimitError`` or another error answer.
-            APIConnectionError: as for ``create_request``; ``APITimeoutError`` when it timed out.
-        """
+        """``AsyncModelRiver.reconnect``, blocking: the same request, retries, result and errors."""
         return self._run(self._reconnect_flow(channel_id))
 
     def callback(
@@ -596,55 +555,17 @@ class ModelRiver(_BaseModelRiver):
         task_id: str | None = None,
         callback_url: str | None = None,
     ) -> dict[str, Any]:
-        """Send your backend's enriched data for an event-driven request.
-
-        Posts ``{data, task_id?}`` to ``callback_url`` (from the webhook) or to
-        ``{api_base}/v1/callback/{channel_id}``. The API key is sent only to the API's own
-        origin; another origin must authorize the call by the token in its URL.
-
-        Args:
-            channel_id: the request's channel id.
-            data: the enriched data.
-            task_id: the webhook's task id, when it had one.
-            callback_url: the webhook's ``callback_url``.
-
-        Returns:
-            The answer's JSON object, or ``{}`` when it had none.
-
-        Raises:
-            APIError: as for ``create_request`` (after retries): ``AuthenticationError``,
-                ``RateLimitError`` or another error answer.
-            APIConnectionError: as for ``create_request``; ``APITimeoutError`` when it timed out.
-        """
+        """``AsyncModelRiver.callback``, blocking: the same request, retries, result and errors."""
         return self._run(
             self._callback_flow(channel_id, data, task_id=task_id, callback_url=callback_url)
         )
 
     def cancel(self, channel_id: str) -> dict[str, Any]:
-        """Cancel a request in flight: ``POST {api_base}/v1/ai/cancel``.
-
-        Args:
-            channel_id: the request's channel id.
-
-        Returns:
-            The answer's JSON object.
-
-        Raises:
-            APIError: as for ``create_request`` (after retries): ``AuthenticationError``,
-                ``RateLimitError`` or another error answer.
-            APIConnectionError: as for ``create_request``; ``APITimeoutError`` when it timed out.
-        """
+        """``AsyncModelRiver.cancel``, blocking: the same request, retries, result and errors."""
         return self._run(self._cancel_flow(channel_id))
 
     def health(self) -> dict[str, Any]:
-        """Check the API: ``GET {api_base}/health`` (no API key needed).
-
-        Returns:
-            The answer's JSON object.
-
-        Raises:
-            APIError, APITimeoutError, APIConnectionError: after retries.
-        """
+        """``AsyncModelRiver.health``, blocking: the same request, retries, result and errors."""
         return self._run(self._health_flow())
 
     # --- streaming --------------------------------------------------------------------

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
@@ -46,7 +45,7 @@ from modelriver.phoenix.frames import DEFAULT_MAX_FRAME
 from modelriver.state import RequestState
 from modelriver.types import AIResponse, AsyncRequest, WorkflowStep
 
-__all__ = ["Refresh", "Stream", "SyncStream", "connect", "connect_sync"]
+__all__ = ["AsyncUpstreamStream", "Refresh", "Stream", "SyncStream", "connect", "connect_sync"]
 
 logger = logging.getLogger("modelriver.stream")
 
@@ -97,8 +96,7 @@ class Stream:
         )
         self._join_params: dict[str, Any] = {"coalesce": True} if coalesce else {}
         self._start_seq = last_seq
-        # A structured answer's partial object is parsed when read, at most every 40 ms.
-        self._state = RequestState(request.channel_id, clock=time.monotonic)
+        self._state = RequestState(request.channel_id)
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._queueing = True
         self._emitter = Emitter(EVENTS, logger)
@@ -121,16 +119,6 @@ class Stream:
     def text(self) -> str:
         """The answer streamed so far (restarted on failover)."""
         return self._state.text
-
-    @property
-    def partial(self) -> Any:
-        """A structured answer's object so far (``RequestState.partial``); None for text."""
-        return self._state.partial
-
-    @property
-    def prose(self) -> str:
-        """The answer's prose so far: ``text``, or a structured answer's prose field."""
-        return self._state.prose
 
     @property
     def last_seq(self) -> int | None:
@@ -397,14 +385,14 @@ async def connect(request: AsyncRequest, **options: Any) -> Stream:
     return stream
 
 
-class _AsyncEvents(Protocol):
-    """What ``SyncStream`` drives: a ``Stream``, or another upstream's stream of the same shape."""
+class AsyncUpstreamStream(Protocol):
+    """One request's events: ``Stream`` is one, a Realm upstream's ``RealmStream`` another.
 
-    @property
-    def request(self) -> AsyncRequest: ...
+    What ``SyncStream`` drives, and the stream of ``modelriver.upstream``'s seam.
+    """
 
-    @property
-    def response(self) -> AIResponse | None: ...
+    request: AsyncRequest
+    response: AIResponse | None
 
     @property
     def text(self) -> str: ...
@@ -443,13 +431,13 @@ class SyncStream:
         self._bind(portal, stream, owns_portal=True)
 
     @classmethod
-    def over(cls, portal: Portal, stream: _AsyncEvents) -> SyncStream:
+    def over(cls, portal: Portal, stream: AsyncUpstreamStream) -> SyncStream:
         """Drive ``stream`` (created on ``portal``'s loop) from sync code; ``close`` keeps the portal."""
         self = cls.__new__(cls)
         self._bind(portal, stream, owns_portal=False)
         return self
 
-    def _bind(self, portal: Portal, stream: _AsyncEvents, *, owns_portal: bool) -> None:
+    def _bind(self, portal: Portal, stream: AsyncUpstreamStream, *, owns_portal: bool) -> None:
         self._portal = portal
         self._stream = stream
         self._events = stream.__aiter__()

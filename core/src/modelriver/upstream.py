@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from modelriver._emitter import Callback
 from modelriver.events import StreamEvent
 from modelriver.exceptions import UpstreamError
+from modelriver.stream import AsyncUpstreamStream
 from modelriver.types import AIResponse, AsyncRequest
 
 if TYPE_CHECKING:
@@ -68,26 +69,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # -- the seam ---------------------------------------------------------------------------------------
-
-
-class AsyncUpstreamStream(Protocol):
-    """One request's events (``modelriver.stream.Stream`` is one)."""
-
-    response: AIResponse | None
-
-    @property
-    def text(self) -> str: ...
-
-    @property
-    def last_seq(self) -> int | None: ...
-
-    def on(self, event: str, callback: Callback) -> Callable[[], None]: ...
-
-    def __aiter__(self) -> AsyncIterator[StreamEvent]: ...
-
-    async def wait(self) -> AIResponse: ...
-
-    async def close(self) -> None: ...
 
 
 class AsyncUpstream(Protocol):

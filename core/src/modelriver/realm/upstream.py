@@ -43,7 +43,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, M
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelriver._emitter import Callback, Emitter
-from modelriver._portal import Portal
+from modelriver._portal import Portal, forward
 from modelriver.events import Error, Response, Step, StreamEvent, Token, event_from_message
 from modelriver.exceptions import APIError, RequestTimeoutError, UpstreamError
 from modelriver.phoenix import ChannelMessage
@@ -495,7 +495,8 @@ class RealmUpstream:
 class SyncRealmUpstream:
     """``Upstream`` (sync) over a Realm server: ``RealmUpstream`` on a private loop thread.
 
-    Args: as ``RealmUpstream`` (without ``client``). Thread-safe; ``close()`` when done.
+    Args: as ``RealmUpstream`` (without ``client``). Thread-safe; ``close()`` when done. Each
+    method runs ``RealmUpstream``'s of the same name (same arguments, see there) on that thread.
     """
 
     def __init__(
@@ -516,68 +517,38 @@ class SyncRealmUpstream:
                                  timeout=timeout, reconnect_interval=reconnect_interval,
                                  retention=retention)
 
-        self._upstream = self._portal.call(make())
+        self._twin = self._portal.call(make())
 
     @property
     def api_base(self) -> str:
-        return self._upstream.api_base
+        return self._twin.api_base
 
-    def create_request(
-        self,
-        workflow: str,
-        messages: Messages,
-        *,
-        events: Sequence[str] | None = None,
-        webhook_url: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> AsyncRequest:
-        """See ``RealmUpstream.create_request``."""
-        return self._portal.call(self._upstream.create_request(
-            workflow, messages, events=events, webhook_url=webhook_url, metadata=metadata))
+    create_request = forward(RealmUpstream.create_request)
+    reconnect = forward(RealmUpstream.reconnect)
+    cancel = forward(RealmUpstream.cancel)
+    health = forward(RealmUpstream.health)
 
-    def connect(
-        self,
-        request: AsyncRequest,
-        *,
-        last_seq: int | None = None,
-        request_timeout: float | None = 300.0,
-        coalesce: bool = False,
-    ) -> SyncStream:
+    def connect(self, request: AsyncRequest, *, last_seq: int | None = None,
+                request_timeout: float | None = 300.0, coalesce: bool = False) -> SyncStream:
         """See ``RealmUpstream.connect``."""
-        stream = self._portal.call(self._upstream.connect(
+        stream = self._portal.call(self._twin.connect(
             request, last_seq=last_seq, request_timeout=request_timeout, coalesce=coalesce))
         return SyncStream.over(self._portal, stream)
 
-    def stream(
-        self,
-        workflow: str,
-        messages: Messages,
-        *,
-        events: Sequence[str] | None = None,
-        webhook_url: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        request_timeout: float | None = 300.0,
-        coalesce: bool = False,
-    ) -> SyncStream:
+    def stream(self, workflow: str, messages: Messages, *, events: Sequence[str] | None = None,
+               webhook_url: str | None = None, metadata: Mapping[str, Any] | None = None,
+               request_timeout: float | None = 300.0, coalesce: bool = False) -> SyncStream:
+        """``create_request`` then ``connect``."""
         request = self.create_request(workflow, messages, events=events, webhook_url=webhook_url,
                                       metadata=metadata)
         return self.connect(request, request_timeout=request_timeout, coalesce=coalesce)
-
-    def reconnect(self, channel_id: str) -> AsyncRequest:
-        return self._portal.call(self._upstream.reconnect(channel_id))
-
-    def cancel(self, channel_id: str) -> dict[str, Any]:
-        return self._portal.call(self._upstream.cancel(channel_id))
-
-    def health(self) -> dict[str, Any]:
-        return self._portal.call(self._upstream.health())
 
     def close(self) -> None:
         """Stop every call, disconnect and stop the loop thread. Idempotent."""
         if self._portal.loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):
-            self._portal.call(self._upstream.aclose())
+            self._portal.call(self._twin.aclose())
         self._portal.close()
 
     def __enter__(self) -> SyncRealmUpstream:
