@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
@@ -96,7 +97,8 @@ class Stream:
         )
         self._join_params: dict[str, Any] = {"coalesce": True} if coalesce else {}
         self._start_seq = last_seq
-        self._state = RequestState(request.channel_id)
+        # A structured answer's partial object is parsed when read, at most every 40 ms.
+        self._state = RequestState(request.channel_id, clock=time.monotonic)
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._queueing = True
         self._emitter = Emitter(EVENTS, logger)
@@ -119,6 +121,16 @@ class Stream:
     def text(self) -> str:
         """The answer streamed so far (restarted on failover)."""
         return self._state.text
+
+    @property
+    def partial(self) -> Any:
+        """A structured answer's object so far (``RequestState.partial``); None for text."""
+        return self._state.partial
+
+    @property
+    def prose(self) -> str:
+        """The answer's prose so far: ``text``, or a structured answer's prose field."""
+        return self._state.prose
 
     @property
     def last_seq(self) -> int | None:
