@@ -255,13 +255,14 @@ class _TextPrinter:
                 self._end_line()
                 payload = event.payload
                 self._status(f"failover {payload.get('from')} -> {payload.get('to')}: "
-                             f"{payload.get('reason')} (the answer restarts)")
+                             f"{payload.get('reason')} "
+                             f"({'the answer restarts' if event.reset else 'the answer continues'})")
             else:
                 where = "/".join(x for x in (event.provider, event.model) if x)
                 self._status(f"{event.status}{' ' + where if where else ''}")
         elif isinstance(event, Step):
             step = event.step
-            if step.status != "pending":
+            if step.status not in ("pending", "loading"):  # loading: mid-answer, not worth a line
                 self._end_line()
                 took = f" in {step.duration} ms" if step.duration is not None else ""
                 self._status(f"step {step.id}: {step.status}{took}")
