@@ -86,8 +86,12 @@ class RealmError(ModelRiverError):
         details: Mapping[str, Any] | None = None,
         call_id: str | None = None,
     ) -> None:
-        ModelRiverError.__init__(self, message)
+        self._init_base(message, details)
         self._realm(message, code, details, call_id)
+
+    def _init_base(self, message: str, details: Mapping[str, Any] | None) -> None:
+        """The library-wide base's own ``__init__`` (each subclass calls its mixin's)."""
+        ModelRiverError.__init__(self, message)
 
     def _realm(
         self, message: str, code: str | None, details: Mapping[str, Any] | None, call_id: str | None
@@ -106,16 +110,8 @@ class RealmAuthenticationError(RealmError, AuthenticationError):
 
     default_code = UNAUTHORIZED
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        details: Mapping[str, Any] | None = None,
-        call_id: str | None = None,
-    ) -> None:
+    def _init_base(self, message: str, details: Mapping[str, Any] | None) -> None:
         AuthenticationError.__init__(self, message, status=401, body=dict(details or {}))
-        self._realm(message, code, details, call_id)
 
 
 class RealmRateLimitError(RealmError, RateLimitError):
@@ -190,16 +186,8 @@ class RealmProtocolError(RealmError, ProtocolError):
 
     default_code = PROTOCOL_ERROR
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        details: Mapping[str, Any] | None = None,
-        call_id: str | None = None,
-    ) -> None:
+    def _init_base(self, message: str, details: Mapping[str, Any] | None) -> None:
         ProtocolError.__init__(self, message)
-        self._realm(message, code, details, call_id)
 
 
 _BY_CODE: dict[str, type[RealmError]] = {
