@@ -68,6 +68,7 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module("modelriver.realm.upstream"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 # -- the seam ---------------------------------------------------------------------------------------
 
 
@@ -79,24 +80,12 @@ class AsyncUpstream(Protocol):
         """Where requests go (an HTTP API base, or a Realm URL): for messages and logs."""
         ...
 
-    async def create_request(
-        self,
-        workflow: str,
-        messages: Messages,
-        *,
-        events: Sequence[str] | None = None,
-        webhook_url: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> AsyncRequest: ...
+    async def create_request(self, workflow: str, messages: Messages, *, events: Sequence[str] | None = None,
+                             webhook_url: str | None = None,
+                             metadata: Mapping[str, Any] | None = None) -> AsyncRequest: ...
 
-    async def connect(
-        self,
-        request: AsyncRequest,
-        *,
-        last_seq: int | None = None,
-        request_timeout: float | None = 300.0,
-        coalesce: bool = False,
-    ) -> AsyncUpstreamStream: ...
+    async def connect(self, request: AsyncRequest, *, last_seq: int | None = None,
+                      request_timeout: float | None = 300.0, coalesce: bool = False) -> AsyncUpstreamStream: ...
 
     async def reconnect(self, channel_id: str) -> AsyncRequest: ...
 
@@ -129,24 +118,12 @@ class Upstream(Protocol):
         """Where requests go (an HTTP API base, or a Realm URL): for messages and logs."""
         ...
 
-    def create_request(
-        self,
-        workflow: str,
-        messages: Messages,
-        *,
-        events: Sequence[str] | None = None,
-        webhook_url: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> AsyncRequest: ...
+    def create_request(self, workflow: str, messages: Messages, *, events: Sequence[str] | None = None,
+                       webhook_url: str | None = None,
+                       metadata: Mapping[str, Any] | None = None) -> AsyncRequest: ...
 
-    def connect(
-        self,
-        request: AsyncRequest,
-        *,
-        last_seq: int | None = None,
-        request_timeout: float | None = 300.0,
-        coalesce: bool = False,
-    ) -> SyncUpstreamStream: ...
+    def connect(self, request: AsyncRequest, *, last_seq: int | None = None,
+                request_timeout: float | None = 300.0, coalesce: bool = False) -> SyncUpstreamStream: ...
 
     def reconnect(self, channel_id: str) -> AsyncRequest: ...
 
