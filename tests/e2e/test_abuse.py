@@ -344,8 +344,11 @@ def sibling_conftest(area: str) -> ModuleType:
     return module
 
 
+STREAMLIT_APP = Path(__file__).resolve().parent / "apps" / "abuse_app.py"
+
+
 class Apps:
-    """The Streamlit probe app and the Gradio demo on the module's gateway, booting in the
+    """The Streamlit app (``apps/abuse_app.py``) and the Gradio demo on the module's gateway, booting in the
     background from the module's first test on (both take seconds to import)."""
 
     def __init__(self, gateway: Gateway) -> None:
@@ -354,7 +357,7 @@ class Apps:
         self._wait_gradio = gradio.wait_demo
         self._streamlit: list[Any] = []
         self._thread = threading.Thread(target=lambda: self._streamlit.append(
-            streamlit.start_streamlit(streamlit.PROBE_APP, gateway)), daemon=True)
+            streamlit.start_streamlit(STREAMLIT_APP, gateway)), daemon=True)
         self._thread.start()
 
     def streamlit_url(self) -> str:
@@ -605,35 +608,34 @@ def test_streamlit_fetches_nothing_model_markdown_points_at(
         apps: Apps, chromium: Any, leak: LeakServer, figures: Callable[..., None]) -> None:
     url = apps.streamlit_url()
     started = time.monotonic()
-    cases = [  # (mode, workflow, metadata): the gateway's hostile_config scripts the text
-        ("server", "demo-chat", {}), ("component", "demo-chat", {}), ("server", "demo-tools", {}),
-        ("server", "demo-failover", {}), ("server", "demo-error", {}), ("component", "demo-error", {}),
-        ("server", "demo-structured", {"scripted": {"text": structured_text(leak)}}),
-    ]
+    structured = ["demo-structured", {"scripted": {"text": structured_text(leak)}}]
+    cases = {  # per mode, [workflow, metadata]: the gateway's hostile_config scripts the texts
+        "server": [["demo-tools", {}], ["demo-failover", {}], ["demo-error", {}], structured],
+        "component": [["demo-tools", {}], ["demo-error", {}]],
+    }
     before = len(leak.hits)
-    context = chromium.new_context(viewport={"width": 1200, "height": 1600})
+    context = chromium.new_context(viewport={"width": 1200, "height": 3000})
     requested: list[str] = []
     context.on("request", lambda r: requested.append(r.url) if r.url.startswith(leak.base) else None)
-    pages = []
-    for index, (mode, workflow, metadata) in enumerate(cases):  # every page at once: a session each
-        page = context.new_page()
-        page.goto(f"{url}/?" + urlencode({"mode": mode, "workflow": workflow, "key": f"case{index}",
-                                          "prompt": f"abuse {index}", "meta": json.dumps(metadata)}))
-        pages.append(page)
-    shown = []
-    for page, case in zip(pages, cases, strict=True):
+    pages = {}
+    for mode, calls in cases.items():  # both pages at once: a session each
+        pages[mode] = page = context.new_page()
+        page.goto(f"{url}/?" + urlencode({"mode": mode, "cases": json.dumps(calls)}))
+    shown = {}
+    for mode, page in pages.items():
         try:
-            page.locator('[class*="st-key-returned-probe"]').wait_for(timeout=90_000)
+            page.locator('[class*="st-key-returned-all"]').wait_for(timeout=90_000)
         except Exception as exc:
-            raise AssertionError(f"{case}: no response shown:\n{page.locator('body').inner_text()}") from exc
+            raise AssertionError(f"{mode} mode: not every call answered:\n{page.locator('body').inner_text()}"
+                                 ) from exc
         page.wait_for_function(IMAGES_SETTLED, timeout=30_000)
-        shown.append(page.locator("body").inner_text())
+        shown[mode] = page.locator("body").inner_text()
     context.close()
     hits = leak_tags(leak.hits[before:])
-    figures(app="Streamlit", cases=len(cases), remote_fetches=len(hits), browser_requests=len(requested),
+    figures(app="Streamlit", cases=sum(map(len, cases.values())), remote_fetches=len(hits),
+            browser_requests=len(requested),
             fetched=",".join(sorted(set(hits))) or "-", seconds=round(time.monotonic() - started, 1))
-    assert all("Intro" in text for text, case in zip(shown, cases, strict=True) if case[1] == "demo-chat"), \
-        "the hostile answer was not shown"
+    assert all("Intro" in text for text in shown.values()), "the hostile answer was not shown"
     assert hits == [] and requested == []
 
 
@@ -660,7 +662,7 @@ def test_gradio_fetches_nothing_model_markdown_points_at(
 
     url = apps.gradio_url()
     started = time.monotonic()
-    cases = [("demo-chat", {}), ("demo-tools", {}), ("demo-failover", {}), ("demo-error", {}),
+    cases = [("demo-tools", {}), ("demo-failover", {}), ("demo-error", {}),  # tools: its name, the answer
              ("demo-structured", {"scripted": {"text": structured_text(leak)}})]
     before = len(leak.hits)
     context = chromium.new_context(viewport={"width": 1280, "height": 1400})
@@ -686,15 +688,24 @@ def test_gradio_fetches_nothing_model_markdown_points_at(
 
 
 def test_gradio_refuses_a_lone_surrogate_with_a_clear_error(apps: Apps, figures: Callable[..., None]) -> None:
-    """Through Gradio's API (a browser turns a lone surrogate into U+FFFD before sending it)."""
-    from gradio_client import Client
-
-    client = Client(apps.gradio_url(), verbose=False, download_files=False)
-    try:
-        client.predict(SURROGATE, "demo-chat", "{}", api_name="/chat")
+    """Through Gradio's HTTP API, the body written by hand: a browser turns a lone surrogate into
+    U+FFFD before sending it, and gradio_client (httpx) cannot encode one at all."""
+    base = apps.gradio_url().rstrip("/")
+    body = json.dumps({"data": [SURROGATE, "demo-chat", "{}"]})  # the escape \ud800: ASCII, valid JSON
+    with httpx.Client(timeout=60) as http:
+        call = http.post(f"{base}/gradio_api/call/chat", content=body.encode(),
+                         headers={"Content-Type": "application/json"})
+        assert call.status_code == 200, call.text
         shown = "(an answer)"
-    except Exception as exc:  # gradio_client's AppError: what the page would show
-        shown = " ".join(str(exc).split())
+        with http.stream("GET", f"{base}/gradio_api/call/chat/{call.json()['event_id']}") as events:
+            kind = ""
+            for line in events.iter_lines():
+                if line.startswith("event:"):
+                    kind = line.split(":", 1)[1].strip()
+                elif line.startswith("data:") and kind == "error":  # what the page's toast shows
+                    shown = " ".join(str(json.loads(line[5:]).get("error")).split())
+                    break
     figures(app="Gradio", prompt="a lone surrogate", shown=shown[:120])
     raw = ("codec", "surrogates not allowed", "Traceback", "UnicodeEncodeError")
     assert not any(word in shown for word in raw), f"the raw exception reached the user: {shown}"
+    assert "cannot be sent" in shown, shown
