@@ -3,8 +3,8 @@
 Per socket: a reader (frames in, replies and join/leave bookkeeping) and a writer task that
 owns every send. Live channel events reach the socket through an outbox that never blocks the
 producer; a join's replay, and whatever a socket missed while it was paused, is read from the
-channel's log by the writer, a chunk at a time (``ChannelSubscription.behind``). For a join with
-``{coalesce: true}`` the writer merges the queued ``tokens`` into one event (``coalesce_tokens``).
+channel's log by the writer, a chunk at a time. Which entries a join is handed, once each and in
+order (and coalesced for ``{coalesce: true}``), is core's ``phoenix.Subscription``'s.
 
 Flow control: the connection counts what is queued, what the writer still holds and the
 transport's write buffer (uvicorn's, reached through its protocol). Past ``max_buffer`` the
@@ -36,9 +36,7 @@ from modelriver.phoenix import (
     Left,
     Pushed,
     ServerConnection,
-    coalesce_tokens,
-    encode_parts,
-    payload_of,
+    Subscription,
     socket_token,
 )
 
@@ -51,7 +49,6 @@ __all__ = ["ChannelSubscription", "SocketSession", "socket_endpoint"]
 logger = logging.getLogger("modelriver.devserver")
 
 CLOSE_DROPPED = 1012  # "service restart": clients reconnect
-CATCH_UP_CHUNK = 512  # log entries read at a time for a replay or a catch-up
 OUTBOX_ENTRIES = 4096  # live entries queued for the writer at most; past it, read from the log
 CLOSE_WRITE_TIMEOUT = 1.0  # seconds to get a close frame out before the connection is aborted
 
@@ -59,30 +56,29 @@ CLOSE_WRITE_TIMEOUT = 1.0  # seconds to get a close frame out before the connect
 class ChannelSubscription:
     """One socket's join of one channel topic (the ``Subscriber`` a ``RequestRun`` pushes to).
 
-    ``cursor`` is the last seq handed to the connection; while ``behind`` (its replay, or a
-    pause) live events are not queued: the writer reads them from the log after ``cursor``.
+    ``relay`` (core's ``phoenix.Subscription``) decides what the connection is handed: its
+    replay, then live entries from the outbox; while ``relay.behind`` (its replay, or a pause)
+    live entries are not queued: the writer reads them from the log after ``relay.sent_seq``.
     """
 
-    __slots__ = ("active", "alias", "behind", "coalesce", "cursor", "run", "session", "topic")
+    __slots__ = ("active", "relay", "run", "session")
 
     def __init__(self, session: SocketSession, run: RequestRun, topic: str, *, coalesce: bool,
                  last_seq: int | None) -> None:
         self.session = session
         self.run = run
-        self.topic = topic
-        self.coalesce = coalesce
-        self.alias = topic != run.topic  # joined as ai_response:<channel>: frames re-encoded
         self.active = True
-        self.cursor = last_seq or 0
-        self.behind = True
+        self.relay = Subscription(session.conn, topic, run.topic, last_seq=last_seq, coalesce=coalesce,
+                                  coalesce_live=True)
+        self.relay.defer()  # the writer reads the replay from the log
 
     def push(self, entry: Entry) -> None:
-        if self.behind:
+        if self.relay.behind:
             return  # the writer reads it from the log
         session = self.session
         outbox = session.outbox
         if len(outbox) >= OUTBOX_ENTRIES:  # the writer is not draining: stop producing
-            self.behind = True
+            self.relay.behind = True
             session.watch_flow()
             return
         outbox.append((self, entry))
@@ -236,7 +232,7 @@ class SocketSession:
                     return
                 if conn.paused:
                     self.watch_flow()
-                elif any(sub.behind for sub in self._subs.values()):
+                elif any(sub.relay.behind for sub in self._subs.values()):
                     self.wake.set()  # catching up: next chunk
         except (WebSocketDisconnect, RuntimeError, OSError):
             return  # the client is gone; the reader sees the disconnect
@@ -318,32 +314,14 @@ class SocketSession:
             self._deliver_live(current, batch)
 
     def _deliver_live(self, sub: ChannelSubscription, batch: list[Entry]) -> None:
-        if not sub.active or sub.behind:
-            return
-        if self.conn.paused:
-            sub.behind = True  # stop producing: read from the log after its cursor later
-            return
-        self._deliver(sub, batch)
+        if sub.active:
+            sub.relay.push(batch)  # once paused: behind, read from the log after its cursor later
 
     def _catch_up(self) -> None:
         """Read behind subscriptions' events from the log, a chunk at a time, while not paused."""
-        conn = self.conn
         for sub in self._subs.values():
-            while sub.behind and not conn.paused:
-                entries = sub.run.log.after(sub.cursor, CATCH_UP_CHUNK)
-                if entries:
-                    self._deliver(sub, entries)
-                if len(entries) < CATCH_UP_CHUNK:
-                    sub.behind = False
-
-    def _deliver(self, sub: ChannelSubscription, batch: list[Entry]) -> None:
-        sub.cursor = batch[-1].seq
-        topic = sub.topic
-        if sub.alias:
-            batch = [_aliased(e, topic) for e in batch]
-        frames = (coalesce_tokens(batch, topic) if sub.coalesce and len(batch) > 1
-                  else [e.frame for e in batch])
-        self.conn.deliver(topic, frames)
+            if sub.relay.behind:
+                sub.relay.catch_up(sub.run.log)
 
 
 async def socket_endpoint(websocket: WebSocket) -> None:
@@ -386,9 +364,3 @@ def _transport_of(websocket: WebSocket) -> Any:
             getattr(transport, "abort", None)):
         return transport
     return None
-
-
-def _aliased(entry: Entry, topic: str) -> Entry:
-    """``entry`` with its frame encoded for ``topic`` (a join by an alias of the request's topic)."""
-    payload = payload_of(entry)
-    return Entry(entry.seq, entry.event, payload, encode_parts(None, None, topic, entry.event, payload))

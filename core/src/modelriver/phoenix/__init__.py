@@ -1,4 +1,5 @@
-"""Phoenix Channels v2, sans-I/O: framing and the client and server state machines.
+"""Phoenix Channels v2, sans-I/O: framing, the client and server state machines, and the relay
+layer above them (``log``: a topic's compact replay log; ``relay``: what one join is handed).
 
 No sockets, no clocks: bytes and time come in as arguments, frames and events come out.
 """
@@ -26,19 +27,17 @@ from modelriver.phoenix.frames import (
     encode,
     encode_parts,
 )
+from modelriver.phoenix.log import ChannelLog, Entry, frame_topic, on_topic, payload_of, relay_entry
+from modelriver.phoenix.relay import CATCH_UP_CHUNK, Subscription, coalesce_tokens, merge_entries
 from modelriver.phoenix.server import (
     AUTH_SUBPROTOCOL_PREFIX,
     DEFAULT_BUFFER_GRACE,
     DEFAULT_MAX_BUFFER,
     DEFAULT_MAX_TOPICS,
-    ChannelLog,
-    Entry,
     Left,
     Pushed,
     ServerConnection,
     ServerEvent,
-    coalesce_tokens,
-    payload_of,
     socket_token,
 )
 from modelriver.phoenix.server import Joined as ChannelJoined
@@ -46,6 +45,7 @@ from modelriver.phoenix.topics import channel_topics, parse_topic, topic_refusal
 
 __all__ = [
     "AUTH_SUBPROTOCOL_PREFIX",
+    "CATCH_UP_CHUNK",
     "CLOSE_INTERNAL",
     "CLOSE_POLICY",
     "DEFAULT_BUFFER_GRACE",
@@ -70,16 +70,21 @@ __all__ = [
     "Reply",
     "ServerConnection",
     "ServerEvent",
+    "Subscription",
     "as_broadcast",
     "channel_topics",
     "coalesce_tokens",
     "decode",
     "encode",
     "encode_parts",
+    "frame_topic",
+    "merge_entries",
+    "on_topic",
     "parse_topic",
     "payload_of",
     "reconnect_backoff",
     "rejoin_backoff",
+    "relay_entry",
     "socket_token",
     "topic_refusal",
 ]

@@ -1,14 +1,11 @@
 """The server side of Phoenix Channels, without sockets or clocks.
 
-Two pieces:
-
-* ``ChannelLog``: one per topic, shared by every socket. ``append(event, payload)`` stamps the
-  next ``seq``, encodes the broadcast frame once and keeps it in a bounded buffer;
-  ``after(last_seq)`` returns what a (re)joining client missed.
-* ``ServerConnection``: one per socket. Feed it frames with ``receive(text)``; it answers
-  heartbeats and joins itself (authorizing through your callback) and reports ``Joined`` /
-  ``Left`` / ``Pushed`` events. Hand it broadcast frames with ``deliver(topic, frames)``; it
-  queues them only for topics this socket has joined. Write ``data_to_send()`` after each call.
+``ServerConnection``, one per socket. Feed it frames with ``receive(text)``; it answers heartbeats
+and joins itself (authorizing through your callback) and reports ``Joined`` / ``Left`` /
+``Pushed`` events. Hand it broadcast frames with ``deliver(topic, frames)``; it queues them only
+for topics this socket has joined. Write ``data_to_send()`` after each call. A topic's events
+live in ``phoenix.log.ChannelLog`` (shared by every socket); what one join is handed, and when,
+is ``phoenix.relay.Subscription``'s.
 
 Hardening rules it applies for every server built on it: a join of a topic the socket already
 joined replaces that join (its ``phx_close`` is sent and its queued frames are dropped), a
@@ -19,16 +16,14 @@ paused with nothing written for ``buffer_grace`` seconds (close it with ``CLOSE_
 
 The ModelRiver rules live here too: ``{last_seq}`` in the join payload asks for a replay after
 that seq, ``{}`` for everything buffered, and ``{coalesce: true}`` lets a busy socket merge
-queued ``tokens`` (``coalesce_tokens``).
+queued ``tokens`` (``phoenix.relay.coalesce_tokens``).
 """
 
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import logging
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,14 +42,11 @@ __all__ = [
     "DEFAULT_BUFFER_GRACE",
     "DEFAULT_MAX_BUFFER",
     "DEFAULT_MAX_TOPICS",
-    "ChannelLog",
-    "Entry",
     "Joined",
     "Left",
     "Pushed",
     "ServerConnection",
     "ServerEvent",
-    "coalesce_tokens",
     "socket_token",
 ]
 
@@ -83,98 +75,6 @@ def socket_token(params: Mapping[str, str], subprotocols: Sequence[str] = ()) ->
                 return None
             return decoded or None
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One event in a channel's log: its seq, name, payload and encoded broadcast frame.
-
-    A replayed entry may carry only its frame (an empty ``payload``): read it with ``payload_of``.
-    """
-
-    seq: int
-    event: str
-    payload: dict[str, Any]
-    frame: str
-
-
-class ChannelLog:
-    """The ordered, replayable events of one topic.
-
-    The buffer keeps ``(seq, event, frame)`` per event, ints and strings only, which the garbage
-    collector stops tracking: a process holding many answers for replay (the gateway) does not
-    walk every token in each full collection (which paused it for ~100 ms in the relay
-    benchmarks). Replayed entries carry their frame only; ``payload_of`` decodes one when needed.
-
-    Args:
-        topic: the channel topic.
-        max_events: how many events the replay buffer keeps (oldest dropped first).
-    """
-
-    def __init__(self, topic: str, *, max_events: int = 10_000) -> None:
-        self.topic = topic
-        self._seq = 0
-        self._entries: deque[tuple[int, str, str]] = deque(maxlen=max_events)
-
-    @property
-    def last_seq(self) -> int:
-        """The seq of the newest event (0 before the first)."""
-        return self._seq
-
-    def append(self, event: str, payload: dict[str, Any]) -> Entry:
-        """Stamp ``payload`` with the next seq, encode its frame once and keep it."""
-        self._seq += 1
-        stamped = {**payload, "seq": self._seq}
-        entry = Entry(self._seq, event, stamped,
-                      encode_parts(None, None, self.topic, event, stamped))
-        self._entries.append((entry.seq, event, entry.frame))
-        return entry
-
-    def after(self, last_seq: int | None, limit: int | None = None) -> list[Entry]:
-        """Events with a seq above ``last_seq`` still in the buffer (all when None), at most
-        ``limit`` of them (the oldest first)."""
-        entries = self._entries
-        if not entries:
-            return []
-        first = entries[0][0]
-        start = 0 if last_seq is None or last_seq < first else last_seq - first + 1
-        stop = None if limit is None else start + limit
-        return [Entry(seq, event, {}, frame) for seq, event, frame in itertools.islice(entries, start, stop)]
-
-
-def payload_of(entry: Entry) -> dict[str, Any]:
-    """An entry's payload, decoded from its frame when it carries only the frame (a replay)."""
-    if entry.payload:
-        return entry.payload
-    payload: dict[str, Any] = json.loads(entry.frame)[4]
-    return payload
-
-
-def coalesce_tokens(entries: Iterable[Entry], topic: str) -> list[str]:
-    """Frames for ``entries`` with runs of consecutive ``tokens`` merged into one event.
-
-    A merged event carries ``seq`` (the last), ``from_seq`` (the first) and the joined ``data``.
-    """
-    frames: list[str] = []
-    run: list[Entry] = []
-
-    def flush() -> None:
-        if len(run) == 1:
-            frames.append(run[0].frame)
-        elif run:
-            payload = {**payload_of(run[-1]), "from_seq": run[0].seq,
-                       "data": "".join(payload_of(e).get("data", "") for e in run)}
-            frames.append(encode_parts(None, None, topic, "tokens", payload))
-        run.clear()
-
-    for entry in entries:
-        if entry.event == "tokens":
-            run.append(entry)
-        else:
-            flush()
-            frames.append(entry.frame)
-    flush()
-    return frames
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import secrets
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from django.core.exceptions import ImproperlyConfigured
@@ -33,14 +33,14 @@ from django_modelriver.conf import AppSettings, modelriver_settings
 from django_modelriver.pump import Pump
 from django_modelriver.store import (
     Backend,
-    EntryBuffer,
     Lease,
     MemoryBackend,
     RedisBackend,
     RequestRecord,
 )
 from modelriver.exceptions import APIError, ModelRiverError
-from modelriver.phoenix import Entry, ServerConnection, coalesce_tokens, encode_parts, payload_of
+from modelriver.phoenix import ChannelLog, Entry, ServerConnection, merge_entries
+from modelriver.phoenix import Subscription as ChannelSubscription
 from modelriver.upstream import AsyncUpstream, UpstreamError
 
 if TYPE_CHECKING:
@@ -73,85 +73,22 @@ class Sink(Protocol):
         """Write the connection's ``data_to_send()`` to the socket."""
 
 
-CATCH_UP_CHUNK = 512
-"""Entries handed to a socket's connection at a time, while it is not paused."""
+class Subscription(ChannelSubscription):
+    """One socket's join of one request: core's ``phoenix.Subscription`` (replay-then-live merge,
+    seq dedupe, coalesced replays, flow control) with the socket and request it belongs to.
 
-
-class Subscription:
-    """One socket's join of one request: dedupes by seq, holds live events during its replay.
-
-    While its socket is paused (its outbox over ``MAX_BUFFER``) nothing is produced for it: it
-    is ``behind``, and ``Hub.catch_up`` replays what came after ``sent_seq`` once it drained.
+    While its socket is paused nothing is produced for it: it is ``behind``, and
+    ``Hub.catch_up`` replays what came after ``sent_seq`` once it drained.
     """
 
-    __slots__ = ("behind", "canonical", "channel_id", "coalesce", "pending", "ready", "sent_seq", "sink",
-                 "topic")
+    __slots__ = ("canonical", "channel_id", "sink")
 
     def __init__(self, sink: Sink, channel_id: str, topic: str, canonical: str, *,
                  last_seq: int | None, coalesce: bool) -> None:
+        super().__init__(sink.connection, topic, canonical, last_seq=last_seq, coalesce=coalesce)
         self.sink = sink
         self.channel_id = channel_id
-        self.topic = topic
         self.canonical = canonical
-        self.coalesce = coalesce
-        self.sent_seq = last_seq or 0
-        self.ready = False
-        self.behind = False
-        self.pending: list[Entry] = []
-
-    def push(self, entries: list[Entry]) -> bool:
-        """Queue live entries on the socket's connection; True when something was queued."""
-        if not self.ready:
-            self.pending.extend(entries)
-            return False
-        if self.behind:
-            return False  # replayed by catch_up once the socket drains
-        return self._deliver(entries, coalesce=False)
-
-    def start(self, replay: Iterable[Entry]) -> bool:
-        """Send the replay, then what arrived meanwhile; live from now on."""
-        self.ready = True
-        pending, self.pending = self.pending, []
-        # The replay and the live events that arrived meanwhile overlap: merge them by seq.
-        return self._deliver(_merge(list(replay), pending), coalesce=self.coalesce)
-
-    def _deliver(self, entries: list[Entry], *, coalesce: bool) -> bool:
-        sent = self.sent_seq
-        if len(entries) == 1:
-            if entries[0].seq <= sent:
-                return False
-        else:
-            fresh = []
-            for entry in entries:  # strictly increasing: a seq is never delivered twice
-                if entry.seq > sent:
-                    fresh.append(entry)
-                    sent = entry.seq
-            if not fresh:
-                return False
-            entries = fresh
-        connection = self.sink.connection
-        if connection.paused:
-            self.behind = True  # stop producing: catch_up replays from sent_seq
-            return False
-        if len(entries) > CATCH_UP_CHUNK:  # a replay: a chunk at a time, while not paused
-            queued = False
-            for start in range(0, len(entries), CATCH_UP_CHUNK):
-                if connection.paused:
-                    self.behind = True
-                    break
-                queued = self._queue(entries[start:start + CATCH_UP_CHUNK], coalesce) or queued
-            return queued
-        return self._queue(entries, coalesce)
-
-    def _queue(self, entries: list[Entry], coalesce: bool) -> bool:
-        self.sent_seq = entries[-1].seq
-        if coalesce and len(entries) > 1:
-            frames = coalesce_tokens(entries, self.topic)
-        elif self.topic == self.canonical:
-            frames = [e.frame for e in entries]
-        else:
-            frames = [encode_parts(None, None, self.topic, e.event, payload_of(e)) for e in entries]
-        return self.sink.connection.deliver(self.topic, frames)
 
 
 def group_name(channel_id: str) -> str:
@@ -172,7 +109,7 @@ class Hub:
         self._pumps: dict[str, Pump] = {}
         self._dirty: dict[Sink, None] = {}
         self._flusher: asyncio.Task[None] | None = None
-        self._tails: dict[str, EntryBuffer] = {}
+        self._tails: dict[str, ChannelLog] = {}
         self._outbox: dict[str, list[Entry]] = {}
         self._outbox_event = asyncio.Event()
         self._outbox_lock = asyncio.Lock()
@@ -280,7 +217,7 @@ class Hub:
         self._pumps[record.channel_id] = pump
         if self.distributed:  # what this pump relays, until the replay stream has it for sure
             self._tails.setdefault(record.channel_id,
-                                   EntryBuffer(self.settings.replay_buffer_size, record.topic))
+                                   ChannelLog(record.topic, max_events=self.settings.replay_buffer_size))
         pump.task = self.spawn(pump.run(), f"pump-{record.channel_id}")
         return pump
 
@@ -336,14 +273,13 @@ class Hub:
     async def catch_up(self, sub: Subscription) -> None:
         """Replay what ``sub`` missed while its socket was paused (after its ``sent_seq``)."""
         if sub.behind and sub in self._subs.get(sub.channel_id, ()):
-            sub.behind, sub.ready = False, False  # live events wait in pending meanwhile
+            sub.resume()  # live events wait in pending meanwhile
             await self._replay(sub)
 
     async def _replay(self, sub: Subscription) -> None:
         channel_id = sub.channel_id
-        if sub.sink.connection.paused:  # produce nothing for it now: catch_up once it drains
-            sub.ready, sub.behind = True, True
-            sub.pending.clear()
+        if sub.connection.paused:  # produce nothing for it now: catch_up once it drains
+            sub.defer()
             return
         after = sub.sent_seq or None
         if not self.distributed:
@@ -353,7 +289,7 @@ class Hub:
             replay = await self.backend.replay(channel_id, sub.canonical, after)
             tail = self._tails.get(channel_id)
             if tail is not None:
-                replay = _merge(replay, tail.after(after))
+                replay = merge_entries(replay, tail.after(after))
             if sub not in self._subs.get(channel_id, ()):
                 return  # left meanwhile
         if sub.start(replay):
@@ -473,7 +409,7 @@ class Hub:
         if (ready or seen) and entries[0].seq > floor + 1:
             canonical = next(iter(subs)).canonical
             missing = await self.backend.replay(channel_id, canonical, floor or None)
-            entries = _merge(missing, entries)
+            entries = merge_entries(missing, entries)
         self._seen[channel_id] = max(seen, entries[-1].seq)
         self._push_local(channel_id, entries)
         await self.flush_dirty()
@@ -536,13 +472,6 @@ class Hub:
                 await self.flush_dirty()
         self.start_pump(record, upstream, lease, last_seq=last_seq or None)
         return True
-
-
-def _merge(first: list[Entry], second: list[Entry]) -> list[Entry]:
-    by_seq = {e.seq: e for e in first}
-    for entry in second:
-        by_seq.setdefault(entry.seq, entry)
-    return [by_seq[s] for s in sorted(by_seq)]
 
 
 def _make_backend(settings: AppSettings) -> Backend:

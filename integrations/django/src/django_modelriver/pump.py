@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from asgiref.sync import sync_to_async
 
 from django_modelriver.signals import stream_finished
-from django_modelriver.store import Backend, Lease, RequestRecord, make_entry
+from django_modelriver.store import Backend, Lease, RequestRecord
 from modelriver.backoff import exponential
 from modelriver.exceptions import APIError, JoinError, ModelRiverError
-from modelriver.phoenix import ChannelMessage, Entry
+from modelriver.phoenix import ChannelMessage, Entry, relay_entry
 
 if TYPE_CHECKING:
     from modelriver.types import AsyncRequest
@@ -155,7 +155,7 @@ class Pump:
     def _on_message(self, message: ChannelMessage) -> None:
         """Called by the stream for every raw channel message, in order, seq kept: published at
         once, the sockets written by the hub's next flush (one for all pumps' events of a loop turn)."""
-        entry = make_entry(self.topic, message.event, message.payload, self.last_seq, message.frame)
+        entry = relay_entry(self.topic, message.event, message.payload, self.last_seq, message.frame)
         if entry is None:
             return
         self._moved = True
@@ -170,7 +170,7 @@ class Pump:
 
     def _give_up(self, message: str) -> bool:
         logger.error("pump of %s gave up: %s", self.channel_id, message)
-        entry = make_entry(self.topic, "error", {"message": message}, self.last_seq)
+        entry = relay_entry(self.topic, "error", {"message": message}, self.last_seq)
         if entry is not None:
             self._publish(entry)
         return True

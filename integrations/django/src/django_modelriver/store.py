@@ -10,24 +10,21 @@ Two backends with one async interface:
 
 Events keep the upstream gateway's ``seq`` end to end: a process that takes a pump over resumes
 the upstream stream at the last stored seq, and browsers' ``last_seq`` stays meaningful across
-processes. Each event's broadcast frame is made once: the upstream frame with its refs nulled
-(``modelriver.phoenix.as_broadcast``), or encoded (``encode_parts``) when the relay stamped a seq.
-In memory, a request's replay log (``EntryBuffer``) keeps frames only, packed once it ended.
+processes. Each event's broadcast frame is made once, by core (``phoenix.relay_entry``); this
+module never parses a frame. In memory, a request's replay log is core's compact
+``phoenix.ChannelLog`` (frames only, packed once it ended).
 """
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import time
-import zlib
-from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from modelriver.phoenix import Entry, as_broadcast, encode_parts
+from modelriver.phoenix import ChannelLog, Entry, on_topic, relay_entry
 
 __all__ = [
     "Backend",
@@ -45,120 +42,22 @@ TOKEN_LIVE_TTL = 90.0
 """Seconds a live-socket claim survives without renewal (a dead process's sockets free up)."""
 
 
-def make_entry(topic: str, event: str, payload: Any, last_seq: int, frame: str | None = None) -> Entry | None:
-    """The broadcast ``Entry`` of one upstream message, keeping its ``seq``.
-
-    ``frame``, the text the message came in, is forwarded as received when it is a frame on
-    ``topic`` whose payload carries its seq (``as_broadcast``); otherwise the payload is encoded.
-    A payload without a usable ``seq`` gets ``last_seq + 1``; one at or below ``last_seq`` is a
-    duplicate and gives None. (Replay logs keep only the frame: ``EntryBuffer``.)
-    """
-    if not isinstance(payload, dict):
-        payload = {"value": payload}
-    seq = payload.get("seq")
-    if type(seq) is not int:
-        seq = last_seq + 1
-        payload = {**payload, "seq": seq}
-        frame = None
-    elif seq <= last_seq:
-        return None
-    broadcast = as_broadcast(frame, topic) if frame is not None else None
-    return Entry(seq, event, payload, broadcast or encode_parts(None, None, topic, event, payload))
+make_entry = relay_entry
+"""The broadcast ``Entry`` of one upstream message, its seq kept (core's ``phoenix.relay_entry``)."""
 
 
-class EntryBuffer:
-    """A request's bounded, seq-ordered replay log: ``add(entries)``, ``after(last_seq)``.
+class EntryBuffer(ChannelLog):
+    """A request's bounded, seq-ordered replay log: core's compact ``phoenix.ChannelLog``.
 
-    It keeps each event's broadcast frame and its seq, nothing else (``after`` makes the
-    ``Entry``s, payloads read from the frame when needed: ``phoenix.payload_of``), and of a frame on
-    the log's ``topic`` only what follows the topic: a token weighs about its JSON payload, not an
-    ``Entry``, a payload dict and a whole frame. ``seal()`` (the request ended) packs the log into
-    one zlib block for the retention time; a late rejoin or reload unpacks it, an ``add`` unseals.
+    Args:
+        max_events: how many events it replays at most.
+        topic: the request's topic (frames on it are kept without their head).
     """
 
-    __slots__ = ("_last", "_max", "_parts", "_prefix", "_sealed", "_seqs")
+    __slots__ = ()
 
     def __init__(self, max_events: int, topic: str | None = None) -> None:
-        self._max = max(1, max_events)
-        # '[null,null,"<topic>",': the head every frame on this topic shares
-        self._prefix = encode_parts(None, None, topic, "", None)[:-len('"",null]')] if topic is not None else None
-        self._seqs = array("q")
-        self._parts: list[str] = []  # a frame minus the prefix (starts with '"'), or a whole frame ('[')
-        self._sealed: bytes | None = None  # zlib(count, seqs, lengths, text) once sealed
-        self._last = 0
-
-    def __len__(self) -> int:
-        return min(len(self._seqs), self._max) if self._sealed is None else len(self._unpack()[0])
-
-    @property
-    def last_seq(self) -> int:
-        return self._last
-
-    @property
-    def sealed(self) -> bool:
-        return self._sealed is not None
-
-    def add(self, entries: Iterable[Entry]) -> None:
-        if self._sealed is not None:
-            self._seqs, self._parts = self._unpack()
-            self._sealed = None
-        prefix, seqs, parts = self._prefix, self._seqs, self._parts
-        last = self._last
-        for entry in entries:
-            if entry.seq > last:
-                frame = entry.frame
-                parts.append(frame[len(prefix):] if prefix and frame.startswith(prefix) else frame)
-                seqs.append(entry.seq)
-                last = entry.seq
-        self._last = last
-        excess = len(seqs) - self._max
-        if excess > self._max // 4:  # trim in chunks; ``after`` never looks beyond the last max
-            del seqs[:excess], parts[:excess]
-
-    def after(self, last_seq: int | None) -> list[Entry]:
-        """Entries with a seq above ``last_seq`` (all when None), oldest first."""
-        seqs, parts = (self._seqs, self._parts) if self._sealed is None else self._unpack()
-        first = max(0, len(seqs) - self._max)
-        start = first if last_seq is None else max(first, bisect.bisect_right(seqs, last_seq))
-        prefix = self._prefix
-        entries = []
-        for i in range(start, len(seqs)):
-            part = parts[i]
-            if part[0] == "[":
-                frame = part
-                event = json.loads(frame)[3]
-            else:
-                assert prefix is not None
-                frame = prefix + part
-                end = part.index('"', 1)  # the event name, unless it has escapes
-                event = part[1:end] if "\\" not in part[1:end] else json.loads(frame)[3]
-            entries.append(Entry(seqs[i], event, {}, frame))
-        return entries
-
-    def seal(self) -> None:
-        """Pack the log into one compressed block (the request ended: only replays read it now)."""
-        if self._sealed is not None or not self._parts:
-            return
-        first = max(0, len(self._seqs) - self._max)
-        seqs, parts = self._seqs[first:], self._parts[first:]
-        lengths = array("I", [len(part) for part in parts])
-        count = array("I", [len(parts)])
-        self._sealed = zlib.compress(count.tobytes() + seqs.tobytes() + lengths.tobytes()
-                                     + "".join(parts).encode(), 1)
-        self._seqs, self._parts = array("q"), []
-
-    def _unpack(self) -> tuple[array[int], list[str]]:
-        assert self._sealed is not None
-        data = zlib.decompress(self._sealed)
-        count = array("I", data[:4])[0]
-        at = 4 + 8 * count
-        seqs, lengths = array("q", data[4:at]), array("I", data[at:at + 4 * count])
-        text = data[at + 4 * count:].decode()
-        parts, at = [], 0
-        for length in lengths:
-            parts.append(text[at:at + length])
-            at += length
-        return seqs, parts
+        super().__init__(topic, max_events=max_events)
 
 
 @dataclass(slots=True)
@@ -241,7 +140,7 @@ class MemoryBackend:
         self._token_lifetime = token_lifetime
         self._records: dict[str, RequestRecord] = {}
         self._ended: dict[str, float] = {}
-        self._buffers: dict[str, EntryBuffer] = {}
+        self._buffers: dict[str, ChannelLog] = {}
         self._latest: dict[str, str] = {}
         self._pumps: dict[str, _MemoryLease] = {}
         self._tokens: dict[str, str] = {}
@@ -282,12 +181,12 @@ class MemoryBackend:
                 if key is not None and self._latest.get(key) == channel_id:
                     del self._latest[key]
 
-    def _buffer(self, channel_id: str) -> EntryBuffer:
+    def _buffer(self, channel_id: str) -> ChannelLog:
         buffer = self._buffers.get(channel_id)
         if buffer is None:
             record = self._records.get(channel_id)
-            buffer = self._buffers[channel_id] = EntryBuffer(
-                self._buffer_size, record.topic if record is not None else None)
+            buffer = self._buffers[channel_id] = ChannelLog(
+                record.topic if record is not None else None, max_events=self._buffer_size)
         return buffer
 
     async def save(self, record: RequestRecord) -> None:
@@ -475,10 +374,8 @@ class RedisBackend:
         entries = []
         for entry_id, fields in rows:
             seq = int(entry_id.split(b"-", 1)[0])
-            frame, event = fields[b"f"].decode(), fields[b"e"].decode()
-            if topic != _topic_of(frame):
-                frame = encode_parts(None, None, topic, event, json.loads(frame)[4])
-            entries.append(Entry(seq, event, {}, frame))  # payload read from the frame when needed
+            # payload read from the frame when needed; re-encoded only for another topic
+            entries.append(on_topic(Entry(seq, fields[b"e"].decode(), {}, fields[b"f"].decode()), topic))
         return entries
 
     async def last_seq(self, channel_id: str) -> int:
@@ -533,8 +430,3 @@ class RedisBackend:
     async def close(self) -> None:
         await self.redis.aclose()
 
-
-def _topic_of(frame: str) -> str:
-    # frames start with [null,null,"<topic>",... : cheap check without a second parse
-    start = frame.find('"') + 1
-    return frame[start:frame.find('"', start)]
