@@ -1,18 +1,12 @@
-"""The per-process hub: which sockets joined which request, and how events reach them.
+"""The per-process hub: the registry of local sockets' joins and the fan-out to them.
 
 One ``Hub`` per event loop (``get_hub()``). It owns the backend (``store``), the upstream (the
-``UPSTREAM`` setting's ``AsyncUpstream``: ModelRiver's API client by default), the local pumps,
-and the fan-out:
-
-* In-process, a pump hands each event to every local socket directly (``publish`` then
-  ``flush_dirty``): no channel-layer hop, no thread hop, one frame per event for every socket.
-* Across processes (``channels_redis``), events are written to the Redis replay stream and sent
-  to the request's channel-layer group in *batches* (every ``FANOUT_INTERVAL`` s at most), one
-  message per request per batch, to one relay channel per process (never one per socket, never
-  one per token). The receiving hub fans the batch out to its own sockets directly, fetching any
-  gap from the replay stream.
-* A maintenance task renews the pump leases held here, the live-socket claims, and takes over
-  the pump of any request this process has sockets for whose pump lease lapsed (its process died).
+``UPSTREAM`` setting's ``AsyncUpstream``: ModelRiver's API client by default), the local pumps
+(``pump``), and which socket joined which request: a pump hands each event to every local
+socket directly (``publish`` then ``flush_dirty``): no channel-layer hop, no thread hop, one
+frame per event for every socket. What each join is handed, once and in order, is core's
+``phoenix.Subscription``'s. Across processes (``channels_redis``) the hub is also a
+``relay.ProcessRelay``: channel-layer batches, pump leases and takeover.
 """
 
 from __future__ import annotations
@@ -22,7 +16,7 @@ import contextlib
 import logging
 import secrets
 import weakref
-from collections.abc import Mapping
+from collections.abc import Collection, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from django.core.exceptions import ImproperlyConfigured
@@ -31,26 +25,18 @@ from django.dispatch import receiver
 
 from django_modelriver.conf import AppSettings, modelriver_settings
 from django_modelriver.pump import Pump
-from django_modelriver.store import (
-    Backend,
-    Lease,
-    MemoryBackend,
-    RedisBackend,
-    RequestRecord,
-)
-from modelriver.exceptions import APIError, ModelRiverError
-from modelriver.phoenix import ChannelLog, Entry, ServerConnection, merge_entries
+from django_modelriver.relay import BATCH_TYPE, ProcessRelay
+from django_modelriver.store import Backend, Lease, MemoryBackend, RequestRecord, make_backend
+from modelriver.phoenix import Entry, ServerConnection
 from modelriver.phoenix import Subscription as ChannelSubscription
 from modelriver.upstream import AsyncUpstream, UpstreamError
 
 if TYPE_CHECKING:
     from modelriver.types import AsyncRequest
 
-__all__ = ["CallbackUpstream", "Hub", "Sink", "Subscription", "get_hub", "reset_hubs"]
+__all__ = ["BATCH_TYPE", "CallbackUpstream", "Hub", "Sink", "Subscription", "get_hub", "reset_hubs"]
 
 logger = logging.getLogger("django_modelriver")
-
-BATCH_TYPE = "modelriver.batch"
 
 _SEAM = ("create_request", "connect", "reconnect", "cancel", "aclose")
 """The ``AsyncUpstream`` methods the relay calls (checked on what ``UPSTREAM`` returns)."""
@@ -91,17 +77,13 @@ class Subscription(ChannelSubscription):
         self.canonical = canonical
 
 
-def group_name(channel_id: str) -> str:
-    return f"modelriver.{channel_id}"
-
-
-class Hub:
+class Hub(ProcessRelay):
     """This process's relay state for one event loop. Use ``get_hub()``."""
 
     def __init__(self, settings: AppSettings) -> None:
         self.settings = settings
         self.id = secrets.token_hex(8)
-        self.backend: Backend = _make_backend(settings)
+        self.backend: Backend = make_backend(settings)
         self.distributed = self.backend.distributed
         self.closed = False
         self._upstream: AsyncUpstream | None = None
@@ -109,17 +91,9 @@ class Hub:
         self._pumps: dict[str, Pump] = {}
         self._dirty: dict[Sink, None] = {}
         self._flusher: asyncio.Task[None] | None = None
-        self._tails: dict[str, ChannelLog] = {}
-        self._outbox: dict[str, list[Entry]] = {}
-        self._outbox_event = asyncio.Event()
-        self._outbox_lock = asyncio.Lock()
-        self._seen: dict[str, int] = {}
-        self._in_group: set[str] = set()
-        self._group_locks: dict[str, asyncio.Lock] = {}
         self._live: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._layer: Any = None
-        self._relay_channel: str | None = None
+        self._init_relay()
         self._started = False
         self._start_lock = asyncio.Lock()
 
@@ -166,18 +140,10 @@ class Hub:
             if self._started:
                 return
             if self.distributed:
-                from channels.layers import get_channel_layer
-
-                self._layer = get_channel_layer()
-                if self._layer is None:
-                    raise RuntimeError("django_modelriver: Redis mode needs CHANNEL_LAYERS (see E005)")
-                self._relay_channel = await self._layer.new_channel("modelriver")
-                self.spawn(self._receiver(), "receiver")
-                self.spawn(self._sender(), "sender")
-                self.spawn(self._maintenance(), "maintenance")
+                await self._start_relay()
             self._started = True
 
-    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run ``coro`` as a task this hub keeps (and cancels on ``close``)."""
         task = asyncio.get_running_loop().create_task(coro, name=f"django_modelriver-{name}")
         self._tasks.add(task)
@@ -216,8 +182,7 @@ class Hub:
         pump = Pump(self, record, upstream, lease, last_seq=last_seq)
         self._pumps[record.channel_id] = pump
         if self.distributed:  # what this pump relays, until the replay stream has it for sure
-            self._tails.setdefault(record.channel_id,
-                                   ChannelLog(record.topic, max_events=self.settings.replay_buffer_size))
+            self._keep_tail(record)
         pump.task = self.spawn(pump.run(), f"pump-{record.channel_id}")
         return pump
 
@@ -231,11 +196,7 @@ class Hub:
     def publish(self, channel_id: str, entries: list[Entry]) -> None:
         """Record ``entries`` and queue them on every local socket; then ``flush_dirty()``."""
         if self.distributed:
-            tail = self._tails.get(channel_id)
-            if tail is not None:
-                tail.add(entries)
-            self._outbox.setdefault(channel_id, []).extend(entries)
-            self._outbox_event.set()
+            self._relay_out(channel_id, entries)
         else:
             assert isinstance(self.backend, MemoryBackend)
             self.backend.add_now(channel_id, entries)
@@ -286,10 +247,7 @@ class Hub:
             assert isinstance(self.backend, MemoryBackend)
             replay = self.backend.replay_now(channel_id, after)
         else:
-            replay = await self.backend.replay(channel_id, sub.canonical, after)
-            tail = self._tails.get(channel_id)
-            if tail is not None:
-                replay = merge_entries(replay, tail.after(after))
+            replay = await self._relay_replay(channel_id, sub.canonical, after)
             if sub not in self._subs.get(channel_id, ()):
                 return  # left meanwhile
         if sub.start(replay):
@@ -302,34 +260,7 @@ class Hub:
         subs.discard(sub)
         if not subs:
             del self._subs[sub.channel_id]
-            self._seen.pop(sub.channel_id, None)
             await self._leave_group(sub.channel_id)
-
-    def _group_lock(self, channel_id: str) -> asyncio.Lock:
-        lock = self._group_locks.get(channel_id)
-        if lock is None:
-            lock = self._group_locks[channel_id] = asyncio.Lock()
-        return lock
-
-    async def _join_group(self, channel_id: str) -> None:
-        """Join the request's channel-layer group (once per process; joins and leaves in order)."""
-        if self._layer is None or self._relay_channel is None or channel_id in self._in_group:
-            return
-        async with self._group_lock(channel_id):
-            if channel_id not in self._in_group:
-                await self._layer.group_add(group_name(channel_id), self._relay_channel)
-                self._in_group.add(channel_id)
-
-    async def _leave_group(self, channel_id: str) -> None:
-        if self._layer is None or self._relay_channel is None:
-            return
-        async with self._group_lock(channel_id):
-            if channel_id in self._in_group and not self._subs.get(channel_id):
-                self._in_group.discard(channel_id)
-                with contextlib.suppress(Exception):
-                    await self._layer.group_discard(group_name(channel_id), self._relay_channel)
-        if channel_id not in self._in_group and not self._subs.get(channel_id):
-            self._group_locks.pop(channel_id, None)
 
     # -- live-socket claims ------------------------------------------------------------------
 
@@ -345,163 +276,13 @@ class Hub:
         with contextlib.suppress(Exception):
             await self.backend.release_token(jti, holder)
 
-    # -- across processes --------------------------------------------------------------------
+    # -- what the relay reads -----------------------------------------------------------------
 
-    async def flush_outbox(self) -> None:
-        """Write queued entries to the replay stream, then send them to other processes."""
-        async with self._outbox_lock:
-            self._outbox_event.clear()
-            batches, self._outbox = self._outbox, {}
-            if not batches:
-                return
-            try:
-                await self.backend.append(batches)
-            except Exception:
-                logger.exception("could not write %d requests' events to the replay stream", len(batches))
-            for channel_id, entries in batches.items():
-                message = {"type": BATCH_TYPE, "c": channel_id, "o": self.id,
-                           "e": [[e.seq, e.event, e.frame] for e in entries]}
-                try:
-                    await self._layer.group_send(group_name(channel_id), message)
-                except Exception:
-                    logger.exception("group_send failed for %s", channel_id)
+    def _members(self, channel_id: str) -> Collection[Subscription]:
+        return self._subs.get(channel_id, ())
 
-    async def _sender(self) -> None:
-        interval = self.settings.fanout_interval
-        while True:
-            await self._outbox_event.wait()
-            if interval:
-                await asyncio.sleep(interval)  # gather a batch: one layer message per request
-            await self.flush_outbox()
-
-    async def _receiver(self) -> None:
-        assert self._relay_channel is not None
-        while True:
-            try:
-                message = await self._layer.receive(self._relay_channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("channel layer receive failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
-            try:
-                await self._on_batch(message)
-            except Exception:
-                logger.exception("could not relay a batch")
-
-    async def _on_batch(self, message: dict[str, Any]) -> None:
-        if message.get("type") != BATCH_TYPE or message.get("o") == self.id:
-            return
-        channel_id = message["c"]
-        subs = self._subs.get(channel_id)
-        if not subs:
-            return
-        entries = [Entry(seq, event, {}, frame) for seq, event, frame in message["e"]]
-        if not entries:
-            return
-        # Fill a gap before this batch from the replay stream: one this process missed, or one a
-        # socket missed (a second socket whose replay was read before the process had joined the
-        # request's group, and so before the batches it could not receive yet).
-        seen = self._seen.get(channel_id, 0)
-        ready = [sub.sent_seq for sub in subs if sub.ready and not sub.behind]
-        floor = min(ready) if ready else seen
-        if (ready or seen) and entries[0].seq > floor + 1:
-            canonical = next(iter(subs)).canonical
-            missing = await self.backend.replay(channel_id, canonical, floor or None)
-            entries = merge_entries(missing, entries)
-        self._seen[channel_id] = max(seen, entries[-1].seq)
-        self._push_local(channel_id, entries)
-        await self.flush_dirty()
-
-    async def _maintenance(self) -> None:
-        period = max(0.2, self.settings.pump_lock_ttl / 3)
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await self._maintain()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("maintenance failed")
-
-    async def _maintain(self) -> None:
-        for pump in list(self._pumps.values()):
-            if not await pump.lease.renew():
-                pump.lost_lease()
-        if self._live:
-            await self.backend.refresh_tokens(list(self._live))
-        for channel_id in list(self._subs):
-            if channel_id not in self._pumps:
-                await self.take_over(channel_id)
-
-    async def take_over(self, channel_id: str) -> bool:
-        """Run the pump of ``channel_id`` here if nobody holds its lease and it has not ended."""
-        if await self.backend.ended_at(channel_id) is not None:
-            return False
-        lease = await self.backend.acquire_pump(channel_id)
-        if lease is None:
-            return False
-        record = await self.backend.get(channel_id)
-        if record is None or await self.backend.ended_at(channel_id) is not None:
-            await lease.release()
-            return False
-        last_seq = await self.backend.last_seq(channel_id)
-        upstream: AsyncRequest | None
-        try:
-            upstream = await self.upstream().reconnect(channel_id)
-        except APIError as exc:
-            if exc.status != 404:
-                logger.warning("takeover of %s: reconnect failed (HTTP %s)", channel_id, exc.status)
-                await lease.release()
-                return False
-            upstream = None  # unknown upstream (e.g. a Realm request lives in its process): the pump ends it
-        except ModelRiverError as exc:
-            logger.warning("takeover of %s: reconnect failed (%s)", channel_id, type(exc).__name__)
-            await lease.release()
-            return False
-        logger.info("taking over the pump of %s after seq %d", channel_id, last_seq)
-        # The dead pump may have stored events whose batch never reached us: hand our sockets
-        # what the replay stream holds beyond what they got, before the new pump's first event.
-        subs = self._subs.get(channel_id)
-        if subs:
-            low = min(sub.sent_seq for sub in subs)
-            missing = await self.backend.replay(channel_id, record.topic, low or None)
-            if missing:
-                self._push_local(channel_id, missing)
-                await self.flush_dirty()
-        self.start_pump(record, upstream, lease, last_seq=last_seq or None)
-        return True
-
-
-def _make_backend(settings: AppSettings) -> Backend:
-    url = settings.redis_url or _layer_redis_url()
-    if url:
-        return RedisBackend(url, buffer_size=settings.replay_buffer_size,
-                            retention=settings.replay_retention,
-                            token_lifetime=settings.token_lifetime, lock_ttl=settings.pump_lock_ttl)
-    return MemoryBackend(buffer_size=settings.replay_buffer_size, retention=settings.replay_retention,
-                         token_lifetime=settings.token_lifetime)
-
-
-def _layer_redis_url() -> str | None:
-    """The first host of a ``channels_redis`` default layer, as a URL; None otherwise."""
-    from django.conf import settings
-
-    config = getattr(settings, "CHANNEL_LAYERS", {}).get("default", {})
-    if "channels_redis" not in str(config.get("BACKEND", "")):
-        return None
-    hosts = config.get("CONFIG", {}).get("hosts") or ["redis://localhost:6379"]
-    host = hosts[0]
-    if isinstance(host, str):
-        return host
-    if isinstance(host, list | tuple):
-        return f"redis://{host[0]}:{host[1]}"
-    if isinstance(host, dict) and isinstance(host.get("address"), str):
-        return str(host["address"])
-    if isinstance(host, dict):
-        return f"redis://{host.get('host', 'localhost')}:{host.get('port', 6379)}/{host.get('db', 0)}"
-    return None
+    def _channels(self) -> list[str]:
+        return list(self._subs)
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

@@ -1,6 +1,6 @@
 """Shared state of in-flight requests: records, replay buffers, the pump lock, live tokens.
 
-Two backends with one async interface:
+Two backends with one async interface (``make_backend`` picks one from the settings):
 
 * ``MemoryBackend``: dicts in this process (with the in-memory channel layer: one process).
 * ``RedisBackend``: Redis, shared by every process (with ``channels_redis``): records as keys,
@@ -22,9 +22,12 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from modelriver.phoenix import ChannelLog, Entry, on_topic, relay_entry
+
+if TYPE_CHECKING:
+    from django_modelriver.conf import AppSettings
 
 __all__ = [
     "Backend",
@@ -33,6 +36,7 @@ __all__ = [
     "MemoryBackend",
     "RedisBackend",
     "RequestRecord",
+    "make_backend",
     "make_entry",
 ]
 
@@ -430,3 +434,33 @@ class RedisBackend:
     async def close(self) -> None:
         await self.redis.aclose()
 
+
+def make_backend(settings: AppSettings) -> Backend:
+    """Redis when ``REDIS_URL`` (or a ``channels_redis`` layer) says so, else this process's memory."""
+    url = settings.redis_url or _layer_redis_url()
+    if url:
+        return RedisBackend(url, buffer_size=settings.replay_buffer_size,
+                            retention=settings.replay_retention,
+                            token_lifetime=settings.token_lifetime, lock_ttl=settings.pump_lock_ttl)
+    return MemoryBackend(buffer_size=settings.replay_buffer_size, retention=settings.replay_retention,
+                         token_lifetime=settings.token_lifetime)
+
+
+def _layer_redis_url() -> str | None:
+    """The first host of a ``channels_redis`` default layer, as a URL; None otherwise."""
+    from django.conf import settings
+
+    config = getattr(settings, "CHANNEL_LAYERS", {}).get("default", {})
+    if "channels_redis" not in str(config.get("BACKEND", "")):
+        return None
+    hosts = config.get("CONFIG", {}).get("hosts") or ["redis://localhost:6379"]
+    host = hosts[0]
+    if isinstance(host, str):
+        return host
+    if isinstance(host, list | tuple):
+        return f"redis://{host[0]}:{host[1]}"
+    if isinstance(host, dict) and isinstance(host.get("address"), str):
+        return str(host["address"])
+    if isinstance(host, dict):
+        return f"redis://{host.get('host', 'localhost')}:{host.get('port', 6379)}/{host.get('db', 0)}"
+    return None
