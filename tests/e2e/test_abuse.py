@@ -44,7 +44,6 @@ import pytest
 from djmr_demo import Demo, demo_env, migrate, scripted_env, start_demo
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.frames import Close, Opcode
 from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
@@ -129,9 +128,9 @@ class NeverReader:
                 if not data:
                     break
                 self.protocol.receive_data(data)
-                for frame in self.protocol.events_received():
-                    if frame.opcode is Opcode.CLOSE:
-                        return Close.parse(frame.data).code
+                self.protocol.events_received()  # the frames before the close: dropped
+                if self.protocol.close_rcvd is not None:
+                    return self.protocol.close_rcvd.code
         except OSError:
             pass
         return None
@@ -223,20 +222,20 @@ def spellings(topic: str, count: int) -> list[str]:
     """``count`` other spellings of a channel topic: its UUIDs' letters in other cases, in both the
     3-part topic and the 2-part fallback (the same channel for a case-insensitive comparison)."""
     _, project, channel = topic.split(":")
-    forms = [f"ai_response:{project}:{channel}", f"ai_response:{channel}"]
-    out: list[str] = []
-    for mask in itertools.count(1):
-        for form in forms:
-            letters = [i for i, ch in enumerate(form) if ch in "abcdef" and i > len("ai_response")]
-            if mask >= 1 << len(letters):
-                continue
+
+    def recased(form: str) -> Iterator[str]:
+        letters = [i for i, ch in enumerate(form) if ch in "abcdef" and i > len("ai_response")]
+        for mask in range(1, 1 << len(letters)):
             chars = list(form)
             for bit, at in enumerate(letters):
                 if mask >> bit & 1:
                     chars[at] = chars[at].upper()
-            out.append("".join(chars))
-            if len(out) == count:
-                return out
+            yield "".join(chars)
+
+    both = itertools.zip_longest(recased(f"ai_response:{project}:{channel}"), recased(f"ai_response:{channel}"))
+    out = list(itertools.islice((s for pair in both for s in pair if s is not None), count))
+    assert len(out) == count, f"{topic} has too few letters for {count} spellings"
+    return out
 
 
 def status_of(call: Callable[..., httpx.Response], *args: Any, **kwargs: Any) -> int | str:
@@ -301,7 +300,7 @@ def socket_outcome(request: AsyncRequest, *, origin: str, cookie: str | None) ->
     """``refused`` (handshake or join) or ``joined``: a relay socket with ``request``'s token."""
     headers = {"Cookie": cookie} if cookie else None
     try:
-        ws = connect(socket_endpoint(request.websocket_url, request.ws_token), origin=origin,  # type: ignore[arg-type]
+        ws = connect(socket_endpoint(request.websocket_url, request.ws_token), origin=Origin(origin),
                      additional_headers=headers, open_timeout=10, compression=None)
     except InvalidStatus:
         return "refused"
@@ -430,7 +429,7 @@ def test_join_flood_on_daphne_stays_bounded(relay_echo: Demo, session: Callable[
     browser = session()
     prompt = " ".join(f"f{i}" for i in range(FLOOD_WORDS))
     request = browser.start(prompt)
-    with connect(request.socket_url, origin=relay_echo.url, max_size=None, compression=None,  # type: ignore[arg-type]
+    with connect(request.socket_url, origin=Origin(relay_echo.url), max_size=None, compression=None,
                  additional_headers={"Cookie": browser.cookie}, open_timeout=10) as ws:
         # the whole answer once: it is finished and buffered
         ws.send(json.dumps(["1", "1", request.topic, "phx_join", {}]))

@@ -67,7 +67,7 @@ def run_pytest(tmp_path: Path, leak: str, *xdist: str) -> tuple[subprocess.Compl
 
 def alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 

@@ -46,7 +46,7 @@ def describe(proc: psutil.Process) -> str:
 
 def _alive(proc: psutil.Process) -> bool:
     try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
@@ -67,7 +67,7 @@ def _tagged(token: str) -> list[psutil.Process]:
 
 def _descendants() -> list[psutil.Process]:
     try:
-        return psutil.Process().children(recursive=True)
+        return list(psutil.Process().children(recursive=True))
     except psutil.Error:
         return []
 

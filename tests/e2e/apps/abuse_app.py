@@ -11,12 +11,13 @@ import streamlit as st
 from streamlit_modelriver import st_modelriver
 
 query = st.query_params
-mode = "server" if query.get("mode") == "server" else "component"
+server = query.get("mode") == "server"
+cases = json.loads(query.get("cases", "[]"))
 answered = 0
-for index, (workflow, metadata) in enumerate(json.loads(query.get("cases", "[]"))):
-    response = st_modelriver(f"abuse {index}", workflow=workflow, key=f"case{index}", mode=mode,
-                             metadata=metadata)
+for index, (workflow, metadata) in enumerate(cases):
+    response = st_modelriver(f"abuse {index}", workflow=workflow, key=f"case{index}",
+                             mode="server" if server else "component", metadata=metadata)
     answered += response is not None
-if answered and answered == len(json.loads(query.get("cases", "[]"))):
+if cases and answered == len(cases):
     with st.container(key="returned-all"):
         st.caption(f"{answered} answered")
