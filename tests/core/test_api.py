@@ -1,4 +1,4 @@
-"""``modelriver.api`` and ``modelriver._config`` against a real HTTP server on loopback.
+"""``modelriver.api`` and ``modelriver.settings`` against a real HTTP server on loopback.
 
 Every I/O test runs for both twins (``ModelRiver`` and ``AsyncModelRiver``); every test checks
 that the API key never shows in a log record, and the error tests that it never shows in an
@@ -29,7 +29,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelriver import api as api_module
-from modelriver._config import DEFAULT_API_BASE, Settings, mask_secret
 from modelriver.api import AsyncModelRiver, ModelRiver, backoff, parse_retry_after
 from modelriver.exceptions import (
     APIConnectionError,
@@ -40,6 +39,7 @@ from modelriver.exceptions import (
     ModelRiverError,
     RateLimitError,
 )
+from modelriver.settings import DEFAULT_API_BASE, Settings, mask_secret
 from modelriver.types import AsyncRequest
 
 KEY = "mr_test_SECRET_9f8e7d6c5b4a3210"

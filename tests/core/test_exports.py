@@ -9,7 +9,7 @@ import pytest
 MODULES = [
     "modelriver", "modelriver.phoenix", "modelriver.stream", "modelriver.api", "modelriver.events",
     "modelriver.types", "modelriver.steps", "modelriver.state", "modelriver.exceptions", "modelriver.webhooks",
-    "modelriver.realm", "modelriver.realm.upstream", "modelriver.upstream",
+    "modelriver.realm", "modelriver.realm.upstream", "modelriver.upstream", "modelriver.settings",
 ]
 
 

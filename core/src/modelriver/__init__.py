@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         StreamError,
         WebhookVerificationError,
     )
+    from modelriver.settings import Settings
     from modelriver.state import RequestState
     from modelriver.steps import StepTracker
     from modelriver.stream import Stream, SyncStream, connect, connect_sync
@@ -52,6 +53,7 @@ _LAZY = {
     "Error": "events", "Response": "events", "Status": "events", "Step": "events",
     "StreamEvent": "events", "Token": "events", "ToolCall": "events",
     "RequestState": "state",
+    "Settings": "settings",
     "StepTracker": "steps",
     "Stream": "stream", "SyncStream": "stream", "connect": "stream", "connect_sync": "stream",
     "AIResponse": "types", "AsyncRequest": "types", "WorkflowStep": "types",
@@ -97,6 +99,7 @@ __all__ = [
     "RequestState",
     "RequestTimeoutError",
     "Response",
+    "Settings",
     "Status",
     "Step",
     "StepTracker",

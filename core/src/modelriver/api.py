@@ -56,7 +56,6 @@ from urllib.parse import quote
 
 import httpx
 
-from modelriver._config import Settings, mask_secret
 from modelriver._text import unencodable_path
 from modelriver._version import __version__
 from modelriver.backoff import exponential as backoff
@@ -68,6 +67,7 @@ from modelriver.exceptions import (
     InvalidInputError,
     RateLimitError,
 )
+from modelriver.settings import Settings, mask_secret
 from modelriver.stream import Stream, SyncStream
 from modelriver.types import AsyncRequest
 

@@ -27,15 +27,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from modelriver._config import ENV_API_BASE, ENV_API_KEY, Settings, mask_secret
 from modelriver._version import __version__
+from modelriver.settings import ENV_API_BASE, ENV_API_KEY, Settings, mask_secret
 
 __all__ = ["main"]
 
 logger = logging.getLogger("modelriver.cli")
-
-ENV_WEBHOOK_SECRET = "MODELRIVER_WEBHOOK_SECRET"
-ENV_REALM_API_KEY = "REALM_API_KEY"
 
 
 def _write(stream: TextIO, text: str) -> None:
@@ -128,18 +125,19 @@ def _dev(args: argparse.Namespace) -> int:
         _write(sys.stderr, f"error: {exc}\n")
         return 2
 
-    api_key = args.api_key or Settings.from_env().api_key
+    env = Settings.from_env()
+    api_key = args.api_key or env.api_key
     generated = not api_key
     if not api_key:
         api_key = f"mr_dev_{secrets.token_hex(16)}"
-    secret = args.webhook_secret or os.environ.get(ENV_WEBHOOK_SECRET) or None
+    secret = args.webhook_secret or env.webhook_secret
     try:
         config = (load_config(args.config, api_key=api_key) if args.config
                   else GatewayConfig(api_key=api_key))
         realm = None
         if args.realm_port:
             realm_key = None if args.realm_no_auth else (
-                args.realm_api_key or os.environ.get(ENV_REALM_API_KEY) or None)
+                args.realm_api_key or env.realm_api_key)
             realm = RealmEndpointConfig(args.realm_port, host=args.host, api_key=realm_key,
                                         auth=not args.realm_no_auth)
             if args.realm_no_auth:
@@ -190,7 +188,7 @@ async def _stream(args: argparse.Namespace) -> int:
     printer = _JsonPrinter() if args.json else _TextPrinter()
     upstream: AsyncUpstream
     if args.realm:
-        realm_key = args.realm_api_key or os.environ.get(ENV_REALM_API_KEY) or None
+        realm_key = args.realm_api_key or Settings.from_env().realm_api_key
         upstream = RealmUpstream(args.realm, api_key=realm_key)
     elif args.api_key is None and args.api_base is None:
         upstream = upstream_from_env()  # MODELRIVER_UPSTREAM=realm selects Realm

@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from modelriver._config import ENV_API_BASE, ENV_API_KEY
 from modelriver.exceptions import WebhookVerificationError
+from modelriver.settings import ENV_API_BASE, ENV_API_KEY, ENV_WEBHOOK_SECRET
 from modelriver.webhooks import verify_signature
 
 if TYPE_CHECKING:
@@ -61,7 +61,6 @@ if TYPE_CHECKING:
 
 __all__ = ["EmbeddedGateway", "Received", "WebhookInbox", "modelriver_gateway"]
 
-ENV_WEBHOOK_SECRET = "MODELRIVER_WEBHOOK_SECRET"
 FAST_TOKENS_PER_SECOND = 2000.0
 """The pace of the default gateway's scripted providers (and no first-token delay)."""
 

@@ -15,20 +15,21 @@ The interface is what the adapters call on a ModelRiver client: ``create_request
 ``cancel``. ``AsyncModelRiver`` and ``ModelRiver`` (``modelriver.api``) implement
 ``AsyncUpstream`` / ``Upstream`` as they are; ``RealmUpstream`` and ``SyncRealmUpstream``
 (``modelriver.realm.upstream``, which says how a request maps onto Realm) implement them over a
-``RealmClient``. This module holds the seam and the factories that choose by environment; they
+``RealmClient``. This module holds the seam and the factories that choose by settings
+(``modelriver.settings.Settings``; the ``_from_env`` ones read it from the environment); they
 import the implementations lazily, so it imports neither HTTP nor Realm code.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from modelriver._emitter import Callback
 from modelriver.events import StreamEvent
 from modelriver.exceptions import UpstreamError
+from modelriver.settings import ENV_REALM_API_KEY, ENV_REALM_URL, ENV_UPSTREAM, Settings
 from modelriver.stream import AsyncUpstreamStream
 from modelriver.types import AIResponse, AsyncRequest
 
@@ -50,14 +51,12 @@ __all__ = [
     "Upstream",
     "UpstreamError",
     "sync_upstream_from_env",
+    "sync_upstream_from_settings",
     "upstream_from_env",
+    "upstream_from_settings",
     "upstream_name",
 ]
 
-ENV_UPSTREAM = "MODELRIVER_UPSTREAM"
-"""``realm`` selects Realm in ``upstream_from_env()``; unset or ``modelriver``: ModelRiver; else an error."""
-ENV_REALM_URL = "REALM_URL"
-ENV_REALM_API_KEY = "REALM_API_KEY"
 
 _REALM_NAMES = ("PromptMode", "RealmStream", "RealmUpstream", "SyncRealmUpstream")
 
@@ -132,65 +131,74 @@ class Upstream(Protocol):
     def close(self) -> None: ...
 
 
-# -- choosing by environment ------------------------------------------------------------------------
+# -- choosing by settings ---------------------------------------------------------------------------
 
 
-def upstream_name(environ: Mapping[str, str] = os.environ) -> Literal["modelriver", "realm"]:
+def upstream_name(environ: Mapping[str, str] | None = None) -> Literal["modelriver", "realm"]:
     """Which upstream ``MODELRIVER_UPSTREAM`` names: ``modelriver`` (also when unset) or ``realm``.
+
+    Args:
+        environ: the mapping to read; the environment when None (``Settings.from_env``).
 
     Raises:
         ValueError: any other value (a typo would otherwise send requests somewhere else silently).
     """
-    value = (environ.get(ENV_UPSTREAM) or "").strip().lower()
-    if value in ("", "modelriver"):
-        return "modelriver"
-    if value == "realm":
-        return "realm"
-    raise ValueError(f"{ENV_UPSTREAM}={environ.get(ENV_UPSTREAM)!r}: expected 'modelriver' or 'realm'")
+    return Settings.from_env(environ).upstream_name()
 
 
-def _realm_settings(environ: Mapping[str, str]) -> tuple[str, str | None] | None:
-    if upstream_name(environ) != "realm":
+def _realm_target(settings: Settings) -> tuple[str, str | None] | None:
+    if settings.upstream_name() != "realm":
         return None
     from modelriver.realm.protocol import DEFAULT_URL
 
-    return (environ.get(ENV_REALM_URL) or DEFAULT_URL), (environ.get(ENV_REALM_API_KEY) or None)
+    return (settings.realm_url or DEFAULT_URL), settings.realm_api_key
 
 
-def upstream_from_env(environ: Mapping[str, str] = os.environ) -> AsyncUpstream:
-    """The async upstream the environment selects.
+def upstream_from_settings(settings: Settings) -> AsyncUpstream:
+    """The async upstream the settings select.
 
-    ``MODELRIVER_UPSTREAM=realm``: a ``RealmUpstream`` on ``REALM_URL`` (default
-    ``ws://localhost:8080``) with ``REALM_API_KEY``; unset or ``modelriver``: an ``AsyncModelRiver``
-    (which reads ``MODELRIVER_API_KEY`` / ``MODELRIVER_API_BASE``).
+    ``upstream="realm"``: a ``RealmUpstream`` on ``realm_url`` (default ``ws://localhost:8080``)
+    with ``realm_api_key``; unset or ``modelriver``: an ``AsyncModelRiver`` on ``api_key`` /
+    ``api_base``.
 
     Raises:
-        ValueError: ``MODELRIVER_UPSTREAM`` names no known upstream.
+        ValueError: ``settings.upstream`` names no known upstream.
     """
-    realm = _realm_settings(environ)
+    realm = _realm_target(settings)
     if realm is not None:
         from modelriver.realm.upstream import RealmUpstream
 
         return RealmUpstream(realm[0], api_key=realm[1])
-    from modelriver._config import Settings
     from modelriver.api import AsyncModelRiver
 
-    settings = Settings.from_env(environ)
     return AsyncModelRiver(settings.api_key, api_base=settings.api_base)
 
 
-def sync_upstream_from_env(environ: Mapping[str, str] = os.environ) -> Upstream:
-    """``upstream_from_env`` for sync code: ``SyncRealmUpstream`` or ``ModelRiver``."""
-    realm = _realm_settings(environ)
+def sync_upstream_from_settings(settings: Settings) -> Upstream:
+    """``upstream_from_settings`` for sync code: ``SyncRealmUpstream`` or ``ModelRiver``."""
+    realm = _realm_target(settings)
     if realm is not None:
         from modelriver.realm.upstream import SyncRealmUpstream
 
         return SyncRealmUpstream(realm[0], api_key=realm[1])
-    from modelriver._config import Settings
     from modelriver.api import ModelRiver
 
-    settings = Settings.from_env(environ)
     return ModelRiver(settings.api_key, api_base=settings.api_base)
+
+
+def upstream_from_env(environ: Mapping[str, str] | None = None) -> AsyncUpstream:
+    """``upstream_from_settings(Settings.from_env(environ))``: ``MODELRIVER_UPSTREAM=realm`` selects
+    Realm (``REALM_URL``, ``REALM_API_KEY``), else ModelRiver (``MODELRIVER_API_KEY`` / ``_BASE``).
+
+    Raises:
+        ValueError: ``MODELRIVER_UPSTREAM`` names no known upstream.
+    """
+    return upstream_from_settings(Settings.from_env(environ))
+
+
+def sync_upstream_from_env(environ: Mapping[str, str] | None = None) -> Upstream:
+    """``upstream_from_env`` for sync code: ``SyncRealmUpstream`` or ``ModelRiver``."""
+    return sync_upstream_from_settings(Settings.from_env(environ))
 
 
 if TYPE_CHECKING:  # the seam's implementations, checked by mypy

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from modelriver.devserver.config import (
     ProviderConfig,
     ScriptedProviderConfig,
 )
+from modelriver.settings import env_value
 
 if TYPE_CHECKING:
     import httpx
@@ -298,7 +298,7 @@ class OpenAIProvider:
                 "json_schema": {"name": "output", "schema": dict(request.schema)},
             }
         headers = {"Accept": "text/event-stream"}
-        key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+        key = env_value(cfg.api_key_env) if cfg.api_key_env else None
         if key:
             headers["Authorization"] = f"Bearer {key}"
         timeout = httpx.Timeout(None, connect=cfg.connect_timeout)

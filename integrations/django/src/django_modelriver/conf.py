@@ -26,19 +26,19 @@
         "UPSTREAM": "django_modelriver.conf.default_upstream",  # factory() -> AsyncUpstream
     }
 
-Core reads the environment in one place (``modelriver._config.Settings.from_env``); the key
-and base default to it. ``modelriver_settings()`` returns a frozen ``AppSettings``.
+Core reads the environment in one place (``modelriver.settings.Settings.from_env``); the key,
+base and webhook secret default to it, and these settings are merged over it.
+``modelriver_settings()`` returns a frozen ``AppSettings``.
 
 ``UPSTREAM`` names a factory, called once per event loop with no arguments, that returns where
 requests go: any ``modelriver.upstream.AsyncUpstream`` (``AsyncModelRiver``, ``RealmUpstream``,
-your own). The default, ``default_upstream``, is core's ``upstream_from_env()`` with ``API_KEY``
-and ``API_BASE`` applied: the ModelRiver client, unless ``MODELRIVER_UPSTREAM`` selects another
-upstream (``realm``, with ``REALM_URL`` / ``REALM_API_KEY``).
+your own). The default, ``default_upstream``, is core's ``upstream_from_settings()`` with
+``API_KEY`` and ``API_BASE`` merged over the environment's settings: the ModelRiver client,
+unless ``MODELRIVER_UPSTREAM`` selects another upstream (``realm``, with ``REALM_URL`` / ``REALM_API_KEY``).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,13 +49,11 @@ from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from django_modelriver.limits import StartLimits
-from modelriver._config import ENV_API_BASE, ENV_API_KEY, mask_secret
-from modelriver._config import Settings as CoreSettings
-from modelriver.upstream import AsyncUpstream, upstream_from_env
+from modelriver.settings import Settings as CoreSettings
+from modelriver.settings import mask_secret
+from modelriver.upstream import AsyncUpstream, upstream_from_settings
 
 __all__ = ["DEFAULTS", "AppSettings", "WorkflowOptions", "default_upstream", "modelriver_settings"]
-
-ENV_WEBHOOK_SECRET = "MODELRIVER_WEBHOOK_SECRET"
 
 DEFAULTS: dict[str, Any] = {
     "API_KEY": None,
@@ -170,14 +168,14 @@ def _reset(*, setting: str, **kwargs: Any) -> None:
 
 
 def default_upstream() -> AsyncUpstream:
-    """The default ``UPSTREAM``: core's ``upstream_from_env()`` with ``API_KEY`` / ``API_BASE``.
+    """The default ``UPSTREAM``: core's ``upstream_from_settings()`` with ``API_KEY`` / ``API_BASE``.
 
     Returns:
         An ``AsyncModelRiver`` on the settings' key and base, or the upstream that core's
         ``MODELRIVER_UPSTREAM`` variable selects (read from the environment, as core does).
     """
     conf = modelriver_settings()
-    return upstream_from_env({**os.environ, ENV_API_KEY: conf.api_key or "", ENV_API_BASE: conf.api_base})
+    return upstream_from_settings(CoreSettings.from_env().replace(api_key=conf.api_key, api_base=conf.api_base))
 
 
 def _build(raw: Mapping[str, Any]) -> AppSettings:
@@ -188,7 +186,7 @@ def _build(raw: Mapping[str, Any]) -> AppSettings:
     return AppSettings(
         api_key=core.api_key,
         api_base=core.api_base,
-        webhook_secret=_opt_str(values["WEBHOOK_SECRET"]) or os.environ.get(ENV_WEBHOOK_SECRET) or None,
+        webhook_secret=_opt_str(values["WEBHOOK_SECRET"]) or core.webhook_secret,
         default_workflow=_opt_str(values["DEFAULT_WORKFLOW"]),
         workflows=_workflows(values["WORKFLOWS"]),
         permission_path=str(values["PERMISSION"]),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeAlias
@@ -27,6 +26,7 @@ from starlette.routing import Route
 
 from modelriver.api import AsyncModelRiver
 from modelriver.exceptions import ModelRiverError, WebhookVerificationError
+from modelriver.settings import Settings
 from modelriver.webhooks import (
     CALLBACK_URL_HEADER,
     SIGNATURE_HEADER,
@@ -40,7 +40,6 @@ __all__ = ["DEFAULT_WEBHOOK_PATH", "Enrich", "WebhookReceiver"]
 logger = logging.getLogger("gradio_modelriver")
 
 DEFAULT_WEBHOOK_PATH = "/modelriver/webhook"
-ENV_WEBHOOK_SECRET = "MODELRIVER_WEBHOOK_SECRET"
 
 Enrich: TypeAlias = Callable[[WebhookEvent], "Mapping[str, Any] | Awaitable[Mapping[str, Any]]"]
 """Turns a verified webhook into the enriched data to call back with (sync or async)."""
@@ -71,7 +70,7 @@ class WebhookReceiver:
         path: str = DEFAULT_WEBHOOK_PATH,
         tolerance: int = 300,
     ) -> None:
-        self.secret = secret or os.environ.get(ENV_WEBHOOK_SECRET) or "whsec_dev"
+        self.secret = secret or Settings.from_env().webhook_secret or "whsec_dev"
         self.enrich: Enrich = enrich or _passthrough
         self.path = path
         self.tolerance = tolerance

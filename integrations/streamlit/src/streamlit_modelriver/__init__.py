@@ -58,6 +58,7 @@ from streamlit_modelriver._settings import (
     modelriver_client,
     resolve_settings,
     resolve_upstream_settings,
+    streamlit_settings,
     upstream_client,
 )
 from streamlit_modelriver._version import __version__
@@ -72,5 +73,6 @@ __all__ = [
     "resolve_upstream_settings",
     "resumable_requests",
     "st_modelriver",
+    "streamlit_settings",
     "upstream_client",
 ]
