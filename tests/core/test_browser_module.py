@@ -9,6 +9,7 @@ and result; and the copies the Django and Streamlit packages ship are byte-ident
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import shutil
 import subprocess
@@ -126,9 +127,54 @@ CASES: dict[str, list[list[Any]]] = {
                           ["tokens", {"data": '{"reply": "hi'}]],
 }
 
+# Structured answers: the partial object and the prose after every event. The documents are cut
+# at awkward places: inside escapes, a \\u escape, a number, a literal, a key, between a key and
+# its colon.
+STRUCTURED_DOC = {"summary": "Rivers \"flow\" \\ downhill ✓ 😀", "reply": "You said: \"rivers\"\n\n- one\n- two",
+                  "sentiment": "positive", "confidence": 0.875, "count": -12, "ok": True, "none": None,
+                  "topics": ["water", "é"], "action_items": [{"task": "read", "done": False}, {"task": "swim"}]}
+
+
+def _tokens(text: str, sizes: tuple[int, ...] = (1, 3, 2, 7, 5)) -> list[list[Any]]:
+    out, at, i = [], 0, 0
+    while at < len(text):
+        size = sizes[i % len(sizes)]
+        out.append(["tokens", {"data": text[at:at + size]}])
+        at, i = at + size, i + 1
+    return out
+
+
+_ASCII = json.dumps(STRUCTURED_DOC)
+_UNICODE = json.dumps(STRUCTURED_DOC, ensure_ascii=False)
+_STARTED = ["status", {"seq": 1, "status": "started", "structured": True, "prose": "reply"}]
+STRUCTURED_CASES: dict[str, list[list[Any]]] = {
+    "announced prose, ascii escapes": [JOINED, _STARTED, *_tokens(_ASCII),
+                                       ["response", {"status": "success", "data": STRUCTURED_DOC}]],
+    "announced prose, unicode": [JOINED, _STARTED, *_tokens(_UNICODE, (4, 1, 9)),
+                                 ["response", {"status": "success", "data": STRUCTURED_DOC}]],
+    "no prose field": [JOINED, ["status", {"status": "queued", "structured": True, "prose": None}],
+                       *_tokens(_ASCII, (11,))],
+    "prose from the object": [["status", {"status": "started", "structured": True}], *_tokens(_UNICODE, (6,))],
+    "completed with the AI's data": [_STARTED, *_tokens('{"reply": "a"}'),
+                                     ["response", {"status": "ai_generated", "data": {"reply": "a"}}],
+                                     ["response", {"status": "completed", "data": {"backend": 1},
+                                                   "ai_response": {"data": {"reply": "a"}}}]],
+    "failover reset": [_STARTED, *_tokens('{"reply": "lost'),
+                       ["status", {"status": "failover", "from": "a", "to": "b", "reset": True}],
+                       *_tokens('{"reply": "kept"}', (4,))],
+    "failover continues": [_STARTED, *_tokens('{"reply": "kept ', (5,)),
+                           ["status", {"status": "failover", "from": "a", "to": "b", "reset": False,
+                                       "continued_from": 3}],
+                           *_tokens('and more", "topics": ["x"]}', (5,))],
+    "not json": [_STARTED, ["tokens", {"data": "Sorry, "}], ["tokens", {"data": "plain text"}]],
+    "error after a partial": [_STARTED, *_tokens('{"reply": "so far'), ["error", {"message": "down"}]],
+    "text answer": [["status", {"status": "started"}], *_tokens('{"reply": "x"}')],
+}
+
 
 def _fold_in_python(events: list[list[Any]]) -> dict[str, Any]:
     state = RequestState("chan")
+    trace = []
     for name, payload in events:
         if name == "__joined__":
             state.joined()
@@ -136,6 +182,7 @@ def _fold_in_python(events: list[list[Any]]) -> dict[str, Any]:
             state.fail(payload)
         elif (event := event_from_message(name, payload)) is not None:
             state.feed(event)
+        trace.append([state.partial, state.prose])
     notes = [["failover", n.from_provider, n.to_provider, n.reason, n.reset, n.seq] if isinstance(n, Failover)
              else ["tool_call", n.name, n.arguments, n.seq] for n in state.notes]
     return {
@@ -144,14 +191,32 @@ def _fold_in_python(events: list[list[Any]]) -> dict[str, Any]:
         "notes": notes, "done": state.done,
         "result": state.result.status if state.result else None, "error": state.error,
         "intermediate": state.intermediate.status if state.intermediate else None,
+        "structured": state.structured, "trace": trace,
     }
+
+
+def _fold_in_node(cases: dict[str, list[list[Any]]]) -> list[dict[str, Any]]:
+    proc = subprocess.run([_node(), "request_state_fold.mjs", json.dumps(list(cases.values()))], cwd=NODE_DIR,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    folded: list[dict[str, Any]] = json.loads(proc.stdout)
+    return folded
 
 
 @pytest.mark.node
 def test_the_browser_request_state_folds_events_as_cores_does() -> None:
-    proc = subprocess.run([_node(), "request_state_fold.mjs", json.dumps(list(CASES.values()))], cwd=NODE_DIR,
-                          capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr
-    browser = json.loads(proc.stdout)
-    for (name, events), folded in zip(CASES.items(), browser, strict=True):
+    for (name, events), folded in zip(CASES.items(), _fold_in_node(CASES), strict=True):
         assert folded == _fold_in_python(events), name
+
+
+@pytest.mark.node
+def test_the_browser_partial_object_and_prose_are_cores_after_every_event() -> None:
+    for (name, events), folded in zip(STRUCTURED_CASES.items(), _fold_in_node(STRUCTURED_CASES), strict=True):
+        assert folded == _fold_in_python(events), name
+    # the sequences show what they are meant to: prose grows while the reply streams, then the data
+    announced = _fold_in_python(STRUCTURED_CASES["announced prose, unicode"])["trace"]
+    proses = [prose for _, prose in announced]
+    assert len(set(proses)) >= 8 and proses[-1] == STRUCTURED_DOC["reply"]
+    assert all(b.startswith(a) for a, b in itertools.pairwise(proses))
+    assert announced[-1][0] == STRUCTURED_DOC and not any("{" in p for p in proses)
+    assert {p for _, p in _fold_in_python(STRUCTURED_CASES["no prose field"])["trace"]} == {""}

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  Persistence, PhoenixLink, RequestState, RequestStream, socketEndpoint,
+  PartialJson, Persistence, PhoenixLink, RequestState, RequestStream, socketEndpoint,
 } from "../../core/src/modelriver/browser/modelriver-link.js";
 
 const TOPIC = "ai_response:p1:c1";
@@ -487,4 +487,139 @@ test("a fresh token reconnects at once unless the socket is open", () => {
   ctx.Socket.all[1].accept();
   ctx.stream.updateToken({ wsToken: "tok-3" });
   assert.equal(ctx.Socket.all.length, 2, "an open socket is kept; the token serves the next reconnect");
+});
+
+// -- structured answers: the partial object and its prose ------------------------------------
+
+const DOC = {
+  reply: "You said: \"rivers\"\n\n- **one**\n- `two` \\ é 😀", summary: "Rivers flow", sentiment: "positive",
+  confidence: 0.875, count: -12, big: 1.5e3, ok: true, off: false, none: null, topics: ["water", "é", ""],
+  action_items: [{ task: "read", done: false, tags: [[1, 2], []] }, { task: "swim" }], empty: {},
+};
+
+function kindOf(value) {
+  return value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
+}
+
+// A later partial value is consistent with an earlier one: no field changes type, strings only
+// grow, arrays and objects only gain (their complete members never change).
+function assertGrows(before, after, where) {
+  if (before === null || before === undefined) return;
+  assert.equal(kindOf(after), kindOf(before), `${where}: type changed`);
+  if (typeof before === "string") assert.ok(after.startsWith(before), `${where}: string shrank`);
+  else if (Array.isArray(before)) {
+    assert.ok(after.length >= before.length, `${where}: array shrank`);
+    before.forEach((item, i) => assertGrows(item, after[i], `${where}[${i}]`));
+  } else if (kindOf(before) === "object") {
+    for (const key of Object.keys(before)) {
+      assert.ok(key in after, `${where}.${key} vanished`);
+      assertGrows(before[key], after[key], `${where}.${key}`);
+    }
+  } else assert.equal(after, before, `${where}: a complete value changed`);
+}
+
+test("every prefix of a document parses to a partial value consistent with the final one", () => {
+  for (const text of [JSON.stringify(DOC), JSON.stringify(DOC, null, 2), JSON.stringify([DOC, "tail"]),
+    JSON.stringify(DOC).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)]) {
+    const final = JSON.parse(text);
+    let previous = null;
+    for (let n = 0; n <= text.length; n += 1) {
+      const parser = new PartialJson();
+      parser.push(text.slice(0, n));
+      const value = parser.value;
+      assertGrows(previous, value, `prefix ${n}`);
+      assertGrows(value, final, `prefix ${n} vs final`);
+      if (value !== null) previous = value;
+    }
+    assert.deepEqual(previous, final);
+  }
+});
+
+test("the parser reads appended chunks incrementally to the same values as whole prefixes", () => {
+  const text = JSON.stringify(DOC);
+  const parser = new PartialJson();
+  for (let at = 0; at < text.length; at += 3) {
+    parser.push(text.slice(at, at + 3));
+    const whole = new PartialJson();
+    whole.push(text.slice(0, at + 3));
+    assert.deepEqual(parser.value, whole.value);
+  }
+});
+
+test("what a prefix holds: the string being written, no incomplete number, escape or literal", () => {
+  const cases = [
+    ['{"reply": "You said: \\"ri', { reply: 'You said: "ri' }], ['{"reply": "a\\', { reply: "a" }],
+    ['{"reply": "a\\u00e', { reply: "a" }], ['{"reply": "a\\\\', { reply: "a\\" }], ['{"rep', {}],
+    ['{"reply"', {}], ['{"reply": ', {}], ['{"n": 1', {}], ['{"n": 1.5e', {}], ['{"n": 12,', { n: 12 }],
+    ['{"ok": tru', {}], ['{"ok": true', { ok: true }], ['[1, [2, ["x', [1, [2, ["x"]]]], ['"abc', "abc"],
+    ["12", null], ["", null], ["   ", null], ["Sorry, plain text", null], ['{"a": 1}x', { a: 1 }],
+    ['{"a": 1 "b": 2}', { a: 1 }], ['{"a": "\\ud83d', { a: "" }], ['{"a": {}, "b": [], "c": [{', { a: {}, b: [], c: [{}] }],
+  ];
+  for (const [text, expected] of cases) {
+    const parser = new PartialJson();
+    parser.push(text);
+    assert.deepEqual(parser.value, expected, text);
+  }
+});
+
+test("a structured request exposes the partial object and its prose, parsed lazily and throttled", () => {
+  let now = 0;
+  const state = new RequestState("c", { clock: () => now });
+  assert.equal(state.partial, null);
+  state.feed("status", { status: "started", structured: true, prose: "reply" });
+  const text = JSON.stringify(DOC);
+  for (let at = 0; at < 40; at += 4) assert.ok(state.feed("tokens", { data: text.slice(at, at + 4) }).partial);
+  assert.equal(state.parser, null, "no parse before anyone reads");
+  const early = state.prose;
+  assert.ok(early.length > 5 && DOC.reply.startsWith(early), early);
+  state.feed("tokens", { data: text.slice(40, 60) });
+  now = 39;
+  assert.equal(state.prose, early, "a read within 40 ms gets the previous parse");
+  now = 40;
+  assert.equal(state.prose, DOC.reply);
+  assert.deepEqual(state.partial, { reply: DOC.reply });
+  state.feed("tokens", { data: text.slice(60) });
+  const change = state.feed("response", { status: "success", data: DOC });
+  assert.ok(change.partial && change.done);
+  assert.deepEqual(state.partial, DOC);
+  assert.equal(state.prose, DOC.reply);
+});
+
+test("a schema without a prose field has no prose; a text answer's prose is its text", () => {
+  const card = new RequestState("c", { clock: null });
+  card.feed("status", { status: "started", structured: true, prose: null });
+  card.feed("tokens", { data: '{"reply": "not announced", "summary": "s"' });
+  assert.equal(card.prose, "");
+  assert.deepEqual(card.partial, { reply: "not announced", summary: "s" });
+  const text = new RequestState("c");
+  assert.equal(text.feed("tokens", { data: '{"reply": "x"}' }).partial, false);
+  assert.equal(text.partial, null);
+  assert.equal(text.prose, '{"reply": "x"}');
+});
+
+test("a failover reset restarts the partial object; reset: false continues it", () => {
+  const state = new RequestState("c", { clock: null });
+  state.feed("status", { status: "started", structured: true, prose: "reply" });
+  state.feed("tokens", { data: '{"reply": "lost' });
+  assert.equal(state.prose, "lost");
+  assert.ok(state.feed("status", { status: "failover", from: "a", to: "b", reset: true }).partial);
+  assert.equal(state.prose, "");
+  state.feed("tokens", { data: '{"reply": "kept' });
+  assert.equal(state.prose, "kept");
+  state.feed("status", { status: "failover", from: "b", to: "c", reset: false, continued_from: 2 });
+  state.feed("tokens", { data: ' on"}' });
+  assert.equal(state.prose, "kept on");
+});
+
+test("the stream's change events carry the partial object and the prose, read lazily", () => {
+  const ctx = setup();
+  const ws = joined(ctx);
+  ws.push([ws.lastJoin[0], null, TOPIC, "status", { seq: 1, status: "started", structured: true, prose: "reply" }]);
+  tokens(ws, 2, '{"reply": "Hel');
+  tokens(ws, 3, 'lo", "topics": ["a"');
+  const last = ctx.seen.changes.at(-1);
+  assert.ok(last.c.partial && last.c.text);
+  assert.equal(last.m.prose, "Hello");
+  assert.deepEqual(last.m.partial, { reply: "Hello", topics: ["a"] });
+  assert.equal(last.m.event, "tokens");
 });

@@ -3,16 +3,20 @@
 //
 //   node request_state_fold.mjs '<JSON: [[[event, payload], ...], ...]>'
 //
-// "__joined__" stands for a join, ["__fail__", message] for fail(message).
+// "__joined__" stands for a join, ["__fail__", message] for fail(message). `trace` holds
+// [partial, prose] read after every event (no clock: parsed on every read after a change, as
+// core's RequestState without a clock).
 import { RequestState } from "../../core/src/modelriver/browser/modelriver-link.js";
 
 const cases = JSON.parse(process.argv[2]);
 const out = cases.map((events) => {
-  const state = new RequestState("chan");
+  const state = new RequestState("chan", { clock: null });
+  const trace = [];
   for (const [event, payload] of events) {
     if (event === "__joined__") state.joined();
     else if (event === "__fail__") state.fail(payload);
     else state.feed(event, payload);
+    trace.push([state.partial, state.prose]);
   }
   return {
     text: state.text,
@@ -25,6 +29,8 @@ const out = cases.map((events) => {
     result: state.result === null ? null : state.result.status,
     error: state.error,
     intermediate: state.intermediate === null ? null : state.intermediate.status,
+    structured: state.structured,
+    trace,
   };
 });
 process.stdout.write(JSON.stringify(out) + "\n");

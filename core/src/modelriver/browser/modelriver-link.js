@@ -40,6 +40,7 @@ export const INITIAL_STEPS = Object.freeze([
 const SUCCESS = new Set(["success", "SUCCESS", "ok"]);
 const KNOWN_EVENTS = new Set(["tokens", "status", "response", "error", "tool_call"]);
 const OPEN = 1; // WebSocket.OPEN
+const defaultClock = typeof performance === "object" && performance !== null ? () => performance.now() : () => Date.now();
 
 /** The real clock; tests pass their own {now, setTimeout, clearTimeout}. */
 export const systemClock = Object.freeze({
@@ -96,6 +97,206 @@ function nameOf(value) {
 
 function seqOf(payload) {
   return Number.isInteger(payload.seq) ? payload.seq : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Partial structured output: core's modelriver.partial, in JavaScript.
+//
+// A small incremental scanner rather than a vendored library: npm's partial-json ships CommonJS
+// only (no ES module to copy byte for byte into both packages) and best-effort-json-parser is
+// BSD-licensed CommonJS; both also complete a number still being written (`1` that may become
+// `1.5`), which core's rule leaves out. The scanner reads each appended chunk once, remembers the
+// last place where the prefix can be closed into valid JSON, and the native JSON.parse builds the
+// value from that prefix plus its closing brackets: the same result as core's jiter partial mode.
+
+/** Names of an obvious prose field, in order of preference (core's PROSE_FIELDS). */
+export const PROSE_FIELDS = Object.freeze(["reply", "answer", "response", "text", "content", "message"]);
+
+/** The prose field of a partial object when no status named it (core's prose_key). */
+export function proseKey(value) {
+  if (!isObject(value)) return null;
+  for (const name of PROSE_FIELDS) if (typeof value[name] === "string") return name;
+  return null;
+}
+
+const WHITESPACE = new Set([" ", "\t", "\n", "\r"]);
+const NUMBER_CHARS = new Set("0123456789.eE+-");
+const LITERALS = { t: "true", f: "false", n: "null" };
+
+/**
+ * The value a growing JSON text holds so far. push(more) appends text; value is the partial
+ * value: objects and arrays as far as they go, complete fields, the string being written (an
+ * incomplete escape left out), no incomplete number or literal; null when nothing is readable.
+ * Text that stops being JSON keeps the value read up to that point.
+ */
+export class PartialJson {
+  constructor() {
+    this.text = "";
+    this.pos = 0;
+    this.closers = []; // "}" or "]" per open container
+    this.expect = ["value"]; // per level: key, colon, value, after (the root: value, then after)
+    this.empty = [true]; // per level: no element yet (a closing bracket may follow)
+    this.inString = false;
+    this.stringIsKey = false;
+    this.stringStart = 0; // index of the opening quote
+    this.escaped = false;
+    this.token = null; // {kind: "number"|"literal", word} being read
+    this.cut = -1; // text[:cut] + closers[:cutDepth] reversed is valid JSON
+    this.cutDepth = 0;
+    this.broken = false;
+    this.cachedAt = -1;
+    this.cached = null;
+  }
+
+  push(more) {
+    if (more) this.text += more;
+  }
+
+  get value() {
+    if (this.cachedAt === this.text.length) return this.cached;
+    this.scan();
+    let json = null;
+    if (this.inString && !this.stringIsKey && !this.broken) {
+      json = this.text.slice(0, this.stringStart) + JSON.stringify(this.openString()) + this.closing(this.closers.length);
+    } else if (this.cut >= 0) {
+      json = this.text.slice(0, this.cut) + this.closing(this.cutDepth);
+    }
+    let value = null;
+    if (json !== null) {
+      try {
+        value = JSON.parse(json);
+      } catch {
+        value = null; // cannot happen for a prefix the scanner accepted; stay safe on odd input
+      }
+    }
+    this.cachedAt = this.text.length;
+    this.cached = value;
+    return value;
+  }
+
+  closing(depth) {
+    let out = "";
+    for (let i = depth - 1; i >= 0; i -= 1) out += this.closers[i];
+    return out;
+  }
+
+  // The string being written, decoded, without a trailing incomplete escape or lone high surrogate.
+  openString() {
+    let body = this.text.slice(this.stringStart + 1);
+    const escape = /\\(u[0-9a-fA-F]{0,3})?$/.exec(body);
+    if (escape !== null) {
+      let slashes = 0; // an escaped backslash ("\\\\") ends no escape
+      for (let i = escape.index - 1; i >= 0 && body[i] === "\\"; i -= 1) slashes += 1;
+      if (slashes % 2 === 0) body = body.slice(0, escape.index);
+    }
+    let decoded;
+    try {
+      decoded = JSON.parse(`"${body}"`);
+    } catch {
+      return "";
+    }
+    const last = decoded.charCodeAt(decoded.length - 1);
+    return last >= 0xd800 && last <= 0xdbff ? decoded.slice(0, -1) : decoded;
+  }
+
+  markCut(at) {
+    this.cut = at;
+    this.cutDepth = this.closers.length;
+  }
+
+  // A value ended at `at` (exclusive): the level now waits for a comma or its closing bracket.
+  valueEnded(at) {
+    const level = this.expect.length - 1;
+    this.expect[level] = "after";
+    this.empty[level] = false;
+    this.markCut(at);
+  }
+
+  scan() {
+    const text = this.text;
+    const end = text.length;
+    let i = this.pos;
+    while (i < end && !this.broken) {
+      const ch = text[i];
+      if (this.inString) {
+        if (this.escaped) this.escaped = false;
+        else if (ch === "\\") this.escaped = true;
+        else if (ch === '"') {
+          this.inString = false;
+          if (this.stringIsKey) this.expect[this.expect.length - 1] = "colon";
+          else this.valueEnded(i + 1);
+        }
+        i += 1;
+        continue;
+      }
+      if (this.token !== null) {
+        const token = this.token;
+        if (token.kind === "number" && NUMBER_CHARS.has(ch)) { i += 1; continue; }
+        if (token.kind === "literal" && i - token.start < token.word.length) {
+          if (ch !== token.word[i - token.start]) { this.broken = true; break; }
+          i += 1;
+          if (i - token.start === token.word.length) { this.token = null; this.valueEnded(i); }
+          continue;
+        }
+        this.token = null;
+        if (token.kind === "number") {
+          if (!isNumber(text.slice(token.start, i))) { this.broken = true; break; }
+          this.valueEnded(i);
+        }
+      }
+      if (WHITESPACE.has(ch)) { i += 1; continue; }
+      const level = this.expect.length - 1;
+      const expect = this.expect[level];
+      const container = level > 0 ? this.closers[level - 1] : null;
+      if (expect === "key") {
+        if (ch === '"') this.openStringAt(i, true);
+        else if (ch === "}" && this.empty[level]) this.close(i + 1);
+        else this.broken = true;
+      } else if (expect === "colon") {
+        if (ch === ":") this.expect[level] = "value";
+        else this.broken = true;
+      } else if (expect === "value") {
+        if (ch === '"') this.openStringAt(i, false);
+        else if (ch === "{" || ch === "[") {
+          this.closers.push(ch === "{" ? "}" : "]");
+          this.expect.push(ch === "{" ? "key" : "value");
+          this.empty.push(true);
+          this.markCut(i + 1);
+        } else if (ch === "]" && container === "]" && this.empty[level]) this.close(i + 1);
+        else if (ch === "-" || (ch >= "0" && ch <= "9")) this.token = { kind: "number", start: i };
+        else if (ch in LITERALS) this.token = { kind: "literal", start: i, word: LITERALS[ch] };
+        else this.broken = true;
+      } else if (container === null) {
+        this.broken = true; // text after the top-level value: keep what was read
+      } else if (ch === ",") {
+        this.expect[level] = container === "}" ? "key" : "value";
+      } else if (ch === container) {
+        this.close(i + 1);
+      } else {
+        this.broken = true;
+      }
+      i += 1;
+    }
+    this.pos = i;
+  }
+
+  openStringAt(i, isKey) {
+    this.inString = true;
+    this.stringIsKey = isKey;
+    this.stringStart = i;
+    this.escaped = false;
+  }
+
+  close(at) {
+    this.closers.pop();
+    this.expect.pop();
+    this.empty.pop();
+    this.valueEnded(at);
+  }
+}
+
+function isNumber(word) {
+  return /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$/.test(word);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -190,12 +391,13 @@ export class StepTracker {
 
 /** What one event changed (false/empty: unchanged). The shared instances below are frozen. */
 function changes({ text = false, reset = false, steps = [], notes = [], status = false, response = null,
-  done = false } = {}) {
-  return Object.freeze({ text, reset, steps, notes, status, response, done });
+  done = false, partial = false } = {}) {
+  return Object.freeze({ text, reset, steps, notes, status, response, done, partial });
 }
 
 export const NOTHING = changes();
 const TEXT = changes({ text: true });
+const TEXT_PARTIAL = changes({ text: true, partial: true });
 const STATUS = changes({ status: true });
 
 export class RequestState {
@@ -207,10 +409,30 @@ export class RequestState {
    * response's kind or error), notes ({kind: "failover", from, to, reason, reset, seq} and
    * {kind: "tool_call", name, arguments, seq}), intermediate (the ai_generated response),
    * response (the terminal response as received), result (how the request ended: the response,
-   * or an error response made from an `error` event or fail()), error (why it failed).
+   * or an error response made from an `error` event or fail()), error (why it failed),
+   * structured (the answer is structured output: a status said `structured: true`, or the
+   * caller did), proseField (the prose field a status named).
+   *
+   * Structured answers: `partial` is the object so far, parsed from `text` only when read and
+   * changed, at most every `parseIntervalMs` while the request runs (a read in between gets the
+   * previous parse) and once at the end; the final response's `data` replaces it. `prose` is its
+   * prose field's text ("" when the schema has none: show `partial` as a card only).
+   * @param {object} [options] structured: true/false (null: as a status says); clock: () => ms
+   *   (null: parse on every read after a change); parseIntervalMs (default 40).
    */
-  constructor(channelId = null) {
+  constructor(channelId = null, { structured = null, clock = defaultClock, parseIntervalMs = 40 } = {}) {
     this.channelId = channelId;
+    this.structured = Boolean(structured);
+    this.proseField = null;
+    this.proseAnnounced = false;
+    this.tokenChanges = this.structured ? TEXT_PARTIAL : TEXT;
+    this.clock = clock;
+    this.parseIntervalMs = parseIntervalMs;
+    this.parser = null;
+    this.parserParts = 0;
+    this.parsed = null;
+    this.parsedVersion = "";
+    this.parsedAt = -Infinity;
     this.attempt = 0;
     this.status = null;
     this.notes = [];
@@ -254,6 +476,52 @@ export class RequestState {
     return this.tracker.steps;
   }
 
+  /** A structured answer's value so far (null before any, or for a text answer); the final
+   * response's data once it arrived. */
+  get partial() {
+    if (!this.structured) return null;
+    const final = this.finalData();
+    if (final !== null && final !== undefined) return final;
+    const count = this.parts.length;
+    const version = `${this.attempt}:${count}`;
+    if (version !== this.parsedVersion) {
+      const now = this.clock === null ? 0 : this.clock();
+      if (this.clock === null || now - this.parsedAt >= this.parseIntervalMs || this.done) {
+        if (this.parser === null || this.parserParts > count) {
+          this.parser = new PartialJson();
+          this.parserParts = 0;
+        }
+        for (let i = this.parserParts; i < count; i += 1) this.parser.push(this.parts[i]);
+        this.parserParts = count;
+        this.parsed = this.parser.value;
+        this.parsedVersion = version;
+        this.parsedAt = now;
+      }
+    }
+    return this.parsed;
+  }
+
+  /** The answer as prose: `text` for a text answer; a structured answer's prose field so far. */
+  get prose() {
+    if (!this.structured) return this.text;
+    const value = this.partial;
+    if (!isObject(value)) return "";
+    const key = this.proseAnnounced ? this.proseField : proseKey(value);
+    const prose = key === null ? null : value[key];
+    return typeof prose === "string" ? prose : "";
+  }
+
+  // The AI's object as a response delivered it (core's _final_data).
+  finalData() {
+    const response = this.response;
+    if (response !== null && responseKind(response) !== "error") {
+      if (responseKind(response) !== "completed") return response.data ?? null;
+      const ai = response.ai_response;
+      if (isObject(ai) && ai.data !== null && ai.data !== undefined) return ai.data;
+    }
+    return this.intermediate === null ? null : (this.intermediate.data ?? null);
+  }
+
   /** The channel join succeeded; call it on every join. */
   joined() {
     return this.stepChanges(this.tracker.joined());
@@ -263,9 +531,9 @@ export class RequestState {
   feed(event, payload) {
     if (event === "tokens" && isObject(payload) && typeof payload.data === "string") {
       const data = payload.data;
-      if (data && this.flowing) { // the hot path
+      if (data && this.flowing) { // the hot path: no parse here (`partial` is lazy)
         this.parts.push(data);
-        return TEXT;
+        return this.tokenChanges;
       }
       return this.firstToken(data);
     }
@@ -322,14 +590,23 @@ export class RequestState {
     const status = this.setStatus("streaming");
     const steps = this.tracker.streaming();
     this.flowing = true;
+    const partial = this.structured && Boolean(data);
     if (!steps.length) {
-      if (data) return status ? changes({ text: true, status: true }) : TEXT;
+      if (data) return status ? changes({ text: true, partial, status: true }) : this.tokenChanges;
       return status ? STATUS : NOTHING;
     }
-    return changes({ text: Boolean(data), steps, status });
+    return changes({ text: Boolean(data), partial, steps, status });
   }
 
   onStatus(payload) {
+    if (payload.structured === true && !this.structured) {
+      this.structured = true;
+      this.tokenChanges = TEXT_PARTIAL;
+    }
+    if ("prose" in payload && this.structured) {
+      this.proseField = typeof payload.prose === "string" && payload.prose ? payload.prose : null;
+      this.proseAnnounced = true;
+    }
     const reset = Boolean(payload.reset);
     if (reset) {
       this.parts = [];
@@ -349,7 +626,7 @@ export class RequestState {
     const statusChanged = this.status !== status;
     this.status = status;
     if (!(reset || notes.length)) return statusChanged ? STATUS : NOTHING;
-    return changes({ text: reset, reset, notes, status: statusChanged });
+    return changes({ text: reset, reset, notes, partial: reset && this.structured, status: statusChanged });
   }
 
   onResponse(response) {
@@ -362,7 +639,7 @@ export class RequestState {
     }
     this.response = this.result = response;
     if (kind === "error") this.error = errorMessage(response);
-    return changes({ steps, response, status: this.setStatus(kind), done: true });
+    return changes({ steps, response, partial: this.structured, status: this.setStatus(kind), done: true });
   }
 
   endWithError(message) {
@@ -809,8 +1086,9 @@ export class RequestStream {
    *   often while streaming; else only on saveProgress()); coalesce (join with {coalesce: true});
    *   WebSocket, clock, heartbeatMs, timeoutMs (for tests).
    *
-   * Events (on(name, cb) returns an unsubscribe): "change" (changes, {event, payload}) after the
-   * state changed; "connecting"; "connected"; "disconnected" ({opened, failedOpens, tries});
+   * Events (on(name, cb) returns an unsubscribe): "change" (changes, {event, payload, partial,
+   * prose}) after the state changed (partial and prose are the state's, read lazily: a parse
+   * only when a renderer reads them; changes.partial says they may have changed); "connecting"; "connected"; "disconnected" ({opened, failedOpens, tries});
    * "channel_joined"; "channel_error" (reason).
    */
   constructor(info, { persistence = null, resume = true, progress = null, saveEveryMs = 0, coalesce = true, WebSocket = null,
@@ -819,7 +1097,7 @@ export class RequestStream {
     this.persistence = persistence;
     this.saveEveryMs = saveEveryMs;
     this.clock = clock;
-    this.state = new RequestState(this.request.channelId);
+    this.state = new RequestState(this.request.channelId, { clock: () => this.clock.now() });
     this.listeners = new Map();
     this.saveTimer = null;
     let lastSeq = null;
@@ -933,7 +1211,11 @@ export class RequestStream {
     } else if (this.saveEveryMs > 0 && this.saveTimer === null && this.persistence && event !== null) {
       this.saveTimer = this.clock.setTimeout(() => this.saveProgress(), this.saveEveryMs);
     }
-    if (change !== NOTHING || event !== null) this.emit("change", change, { event, payload });
+    if (change !== NOTHING || event !== null) {
+      const state = this.state; // partial and prose read lazily: parsed only when a renderer asks
+      this.emit("change", change, { event, payload, get partial() { return state.partial; },
+        get prose() { return state.prose; } });
+    }
   }
 }
 
@@ -941,5 +1223,5 @@ export class RequestStream {
 globalThis.ModelRiverLink = Object.freeze({
   RECONNECT_MS, REJOIN_MS, HEARTBEAT_MS, PUSH_TIMEOUT_MS, MAX_AGE_MS, STEP_ORDER, INITIAL_STEPS, NOTHING,
   systemClock, socketEndpoint, responseKind, errorMessage, browserStorage, normalizeRequest,
-  StepTracker, RequestState, PhoenixLink, Persistence, RequestStream,
+  PROSE_FIELDS, proseKey, PartialJson, StepTracker, RequestState, PhoenixLink, Persistence, RequestStream,
 });
