@@ -20,6 +20,7 @@ import zlib
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
+from sys import intern
 from typing import Any
 
 from modelriver.phoenix.frames import as_broadcast, encode_parts
@@ -53,7 +54,7 @@ class ChannelLog:
         max_events: how many events ``after`` replays at most (the newest; older ones dropped).
     """
 
-    __slots__ = ("_head", "_last", "_max", "_parts", "_sealed", "_seqs", "topic")
+    __slots__ = ("_events", "_head", "_last", "_max", "_parts", "_sealed", "_seqs", "topic")
 
     def __init__(self, topic: str | None, *, max_events: int = 10_000) -> None:
         self.topic = topic
@@ -61,6 +62,7 @@ class ChannelLog:
         self._head = _head(topic) if topic is not None else None
         self._seqs = array("q")
         self._parts: list[str] = []  # a frame minus the head (starts with '"'), or a whole frame ('[')
+        self._events: list[str] = []  # event names, interned: a pointer each
         self._sealed: bytes | None = None  # zlib(count, seqs, lengths, text) once sealed
         self._last = 0
 
@@ -92,6 +94,7 @@ class ChannelLog:
         stamped = {**payload, "seq": seq}
         frame = encode_parts(None, None, topic, event, stamped)
         self._parts.append(frame[len(head):])
+        self._events.append(intern(event))
         self._seqs.append(seq)
         if len(self._seqs) - self._max > self._max // 4:
             self._trim()
@@ -101,12 +104,13 @@ class ChannelLog:
         """Keep ``entries`` (seqs already stamped); those at or below ``last_seq`` are ignored."""
         if self._sealed is not None:
             self._unseal()
-        head, seqs, parts = self._head, self._seqs, self._parts
+        head, seqs, parts, events = self._head, self._seqs, self._parts, self._events
         last = self._last
         for entry in entries:
             if entry.seq > last:
                 frame = entry.frame
                 parts.append(frame[len(head):] if head is not None and frame.startswith(head) else frame)
+                events.append(intern(entry.event))
                 seqs.append(entry.seq)
                 last = entry.seq
         self._last = last
@@ -116,25 +120,15 @@ class ChannelLog:
     def after(self, last_seq: int | None, limit: int | None = None) -> list[Entry]:
         """Entries with a seq above ``last_seq`` (all when None) still kept, oldest first, at most
         ``limit`` of them. They carry their frame only (``payload_of`` reads the payload)."""
-        seqs, parts = (self._seqs, self._parts) if self._sealed is None else self._unpack()
+        seqs, parts, events = ((self._seqs, self._parts, self._events) if self._sealed is None
+                               else self._unpack())
         count = len(seqs)
         first = max(0, count - self._max)
         start = first if last_seq is None else max(first, bisect.bisect_right(seqs, last_seq))
         stop = count if limit is None else min(count, start + limit)
-        head = self._head
-        entries = []
-        for i in range(start, stop):
-            part = parts[i]
-            if part[0] == "[":
-                frame = part
-                event = json.loads(frame)[3]
-            else:
-                assert head is not None
-                frame = head + part
-                end = part.index('"', 1)  # the event name, unless it has escapes
-                event = part[1:end] if "\\" not in part[1:end] else json.loads(frame)[3]
-            entries.append(Entry(seqs[i], event, {}, frame))
-        return entries
+        head = self._head or ""
+        return [Entry(seqs[i], events[i], {}, head + parts[i] if parts[i][0] != "[" else parts[i])
+                for i in range(start, stop)]
 
     def seal(self) -> None:
         """Pack the log into one compressed block (the request ended: only replays read it now)."""
@@ -146,29 +140,40 @@ class ChannelLog:
         count = array("I", [len(parts)])
         self._sealed = zlib.compress(count.tobytes() + seqs.tobytes() + lengths.tobytes()
                                      + "".join(parts).encode(), 1)
-        self._seqs, self._parts = array("q"), []
+        self._seqs, self._parts, self._events = array("q"), [], []
 
     def _trim(self) -> None:
         """Drop what ``after`` can no longer reach (in chunks, not per event)."""
         excess = len(self._seqs) - self._max
-        del self._seqs[:excess], self._parts[:excess]
+        del self._seqs[:excess], self._parts[:excess], self._events[:excess]
 
     def _unseal(self) -> None:
-        self._seqs, self._parts = self._unpack()
+        self._seqs, self._parts, self._events = self._unpack()
         self._sealed = None
 
-    def _unpack(self) -> tuple[array[int], list[str]]:
+    def _unpack(self) -> tuple[array[int], list[str], list[str]]:
+        """The sealed block's seqs, parts and event names (read from the parts)."""
         assert self._sealed is not None
         data = zlib.decompress(self._sealed)
         count = array("I", data[:4])[0]
         at = 4 + 8 * count
         seqs, lengths = array("q", data[4:at]), array("I", data[at:at + 4 * count])
         text = data[at + 4 * count:].decode()
-        parts, at = [], 0
+        parts: list[str] = []
+        events: list[str] = []
+        at = 0
+        head = self._head or ""
         for length in lengths:
-            parts.append(text[at:at + length])
+            part = text[at:at + length]
             at += length
-        return seqs, parts
+            parts.append(part)
+            if part[0] == "[":
+                events.append(intern(json.loads(part)[3]))
+            else:
+                end = part.index('"', 1)  # the event name, unless it has escapes
+                name = part[1:end] if "\\" not in part[1:end] else json.loads(head + part)[3]
+                events.append(intern(name))
+        return seqs, parts, events
 
 
 def payload_of(entry: Entry) -> dict[str, Any]:

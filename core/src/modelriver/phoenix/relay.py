@@ -113,6 +113,16 @@ class Subscription:
             return False
         if self.behind:
             return False  # read from the log once the socket drains
+        if len(entries) == 1 and not self.alias:  # the hot path: one live token
+            entry = entries[0]
+            if entry.seq <= self.sent_seq:
+                return False
+            connection = self.connection
+            if connection.paused:
+                self.behind = True
+                return False
+            self.sent_seq = entry.seq
+            return connection.deliver(self.topic, [entry.frame])
         return self.deliver(entries, coalesce=self.coalesce_live)
 
     def start(self, replay: Iterable[Entry]) -> bool:
