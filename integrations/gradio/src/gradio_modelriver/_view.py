@@ -25,6 +25,7 @@ from gradio.components.chatbot import MetadataDict
 
 from modelriver.events import StreamEvent, ToolCall
 from modelriver.markdown import SafeMarkdown, escape_markdown, safe_markdown
+from modelriver.partial import parse_partial, prose_key
 from modelriver.state import Failover, RequestState
 from modelriver.steps import INITIAL_STEPS, STEP_ORDER
 from modelriver.types import AIResponse, WorkflowStep
@@ -38,6 +39,7 @@ STRUCTURED_ID_PREFIX = "modelriver-structured"
 
 _CONTEXT_KEYS = ("summary", "sentiment", "confidence", "topics", "action_items")
 _BACKTICKS = re.compile("`+")
+_CONTROL = re.compile("[\x00-\x1f]")
 
 
 @dataclass(slots=True)
@@ -135,8 +137,8 @@ class ChatView:
             self.cancelled = True
         if changes.done:
             self._end()
-        return bool(changes.text or changes.steps or changes.notes or response is not None
-                    or changes.done)
+        return bool(changes.text or changes.partial or changes.steps or changes.notes
+                    or response is not None or changes.done)
 
     def fail(self, message: str, *, cancelled: bool = False) -> None:
         """End the view with an error that did not come from the stream (e.g. a lost socket).
@@ -169,19 +171,47 @@ class ChatView:
 
     # --- rendering -------------------------------------------------------------------------
 
+    def partial(self) -> Any:
+        """The structured answer so far: the final data, else the object parsed from the stream
+        (the gateway said it is structured, or the text is a JSON object); None for a text answer."""
+        if self.structured is None:
+            return None
+        data = self.data
+        if data is not None:
+            return data
+        if self.state.structured:
+            return self.state.partial
+        if self.response is None and self.text.lstrip().startswith("{"):
+            return _lenient_partial(self.text)
+        return None
+
     def answer_text(self) -> str:
-        """The chat text: the answer, or the ``reply`` of a structured answer."""
+        """The chat text: the answer, or the prose (``reply``...) of a structured answer, as far
+        as it came; never the raw JSON of a structured answer while it streams."""
         if self.structured is None:
             return self.text
         data = self.data
-        if isinstance(data, Mapping) and isinstance(data.get("reply"), str):
-            return str(data["reply"])
-        text = self.text
-        if self.response is None and text.lstrip().startswith("{"):
-            return partial_json_string(text, "reply") or ""
+        if isinstance(data, Mapping):
+            key = self._prose_key(data)
+            if key is not None:
+                return str(data[key])
+        if self.response is None:
+            value = self.partial()
+            if value is not None or self.state.structured:
+                key = self._prose_key(value)
+                return str(value[key]) if key is not None else ""
         if self.response is not None and not self.text and self.response.content:
             return self.response.content
-        return text
+        return self.text
+
+    def _prose_key(self, value: Any) -> str | None:
+        """The prose field of ``value``: the one the gateway announced, else the first obvious one."""
+        if not isinstance(value, Mapping):
+            return None
+        announced = self.state.prose_field
+        if announced is not None and isinstance(value.get(announced), str):
+            return announced
+        return prose_key(dict(value))
 
     def messages(self) -> list[gr.ChatMessage]:
         """The assistant's turn as Gradio chat messages, in display order."""
@@ -195,16 +225,6 @@ class ChatView:
                                       id=f"modelriver-tool-{self._uid}-{index}", status="done"),
             ))
         answer = self.answer_text()
-        streaming_json = (
-            self.structured is not None and self.response is None
-            and self.text.lstrip().startswith("{")
-        )
-        if streaming_json:
-            out.append(gr.ChatMessage(
-                content=_code_block(self.text, raw=True),
-                metadata=MetadataDict(title="Structured output", status="pending",
-                                      id=f"{STRUCTURED_ID_PREFIX}-{self._uid}-stream"),
-            ))
         if answer or not out or (self.done and self.error is None):
             out.append(gr.ChatMessage(content=self._safe(answer, final=self.done)))
         card = self._structured_message()
@@ -260,21 +280,29 @@ class ChatView:
         return out
 
     def _structured_message(self) -> gr.ChatMessage | None:
+        if self.error is not None:
+            return None
         data = self.data
-        if self.structured is None or data is None or self.error is not None:
+        live = data is None
+        if live:  # still streaming: the fields so far (a partial object, never the raw text)
+            data = self.partial()
+        if self.structured is None or data is None:
             return None
         enriched = self.response is not None and self.response.kind == "completed"
         rest = data
-        if isinstance(data, Mapping) and isinstance(data.get("reply"), str):
-            rest = {k: v for k, v in data.items() if k != "reply"}
+        key = self._prose_key(data)
+        if isinstance(data, Mapping):
+            rest = {k: v for k, v in data.items() if k != key}
         if not rest:
             return None
         title = "Enriched data" if enriched else "Structured output"
         msg_id = f"{STRUCTURED_ID_PREFIX}-{self._uid}"
         if self.structured == "json":
-            # No status: the thought opens expanded, without a spinner.
-            return gr.ChatMessage(content=_code_block(rest),
-                                  metadata=MetadataDict(title=title, id=msg_id))
+            # Final: no status, the thought opens expanded without a spinner; live: pending.
+            meta = MetadataDict(title=title, id=msg_id)
+            if live:
+                meta["status"] = "pending"
+            return gr.ChatMessage(content=_code_block(rest), metadata=meta)
         card = markdown_card(rest, allow_remote_media=self.allow_remote_media)
         return gr.ChatMessage(content=f"**{title}**\n\n{card}", metadata=MetadataDict(id=msg_id))
 
@@ -318,6 +346,15 @@ def _card(data: Mapping[str, Any]) -> str:
     return "\n\n".join(lines)
 
 
+def _lenient_partial(text: str) -> Any:
+    """``parse_partial``, reading a raw control character (invalid JSON, but models write raw
+    newlines in strings) as a space rather than losing the whole object."""
+    value = parse_partial(text)
+    if value is None:
+        value = parse_partial(_CONTROL.sub(" ", text))
+    return value
+
+
 def _step_title(step: WorkflowStep) -> str:
     # A step's name is the gateway's (a fixed set); its error message goes to ``log``: plain text.
     return f"❌ {step.name}" if step.status == "error" else step.name
@@ -339,9 +376,9 @@ def code_span(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
-def _code_block(value: Any, *, raw: bool = False) -> str:
-    """A fenced JSON block; the fence is longer than any backtick run inside (raw model text)."""
-    text = value if raw and isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+def _code_block(value: Any) -> str:
+    """A fenced JSON block; the fence is longer than any backtick run inside (model text)."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
     fence = "`" * max(3, max((len(run) for run in _BACKTICKS.findall(text)), default=0) + 1)
     return f"{fence}json\n{text}\n{fence}"
 
