@@ -25,6 +25,8 @@ from modelriver.upstream import Upstream
 from streamlit_modelriver import _component
 from streamlit_modelriver._pump import PumpRegistry
 from streamlit_modelriver._render import (
+    card_container,
+    card_markdown,
     display_text,
     final_label,
     render_final,
@@ -144,7 +146,8 @@ def st_modelriver(
         show_steps: show the workflow steps.
         events: events of an event-driven workflow, e.g. ``["webhook_received"]``.
         on_token: called with each text delta as it is drawn (server mode; after a rerun, first
-            with the text so far, and a failover starts the text over); in component mode the
+            with the text so far, and a failover reset starts the text over; a structured
+            answer's deltas are those of its prose field); in component mode the
             tokens never reach Python, so it is called once with the whole answer.
         webhook_url: where the gateway posts the webhook (event-driven workflows).
         metadata: request metadata passed through to the gateway.
@@ -277,6 +280,7 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
     status = st.status("Connecting…", state="running", expanded=True) if show_steps else None
     steps_slot = status.empty() if status is not None else None
     text_slot = text_container(entry.key).empty()
+    card_slot = card_container(entry.key).empty()
     stop_slot = st.empty()
     if stop_slot.button("Stop", key=f"modelriver-stop-{entry.key}", icon=":material/stop_circle:"):
         try:
@@ -285,9 +289,14 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
             st.toast(f"Could not stop the request: {escape_markdown(str(exc))}", icon=":material/error:")
 
     cursor: dict[str, Any] = {"version": -1, "attempt": 0, "index": 0, "carry": "",
-                              "drawn": None, "label": None, "snap": None}
+                              "drawn": None, "label": None, "snap": None, "card": ""}
 
     def draw(snap: Any) -> None:
+        if snap.prose is not None:  # a structured answer: its card fills in as fields complete
+            card = card_markdown(snap.partial)
+            if card != cursor["card"]:
+                cursor["card"] = card
+                card_slot.markdown(card)
         if status is None or steps_slot is None:
             return
         drawn = (snap.steps, snap.notes)
@@ -299,10 +308,11 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
             status.update(label=escape_markdown(snap.label), expanded=True)
 
     def segment() -> Any:
-        """Yield text deltas of one attempt; end on a failover reset or at the end."""
-        if cursor["carry"]:
-            carry, cursor["carry"] = cursor["carry"], ""
-            yield carry
+        """Yield the text so far of one attempt (a structured answer's prose, never its JSON);
+        end on a failover reset (``reset: true``) or at the end."""
+        shown, cursor["carry"] = cursor["carry"], ""
+        if shown:
+            yield shown
         while True:
             snap = pump.wait(version=cursor["version"], attempt=cursor["attempt"],
                              index=cursor["index"], timeout=_IDLE_CHECK)
@@ -314,23 +324,23 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
             cursor["version"] = snap.version
             cursor["index"] = snap.index
             draw(snap)
+            text = snap.prose if snap.prose is not None else shown + snap.delta
             if snap.attempt != cursor["attempt"]:
                 cursor["attempt"] = snap.attempt
-                cursor["carry"] = snap.delta
+                cursor["carry"] = snap.prose if snap.prose is not None else snap.delta
                 return
-            if snap.delta:
+            if text != shown:
                 if on_token is not None:
-                    on_token(snap.delta)
-                yield snap.delta
+                    on_token(text[len(shown):] if text.startswith(shown) else text)
+                shown = text
+                yield shown
                 _remember_in_url(entry)
             if snap.done:
                 return
 
     safe = SafeMarkdown(allow_remote_media=allow_remote_media)  # the answer is untrusted Markdown
     while True:
-        shown = ""
-        for delta in segment():
-            shown += delta
+        for shown in segment():
             text_slot.markdown(safe(shown) + "▌")
         snap = cursor["snap"]
         if snap is not None and snap.done:
@@ -352,7 +362,7 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
         text_slot.markdown(safe(shown, final=True))
     else:
         text_slot.empty()
-    render_outcome(response)
+    render_outcome(response, card=card_slot)
     return response
 
 

@@ -52,6 +52,9 @@ class Snapshot:
         notes: failover and tool-call notes.
         label: a one-line status of the request.
         response: the terminal response, once it came.
+        prose: a structured answer's prose so far (its ``reply``...; ``""`` when its schema has
+            none); None for a text answer (use ``delta``).
+        partial: a structured answer's object so far (the final ``data`` once in), else None.
     """
 
     version: int
@@ -62,6 +65,8 @@ class Snapshot:
     notes: tuple[str, ...]
     label: str
     response: AIResponse | None
+    prose: str | None = None
+    partial: Any = None
 
     @property
     def done(self) -> bool:
@@ -88,7 +93,7 @@ class Pump:
         self._on_end = on_end
         self._cond = threading.Condition()
         self._version = 0
-        self._state = RequestState(request.channel_id)
+        self._state = RequestState(request.channel_id, clock=time.monotonic)
         self._notes: list[str] = []  # the state's notes, as the steps box shows them
         self._label = "Connecting…"
         self._response: AIResponse | None = None
@@ -146,6 +151,8 @@ class Pump:
                 notes=tuple(self._notes),
                 label=self._label,
                 response=self._response,
+                prose=state.prose if state.structured else None,
+                partial=state.partial,
             )
 
     # -- the pump thread --------------------------------------------------------------------------

@@ -8,7 +8,8 @@ in it show as typed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import streamlit as st
@@ -16,11 +17,12 @@ from streamlit.delta_generator import DeltaGenerator
 
 from modelriver import AIResponse, WorkflowStep
 from modelriver.markdown import escape_markdown, safe_markdown
+from modelriver.partial import prose_key
 
 __all__ = [
     "STEP_ICONS",
-    "answer_markdown", "display_text", "final_label", "render_final", "render_outcome",
-    "steps_markdown", "text_container",
+    "answer_markdown", "card_container", "card_markdown", "display_text", "final_label", "render_final",
+    "render_outcome", "steps_markdown", "text_container",
 ]
 
 STEP_ICONS = {
@@ -51,13 +53,81 @@ def steps_markdown(steps: Sequence[WorkflowStep], notes: Sequence[str] = ()) -> 
 
 def display_text(response: AIResponse, streamed: str) -> str:
     """The chat text of a final answer: a structured ``reply``, else ``content``, else the stream."""
-    for data in (response.data, response.raw.get("ai_response", {}).get("data")
-                 if isinstance(response.raw.get("ai_response"), dict) else None):
+    for data in (response.data, _ai_data(response)):
         if isinstance(data, dict) and isinstance(data.get("reply"), str):
             return str(data["reply"])
     if response.content:
         return response.content
     return streamed
+
+
+def _ai_data(response: AIResponse) -> Any:
+    """The AI's structured object: ``ai_response.data`` of a ``completed`` answer, else ``data``."""
+    ai_response = response.raw.get("ai_response")
+    if isinstance(ai_response, dict) and isinstance(ai_response.get("data"), dict):
+        return ai_response["data"]
+    return response.data
+
+
+_CARD_ORDER = ("summary", "sentiment", "confidence", "topics", "action_items")
+
+
+def card_markdown(data: Any, prose: str | None = None) -> str:
+    """A structured answer's fields (all but its prose field) as a Markdown card, as far as they came.
+
+    ``chatbot_response`` fields first (summary, sentiment with confidence, topics, action items),
+    then any other field. Values are the model's: each is escaped (shown as typed).
+
+    Args:
+        data: the object so far (a partial object, or the final ``data``); anything else: no card.
+        prose: the prose field to leave out (it is the chat text); None: the obvious one.
+
+    Returns:
+        The card's Markdown, ``""`` when there is nothing to show yet.
+    """
+    if not isinstance(data, Mapping):
+        return ""
+    skip = prose if prose is not None else prose_key(dict(data))
+    lines: list[str] = []
+    if isinstance(data.get("summary"), str) and data["summary"]:
+        lines.append(f"**Summary:** {escape_markdown(data['summary'])}")
+    confidence = data.get("confidence")
+    level = f"{float(confidence):.0%}" if isinstance(confidence, int | float) else None
+    if isinstance(data.get("sentiment"), str) and data["sentiment"]:
+        lines.append(f"**Sentiment:** {escape_markdown(data['sentiment'])}"
+                     + (f" · confidence {level}" if level else ""))
+    elif level:
+        lines.append(f"**Confidence:** {level}")
+    topics = [t for t in data.get("topics") or () if isinstance(t, str) and t] \
+        if isinstance(data.get("topics"), list) else []
+    if topics:
+        lines.append("**Topics:** " + ", ".join(escape_markdown(t) for t in topics))
+    items = data.get("action_items") if isinstance(data.get("action_items"), list) else []
+    tasks = [_item_text(item) for item in items or ()]
+    if any(tasks):
+        lines.append("**Action items:**  \n" + "  \n".join(f"• {t}" for t in tasks if t))
+    for key, value in data.items():
+        if key in _CARD_ORDER or key == skip or value in (None, "", [], {}):
+            continue
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        lines.append(f"**{escape_markdown(str(key))}:** {escape_markdown(shown)}")
+    return "\n\n".join(lines)
+
+
+def _item_text(item: Any) -> str:
+    if isinstance(item, Mapping):
+        task = item.get("task")
+        if not isinstance(task, str) or not task:
+            return ""
+        priority = item.get("priority")
+        return escape_markdown(task) + (f" ({escape_markdown(priority)})" if isinstance(priority, str)
+                                        and priority else "")
+    return escape_markdown(item) if isinstance(item, str) else ""
+
+
+def card_container(key: str) -> DeltaGenerator:
+    """The container of a request's card (CSS class ``st-key-modelriver-card-<key>``)."""
+    return st.container(key=f"modelriver-card-{key}")
 
 
 def structured_data(response: AIResponse) -> Any:
@@ -82,12 +152,27 @@ def final_label(response: AIResponse) -> str:
     return "Answer ready"
 
 
-def render_outcome(response: AIResponse, *, container: DeltaGenerator | None = None) -> None:
-    """Below the text: the structured data (``st.json``) or the error (``st.error``)."""
+def render_outcome(response: AIResponse, *, container: DeltaGenerator | None = None,
+                   card: DeltaGenerator | None = None) -> None:
+    """Below the text: the card and the structured data (``st.json``), or the error (``st.error``).
+
+    Args:
+        response: the final response.
+        container: where to write (default: the page).
+        card: where the card goes (the live card's slot); default: ``container``.
+    """
     target: Any = container if container is not None else st
     data = structured_data(response)
     if data is not None:
+        shown = card_markdown(_ai_data(response)) if not response.is_error else ""
+        card_target: Any = card if card is not None else target
+        if shown:
+            card_target.markdown(shown)
+        elif card is not None:
+            card.empty()
         target.json(data, expanded=False)
+    elif card is not None:
+        card.empty()
     if response.is_error:
         target.error(escape_markdown(response.error_message or "request failed"), icon=":material/error:")
 
@@ -107,4 +192,4 @@ def render_final(response: AIResponse, *, key: str, text: str, steps: Sequence[W
     shown = display_text(response, text)
     if shown:
         text_container(key).markdown(answer_markdown(shown, allow_remote_media=allow_remote_media))
-    render_outcome(response)
+    render_outcome(response, card=card_container(key).empty())
