@@ -38,6 +38,38 @@ function noteText(note) {
   return `Tool call: ${note.name}(${args ?? ""})`;
 }
 
+// A structured answer's card: [label, text] of each field but the prose one, as far as it came
+// (summary, sentiment with confidence, topics, action items first; then any other field).
+const CARD_ORDER = ["summary", "sentiment", "confidence", "topics", "action_items"];
+
+function cardFields(value, prose) {
+  if (!value || typeof value !== "object" || Array.isArray(value)) return [];
+  const out = [];
+  const text = (v) => (typeof v === "string" ? v : JSON.stringify(v));
+  if (typeof value.summary === "string" && value.summary) out.push(["Summary", value.summary]);
+  const level = typeof value.confidence === "number" ? `${Math.round(value.confidence * 100)}%` : null;
+  if (typeof value.sentiment === "string" && value.sentiment) {
+    out.push(["Sentiment", level ? `${value.sentiment} · confidence ${level}` : value.sentiment]);
+  } else if (level) {
+    out.push(["Confidence", level]);
+  }
+  const topics = Array.isArray(value.topics) ? value.topics.filter((t) => typeof t === "string" && t) : [];
+  if (topics.length) out.push(["Topics", topics.join(", ")]);
+  const items = Array.isArray(value.action_items) ? value.action_items : [];
+  const tasks = items.map((item) => {
+    if (typeof item === "string") return item;
+    if (!item || typeof item.task !== "string" || !item.task) return "";
+    return typeof item.priority === "string" && item.priority ? `${item.task} (${item.priority})` : item.task;
+  }).filter(Boolean);
+  if (tasks.length) out.push(["Action items", tasks.map((t) => `• ${t}`).join("\n")]);
+  for (const [name, v] of Object.entries(value)) {
+    if (CARD_ORDER.includes(name) || name === prose || v === null || v === "") continue;
+    if (typeof v === "object" && Object.keys(v).length === 0) continue;
+    out.push([name, text(v)]);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // One request: the shared RequestStream, rendered by any number of views.
 
@@ -138,6 +170,9 @@ class Controller {
     }
     if (change.reset || change.steps.length || change.notes.length) {
       this.render();
+    } else if (this.state.structured) {
+      // A structured answer: its prose and card, never its JSON (`partial` parses lazily).
+      if (change.partial) for (const view of this.views) view.renderStructured(this);
     } else if (change.text) {
       const delta = this.state.textSince(this.shownParts);
       this.shownParts = this.state.partCount;
@@ -226,6 +261,8 @@ class View {
     this.stepsEl = root.querySelector(".mr-steps");
     this.notesEl = root.querySelector(".mr-notes");
     this.textEl = root.querySelector(".mr-text");
+    this.cardEl = root.querySelector(".mr-card");
+    this.cardKey = null;
     this.statusEl = root.querySelector(".mr-status");
     this.stopEl = root.querySelector(".mr-stop");
     this.controller = null;
@@ -242,11 +279,43 @@ class View {
     this.root.dataset.chars = String(Number(this.root.dataset.chars || 0) + delta.length);
   }
 
+  // A structured answer: the prose field as the text, the other fields as a card, as far as
+  // they came. Text only grows here (a reset re-renders all); the card is rebuilt when it changed.
+  renderStructured(ctl) {
+    const state = ctl.state;
+    const prose = state.prose;
+    if (prose !== this.textEl.textContent) {
+      this.textEl.textContent = prose;
+      this.root.dataset.chars = String(prose.length);
+    }
+    const fields = cardFields(state.partial, state.proseAnnounced ? state.proseField : proseKey(state.partial));
+    const key = JSON.stringify(fields);
+    if (key === this.cardKey) return;
+    this.cardKey = key;
+    this.cardEl.hidden = fields.length === 0;
+    this.cardEl.replaceChildren(...fields.map(([name, value]) => {
+      const row = document.createElement("div");
+      row.dataset.field = name;
+      const label = document.createElement("span");
+      label.className = "mr-card-label";
+      label.textContent = name;
+      const shown = document.createElement("span");
+      shown.className = "mr-card-value";
+      shown.textContent = value;
+      row.append(label, shown);
+      return row;
+    }));
+  }
+
   renderAll(ctl) {
     this.root.dataset.channel = ctl.channelId;
-    const text = ctl.state.text;
-    this.textEl.textContent = text;
-    this.root.dataset.chars = String(text.length);
+    if (ctl.state.structured) {
+      this.renderStructured(ctl);
+    } else {
+      const text = ctl.state.text;
+      this.textEl.textContent = text;
+      this.root.dataset.chars = String(text.length);
+    }
     this.stepsEl.replaceChildren(...ctl.state.steps.map((step) => {
       const li = document.createElement("li");
       li.dataset.step = step.id;

@@ -1,0 +1,133 @@
+"""Issue 18 in real Chromium on a real `streamlit run` of the demo and a real gateway: a structured
+answer streams as prose with its card filling in (never raw JSON), in both modes; a failover that
+continues never shortens the answer; ``process`` shows loading while tokens stream.
+
+The page samples itself every 45 ms (``setInterval`` in the page: what a user could see), from
+the first token to the value the demo shows once ``st_modelriver`` returned.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from modelriver import AIResponse, ModelRiver
+from support import Gateway
+from support.upstreams import Upstream
+
+pytestmark = pytest.mark.browser
+
+MODELRIVER = pytest.mark.parametrize("upstream", ["modelriver"], indirect=True)
+
+# Samples the answer's text, its card and the steps every 45 ms until the demo shows the value.
+SAMPLER = r"""
+window.mrSamples = [];
+window.mrSample = () => {
+  let root = null;
+  for (const host of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
+    const r = host.shadowRoot && host.shadowRoot.querySelector('[data-testid="modelriver-stream"]');
+    if (r) root = r;
+  }
+  const pick = (sel) => { const all = document.querySelectorAll(sel); return all[all.length - 1] || null; };
+  let text = null, card = "", steps = {};
+  if (root) {
+    text = root.querySelector('[data-testid="modelriver-text"]').textContent;
+    const c = root.querySelector('[data-testid="modelriver-card"]');
+    card = c && !c.hidden ? c.innerText : "";
+    for (const li of root.querySelectorAll("li[data-step]")) steps[li.dataset.step] = li.dataset.status;
+  } else {
+    const md = pick('[class*="st-key-modelriver-text-"] [data-testid="stMarkdownContainer"]');
+    text = md ? md.innerText.replace(/\s*▌$/, "") : null;
+    const c = pick('[class*="st-key-modelriver-card-"]');
+    card = c ? c.innerText : "";
+    const messages = document.querySelectorAll('[data-testid="stChatMessage"]');
+    const last = messages[messages.length - 1];
+    const status = last && last.querySelector('[data-testid="stExpander"]');
+    if (status && status.innerText.includes("Processing AI request")) {
+      const m = status.innerText.match(/(check_circle|radio_button_unchecked|progress_activity|cancel)\s*Processing AI request/);
+      if (m) steps.process = {check_circle: "success", radio_button_unchecked: "pending",
+                              progress_activity: "loading", cancel: "error"}[m[1]];
+    }
+  }
+  const returned = !!document.querySelector('[class*="st-key-returned-"]');
+  return {text, card, steps, returned};
+};
+setInterval(() => {
+  const s = window.mrSample();
+  if (window.mrSamples.length < 20000) window.mrSamples.push(s);
+}, 45);
+"""
+
+
+def oracle(gateway: Gateway, workflow: str, prompt: str) -> AIResponse:
+    """The gateway's own answer to the prompt, unpaced (the scripted answer depends on the prompt)."""
+    with ModelRiver(gateway.api_key, api_base=gateway.url) as client, \
+            client.stream(workflow, [{"role": "user", "content": prompt}],
+                          metadata={"scripted": {"tokens_per_second": 0}}) as stream:
+        response = stream.wait()
+    assert response.status == "success", response
+    return response
+
+
+def run(page: Any, app: Any, *, mode: str, workflow: str, tps: float, prompt: str) -> list[dict[str, Any]]:
+    """Ask the demo, return the page's samples from before the question to the returned value."""
+    page.add_init_script(SAMPLER)
+    page.goto(f"{app.url}/?mode={mode}&tps={tps}&workflow={workflow}")
+    page.get_by_test_id("stChatInputTextArea").wait_for(timeout=60_000)
+    page.evaluate("window.mrSamples.length = 0")
+    page.get_by_test_id("stChatInputTextArea").fill(prompt)
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => mrSample().returned", timeout=60_000, polling=100)
+    page.wait_for_function("(n) => mrSamples.length > n", arg=len(page.evaluate("mrSamples")) + 2)
+    return list(page.evaluate("mrSamples"))
+
+
+def norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+@MODELRIVER
+@pytest.mark.parametrize("mode", ["component", "server"])
+def test_a_structured_answer_streams_as_prose_and_its_card_fills_in(
+        mode: str, upstream: Upstream, demo_app: Any, page: tuple[Any, Any]) -> None:
+    browser_page, _ = page
+    prompt = f"Tell me about rivers in {mode} mode"
+    want = oracle(upstream.gateway, "demo-structured", prompt).data
+    assert isinstance(want, dict)
+    samples = run(browser_page, demo_app, mode=mode, workflow="demo-structured", tps=12, prompt=prompt)
+    live = [s for s in samples if not s["returned"]]
+    for sample in samples:  # never the answer's JSON, in the text nor the card
+        shown = (sample["text"] or "") + sample["card"]
+        assert '{"' not in shown and '"reply"' not in shown and '"summary"' not in shown, sample
+    texts = [norm(s["text"]) for s in live if s["text"]]
+    growing = [t for t, _ in itertools.groupby(texts) if t != norm(want["reply"])]
+    assert len(growing) >= 3, texts
+    assert all(norm(want["reply"]).startswith(t) for t in growing), texts
+    assert any(str(want["summary"]) in norm(s["card"]) for s in live), "the card filled in only at the end"
+    assert any(s["text"] and s["steps"].get("process") == "loading" for s in live), \
+        "process was not loading while tokens streamed"
+    final = samples[-1]
+    assert norm(final["text"]) == norm(want["reply"])
+    assert norm(str(want["summary"])) in norm(final["card"])
+    for topic in want["topics"]:
+        assert topic in final["card"]
+    log = [r for r in upstream.gateway.requests() if r["prompt"] == prompt and r["status"] == "success"]
+    assert len(log) == 2  # the oracle's and the page's: the page's answer is the gateway's
+
+
+@MODELRIVER
+@pytest.mark.parametrize("mode", ["component", "server"])
+def test_a_continuing_failover_never_shortens_the_answer(
+        mode: str, upstream: Upstream, demo_app: Any, page: tuple[Any, Any]) -> None:
+    browser_page, _ = page
+    prompt = f"Fail over in {mode} mode"
+    want = oracle(upstream.gateway, "demo-failover", prompt).content
+    samples = run(browser_page, demo_app, mode=mode, workflow="demo-failover", tps=25, prompt=prompt)
+    texts = [norm(s["text"] or "") for s in samples]
+    first = next(i for i, t in enumerate(texts) if t)
+    for before, after in itertools.pairwise(texts[first:]):
+        assert len(after) >= len(before), (before, after)
+    assert texts[-1] == norm(want)
