@@ -1,0 +1,117 @@
+"""Issue 18 in real Chromium on the real Gradio demo and gateway: a structured answer streams its
+reply as prose in the chat bubble with the card filling in beside it, never the answer's raw JSON;
+a failover that continues never shortens the answer.
+
+The page samples itself every 45 ms (``setInterval``: what a user could see) until the run ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from support import CHROMIUM_ARGS, chromium_path
+from support.upstreams import Upstream
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(200)]
+
+TIMEOUT_MS = 30_000
+ANSWER = '[data-testid="bot"]:not(:has(.thought-group))'
+
+SAMPLER = """
+(selector) => {
+  window.mrSamples = [];
+  window.mrTimer = setInterval(() => {
+    const bots = document.querySelectorAll(selector);
+    const chat = document.querySelector(".message-wrap");
+    window.mrSamples.push({
+      answer: bots.length ? bots[bots.length - 1].innerText.trim() : "",
+      chat: chat ? chat.innerText : "",
+      running: !!document.querySelector("button.stop-button"),
+    });
+  }, 45);
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, demo: Any) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(demo.url)
+    expect(page.locator('textarea[data-testid="textbox"]').first).to_be_editable()
+    yield page
+    context.close()
+
+
+def ask(page: Page, workflow: str, tokens_per_second: float, prompt: str) -> list[dict[str, Any]]:
+    box = page.get_by_label("Request metadata (JSON)")
+    if not box.is_visible():
+        page.get_by_text("Additional inputs").click()
+    box.fill(json.dumps({"scripted": {"tokens_per_second": tokens_per_second}}))
+    page.get_by_label("Workflow").click()
+    page.locator(f'li[role="option"][aria-label="{workflow}"]').click()
+    expect(page.get_by_label("Workflow")).to_have_value(workflow)
+    page.evaluate(SAMPLER, ANSWER)
+    chat = page.locator('textarea[data-testid="textbox"]').first
+    expect(chat).to_be_editable()
+    chat.fill(prompt)
+    page.locator("button.submit-button").click()
+    expect(page.locator("button.stop-button")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.locator("button.submit-button")).to_be_visible(timeout=60_000)
+    page.wait_for_function("(n) => mrSamples.length > n", arg=page.evaluate("mrSamples.length") + 2)
+    return list(page.evaluate("clearInterval(mrTimer), mrSamples"))
+
+
+def norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.modelriver_only("structured output: the Realm endpoint answers text")
+def test_a_structured_answer_streams_as_prose_and_its_card_fills_in(
+    page: Page, upstream: Upstream, oracle: Callable[..., Any],
+) -> None:
+    prompt = "Tell me about rivers, structured"
+    want = oracle("demo-structured", prompt).data
+    samples = ask(page, "demo-structured", 12, prompt)
+    for sample in samples:  # never the answer's raw JSON: in the bubble nor anywhere in the chat
+        assert "{" not in sample["answer"] and '"reply"' not in sample["chat"], sample
+    live = [s for s in samples if s["running"]]
+    growing = [a for a, _ in itertools.groupby(norm(s["answer"]) for s in live if s["answer"])
+               if a != norm(want["reply"]) and norm(want["reply"]).startswith(a)]
+    assert len(growing) >= 3, [s["answer"] for s in live]
+    last_task = norm(want["action_items"][-1]["task"])
+    assert any(norm(want["summary"]) in norm(s["chat"]) and last_task not in norm(s["chat"])
+               for s in live), ("the card filled in only with the final answer", samples[-1]["chat"])
+    assert norm(samples[-1]["answer"]) == norm(want["reply"])
+    log = upstream.gateway.requests()
+    assert [r["status"] for r in log if r["prompt"] == prompt] == ["success", "success"]
+
+
+@pytest.mark.modelriver_only("the Realm tests' gateway restarts demo-failover, which Realm refuses "
+                              "(tests/gradio/realm_gateway.toml)")
+def test_a_continuing_failover_never_shortens_the_answer(
+    page: Page, upstream: Upstream, oracle: Callable[..., Any],
+) -> None:
+    prompt = "Fail over and continue"
+    want = oracle("demo-failover", prompt).content
+    samples = ask(page, "demo-failover", 25, prompt)
+    answers = [norm(s["answer"]) for s in samples]
+    first = next(i for i, a in enumerate(answers) if a)
+    for before, after in itertools.pairwise(answers[first:]):
+        assert len(after) >= len(before), (before, after)
+    assert answers[-1] == norm(want)
