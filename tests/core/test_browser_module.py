@@ -65,6 +65,17 @@ def test_the_sync_script_finds_and_repairs_a_drifted_copy(tmp_path: Path) -> Non
     assert sync_browser.drifted(tmp_path) == []
 
 
+@pytest.mark.parametrize(("source", "copy"), sync_browser.VENDORED, ids=lambda p: p.name)
+def test_each_vendored_library_is_the_pinned_build(source: Path, copy: Path) -> None:
+    built = ROOT / sync_browser.NODE_MODULES / source
+    assert built.is_file(), f"{built} missing: run `npm ci` in tests/node"
+    package = json.loads((built.parents[len(source.parts) - 2] / "package.json").read_text())
+    pinned = json.loads((NODE_DIR / "package.json").read_text())["dependencies"][package["name"]]
+    assert package["version"] == pinned  # the build is the exact version package.json pins
+    assert (ROOT / copy).read_bytes() == sync_browser.vendored_bytes(built), f"{copy} drifted: run `make browser`"
+    assert b"sourceMappingURL" not in (ROOT / copy).read_bytes()[-300:]
+
+
 def test_the_packages_load_the_module_rather_than_their_own_protocol_code() -> None:
     django_js = (ROOT / sync_browser.COPIES[0]).with_name("modelriver.js").read_text()
     streamlit_js = (ROOT / sync_browser.COPIES[1]).with_name("stream.js").read_text()

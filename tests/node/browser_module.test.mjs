@@ -623,3 +623,19 @@ test("the stream's change events carry the partial object and the prose, read la
   assert.deepEqual(last.m.partial, { reply: "Hello", topics: ["a"] });
   assert.equal(last.m.event, "tokens");
 });
+
+test("a structured answer's progress resumes as structured, with its prose field", () => {
+  const ctx = setup({ saveEveryMs: 100 });
+  const ws = joined(ctx);
+  ws.push([ws.lastJoin[0], null, TOPIC, "status", { seq: 1, status: "started", structured: true, prose: "answer" }]);
+  tokens(ws, 2, '{"reply": "no", "answer": "Hel');
+  ctx.clock.advance(100);
+  const saved = JSON.parse(ctx.storage.getItem("modelriver_progress_c1"));
+  assert.equal(saved.structured, true);
+  assert.equal(saved.proseField, "answer");
+  const state = new RequestState("c1", { clock: null });
+  state.restore(saved);
+  state.feed("tokens", { data: 'lo"}' });
+  assert.equal(state.prose, "Hello");
+  assert.deepEqual(state.partial, { reply: "no", answer: "Hello" });
+});

@@ -566,17 +566,32 @@ export class RequestState {
     return this.finishWithError(message, this.tracker.fail(message));
   }
 
-  /** What a resumed page needs: {text, steps, notes, status}. */
+  /** What a resumed page needs: {text, steps, notes, status}, and for a structured answer
+   * {structured: true, proseField} (the status that said so is not replayed after last_seq). */
   snapshot() {
-    return { text: this.text, steps: this.steps, notes: this.notes, status: this.status };
+    const snap = { text: this.text, steps: this.steps, notes: this.notes, status: this.status };
+    if (this.structured) {
+      snap.structured = true;
+      if (this.proseAnnounced) snap.proseField = this.proseField;
+    }
+    return snap;
   }
 
   /** Take a snapshot saved earlier. */
-  restore({ text, steps, notes, status } = {}) {
+  restore({ text, steps, notes, status, structured, proseField } = {}) {
     if (typeof text === "string" && text) {
       this.parts = [text];
       this.joinedText = "";
       this.joinedCount = 0;
+      this.parser = null;
+    }
+    if (structured === true) {
+      this.structured = true;
+      this.tokenChanges = TEXT_PARTIAL;
+      if (proseField === null || typeof proseField === "string") {
+        this.proseField = proseField || null;
+        this.proseAnnounced = true;
+      }
     }
     if (Array.isArray(steps)) this.tracker.restore(steps);
     if (Array.isArray(notes)) this.notes = notes.filter(isObject).map((n) => Object.freeze({ ...n }));

@@ -16,14 +16,35 @@
  * cancel, disconnect, reset, destroy, getState, hasPendingRequest, on (returns an unsubscribe), off.
  * Events: connecting, connected, disconnected, channel_joined, channel_error, step, status,
  * token, text, reset, tool_call, response, error, done.
- * ModelRiver.Chat(element, options) is the ready chat widget built on it; model text is only ever
- * set as text (Chat.prototype.renderText is the one place an answer is drawn: override it to render
- * Markdown safely).
+ * ModelRiver.Chat(element, options) is the ready chat widget built on it. Chat.prototype.renderText
+ * is the one place an answer is drawn: Markdown through markdown-it (`html: false`: no raw HTML
+ * from the model) and DOMPurify, both vendored beside this file (vendor/, copied by
+ * scripts/sync_browser.py); links open in a new tab with rel="noopener noreferrer"; a remote image
+ * is shown as a link, not fetched, unless options.allowRemoteImages. Without those libraries the
+ * answer is set as plain text.
+ * Structured answers (a workflow with a schema): the reply streams as prose (the prose field the
+ * gateway names, never the raw JSON) and the card fills in as fields arrive, redrawn at most every
+ * PARTIAL_MS; the final response's data replaces both.
  */
 (function (global) {
   "use strict";
 
   var script = typeof document !== "undefined" ? document.currentScript : null;
+  var here = script && script.src ? script.src : (global.location ? global.location.href : "");
+  var PARTIAL_MS = 45; // a structured answer's view is redrawn at most this often while it streams
+
+  // markdown-it and DOMPurify: markdown.js (a module the chat template loads before this script)
+  // puts them on globalThis.ModelRiverMarkdown; else they are imported from vendor/ now and used
+  // once they arrived (plain text until then, or if they cannot load).
+  var markdownLibs = global.ModelRiverMarkdown || null;
+  if (markdownLibs === null && typeof document !== "undefined") {
+    Promise.all([import(new URL("vendor/markdown-it.min.mjs", here).href),
+      import(new URL("vendor/purify.es.mjs", here).href)]).then(function (mods) {
+      markdownLibs = { MarkdownIt: mods[0].default, DOMPurify: mods[1].default };
+    }, function (err) {
+      console.warn("[modelriver] Markdown libraries unavailable; answers are shown as text", err);
+    });
+  }
 
   function boot(link) {
     var responseKind = link.responseKind;
@@ -66,6 +87,14 @@
       lastSeq: { get: function () { return this._stream ? this._stream.lastSeq : null; } },
       steps: { get: function () { return (this._stream ? this._stream.state : new link.RequestState()).steps; } },
       response: { get: function () { return this._stream ? this._stream.state.result : null; } },
+      structured: { get: function () { return this._stream ? this._stream.state.structured : false; } },
+      partial: { get: function () { return this._stream ? this._stream.state.partial : null; } },
+      prose: { get: function () { return this._stream ? this._stream.state.prose : ""; } },
+      proseField: { get: function () {
+        var state = this._stream ? this._stream.state : null;
+        if (!state || !state.structured) return null;
+        return state.proseAnnounced ? state.proseField : link.proseKey(state.partial);
+      } },
       done: { get: function () { return this._stream ? this._stream.state.done : false; } },
     });
 
@@ -233,34 +262,89 @@
       return node;
     }
 
-    function renderCard(data) {
+    // One value of a card, as text nodes: lists as <ul>, objects as "key: value" lines (an action
+    // item as its task and priority), everything else as its string.
+    function renderValue(value) {
+      if (Array.isArray(value)) {
+        var list = el("ul");
+        value.forEach(function (item) {
+          var li = el("li");
+          li.appendChild(renderValue(item));
+          list.appendChild(li);
+        });
+        return list;
+      }
+      if (value !== null && typeof value === "object") {
+        if (typeof value.task === "string") {
+          return el("span", null, value.task + (value.priority ? " (" + value.priority + ")" : ""));
+        }
+        var box = el("span", "mr-object");
+        Object.keys(value).forEach(function (key) {
+          var line = el("span", "mr-object-field");
+          line.appendChild(el("span", "mr-object-name", key.replace(/_/g, " ") + ": "));
+          line.appendChild(renderValue(value[key]));
+          box.appendChild(line);
+        });
+        return box;
+      }
+      return document.createTextNode(String(value));
+    }
+
+    /** A structured answer's fields (all but its prose field) as a card, one row per field. */
+    function renderCard(data, proseField) {
       var card = el("div", "mr-card");
-      if (!data || typeof data !== "object") return card;
+      if (!data || typeof data !== "object" || Array.isArray(data)) return card;
+      var skip = proseField === undefined ? link.proseKey(data) : proseField;
       Object.keys(data).forEach(function (key) {
-        if (key === "reply") return;
-        var value = data[key];
+        if (key === skip) return;
         var row = el("div", "mr-field");
         row.setAttribute("data-field", key);
         row.appendChild(el("span", "mr-field-name", key.replace(/_/g, " ")));
         var body = el("span", "mr-field-value");
-        if (Array.isArray(value)) {
-          var list = el("ul");
-          value.forEach(function (item) {
-            var li = el("li", null, typeof item === "object" && item !== null
-              ? (item.task ? item.task + (item.priority ? " (" + item.priority + ")" : "") : JSON.stringify(item))
-              : String(item));
-            list.appendChild(li);
-          });
-          body.appendChild(list);
-        } else if (value !== null && typeof value === "object") {
-          body.textContent = JSON.stringify(value);
-        } else {
-          body.textContent = String(value);
-        }
+        body.appendChild(renderValue(data[key]));
         row.appendChild(body);
         card.appendChild(row);
       });
       return card;
+    }
+
+    function isRemote(url) {
+      try {
+        return new URL(url, global.location.href).origin !== global.location.origin;
+      } catch (e) {
+        return true;
+      }
+    }
+
+    /** A Markdown renderer: markdown-it without raw HTML, then DOMPurify; returns a fragment. */
+    function markdownRenderer(libs, options) {
+      var md = new libs.MarkdownIt({ html: false, linkify: true });
+      var allowRemote = !!options.allowRemoteImages;
+      var image = md.renderer.rules.image;
+      md.renderer.rules.image = function (tokens, idx, opts, env, self) {
+        var src = tokens[idx].attrGet("src") || "";
+        if (allowRemote || !isRemote(src)) return image(tokens, idx, opts, env, self);
+        var alt = self.renderInlineAsText(tokens[idx].children || [], opts, env) || src;
+        return '<a href="' + md.utils.escapeHtml(src) + '" data-image="true">' + md.utils.escapeHtml(alt) + "</a>";
+      };
+      var purifier = libs.DOMPurify(global);
+      purifier.addHook("afterSanitizeAttributes", function (node) {
+        if (node.tagName === "A" && node.hasAttribute("href")) {
+          node.setAttribute("target", "_blank");
+          node.setAttribute("rel", "noopener noreferrer");
+        }
+        if (node.tagName === "IMG" && !allowRemote && isRemote(node.getAttribute("src") || "")) {
+          node.removeAttribute("src");
+          node.removeAttribute("srcset");
+        }
+      });
+      return function (text) {
+        var fragment = purifier.sanitize(md.render(text), { RETURN_DOM_FRAGMENT: true, ADD_ATTR: ["target"] });
+        Array.prototype.slice.call(fragment.childNodes).forEach(function (child) {
+          if (child.nodeType === 3 && !child.nodeValue.trim()) fragment.removeChild(child);
+        });
+        return fragment;
+      };
     }
 
     function Chat(root, options) {
@@ -269,6 +353,9 @@
       this.workflows = options.workflows && options.workflows.length ? options.workflows : [{ name: "", label: "Chat" }];
       this.historyKey = (options.storageKeyPrefix || "modelriver_") + "history";
       this.client = new Client(options);
+      this._markdown = null;
+      this._partialTimer = null;
+      this._partialAt = -Infinity;
       this._build();
       this._renderHistory();
       this._wire();
@@ -354,13 +441,42 @@
     Chat.prototype._finalBubble = function (node, m) {
       node.setAttribute("data-state", m.state || "done");
       var data = m.data && typeof m.data === "object" ? m.data : null;
-      var text = data && typeof data.reply === "string" ? data.reply : (m.content || "");
+      var field = m.prose !== undefined ? m.prose : link.proseKey(data);
+      var text = data && field && typeof data[field] === "string" ? data[field] : (data ? "" : (m.content || ""));
       var textNode = node.querySelector(".mr-text");
       if (m.error) textNode.textContent = m.error;
       else this.renderText(textNode, text, true);
       var old = node.querySelector(".mr-card");
       if (old) old.remove();
-      if (data) node.appendChild(renderCard(data));
+      if (data) node.appendChild(renderCard(data, field));
+    };
+
+    /** Redraw the streaming bubble of a structured answer: its prose and the card so far. */
+    Chat.prototype._drawPartial = function () {
+      this._partialTimer = null;
+      if (!this.current) return;
+      this._partialAt = Date.now();
+      var client = this.client;
+      this.renderText(this.current.querySelector(".mr-text"), client.prose, false);
+      var partial = client.partial;
+      var old = this.current.querySelector(".mr-card");
+      if (partial && typeof partial === "object" && !Array.isArray(partial)) {
+        var card = renderCard(partial, client.proseField);
+        if (old) old.replaceWith(card);
+        else this.current.appendChild(card);
+      } else if (old) {
+        old.remove();
+      }
+      this.history.scrollTop = this.history.scrollHeight;
+    };
+
+    // At most every PARTIAL_MS: at once when the last draw is older, else when it is due.
+    Chat.prototype._schedulePartial = function () {
+      if (this._partialTimer !== null) return;
+      var self = this;
+      var wait = Math.max(0, this._partialAt + PARTIAL_MS - Date.now());
+      if (wait === 0) this._drawPartial();
+      else this._partialTimer = setTimeout(function () { self._drawPartial(); }, wait);
     };
 
     Chat.prototype._beginAssistant = function (channelId, resumed) {
@@ -368,7 +484,8 @@
       this.current.setAttribute("data-state", "streaming");
       if (resumed) this.current.setAttribute("data-resumed", "true");
       if (resumed && this.client.lastSeq !== null) this.current.setAttribute("data-resume-seq", this.client.lastSeq);
-      this.renderText(this.current.querySelector(".mr-text"), this.client.text, false);
+      if (this.client.structured) this._drawPartial();
+      else this.renderText(this.current.querySelector(".mr-text"), this.client.text, false);
       this.stop.hidden = false;
       this.send.disabled = true;
       this._renderSteps(this.client.steps);
@@ -404,6 +521,7 @@
       this.stop.addEventListener("click", function () { client.cancel(); });
       client.on("text", function (text) {
         if (!self.current) return;
+        if (client.structured) { self._schedulePartial(); return; } // prose and card, never the JSON
         self.renderText(self.current.querySelector(".mr-text"), text, false);
         self.history.scrollTop = self.history.scrollHeight;
       });
@@ -422,6 +540,8 @@
         self.statusLine.textContent = "AI done · waiting for the backend";
       });
       client.on("done", function (r) {
+        if (self._partialTimer !== null) clearTimeout(self._partialTimer);
+        self._partialTimer = null;
         self._renderSteps(client.steps);
         self.stop.hidden = true;
         self.send.disabled = false;
@@ -437,6 +557,7 @@
           data: r.data && typeof r.data === "object" ? r.data : null,
           status: r.status,
         };
+        if (client.structured) entry.prose = client.proseField; // the card shows the response's data
         if (kind === "error") entry.error = cancelled ? "Stopped." : "Error: " + ((r.error && r.error.message) || r.status);
         node.setAttribute("data-streamed", client.text);
         node.setAttribute("data-status", r.status || "");
@@ -450,11 +571,18 @@
       });
     };
 
-    /** Draw an answer's text into `node`. Model output is untrusted: it is set as text only.
-     * The one place an answer is drawn (streaming and final): override it to render Markdown
-     * through a sanitizer. `final` is true for the finished answer. */
+    /** Draw an answer's text into `node` (streaming and final; `final` is true for the finished
+     * answer). Model output is untrusted: Markdown without raw HTML, sanitized; plain text when
+     * the Markdown libraries are missing. */
     Chat.prototype.renderText = function (node, text, final) {  // eslint-disable-line no-unused-vars
-      node.textContent = text;
+      if (this._markdown === null && markdownLibs !== null) this._markdown = markdownRenderer(markdownLibs, this.options);
+      if (this._markdown === null || !text) {
+        node.classList.remove("mr-md");
+        node.textContent = text;
+        return;
+      }
+      node.classList.add("mr-md");
+      node.replaceChildren(this._markdown(text));
     };
 
     Chat.prototype._renderSteps = function (steps) {
@@ -493,7 +621,6 @@
     boot(global.ModelRiverLink);
   } else {
     // Loaded without {% modelriver_assets %}: fetch the module from beside this script.
-    var here = script && script.src ? script.src : global.location.href;
     import(new URL("modelriver-link.js", here).href).then(function () { boot(global.ModelRiverLink); });
   }
 })(typeof window !== "undefined" ? window : this);
