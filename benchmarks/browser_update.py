@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     report = measure(args.quick)
     cold, stream = report["cold_ms"], report["stream_update_ms"]
     met = cold["median"] < GOAL_MS
-    result = {
+    result: dict[str, Any] = {
         "name": "browser_update",
         "report": report,
         "summary": [
