@@ -579,6 +579,8 @@ test("a structured request exposes the partial object and its prose, parsed lazi
   assert.equal(state.prose, DOC.reply);
   assert.deepEqual(state.partial, { reply: DOC.reply });
   state.feed("tokens", { data: text.slice(60) });
+  now = 80;
+  assert.deepEqual(state.partial, DOC, "the whole text parses to the object the response will carry");
   const change = state.feed("response", { status: "success", data: DOC });
   assert.ok(change.partial && change.done);
   assert.deepEqual(state.partial, DOC);
