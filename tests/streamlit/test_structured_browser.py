@@ -9,7 +9,6 @@ the first token to the value the demo shows once ``st_modelriver`` returned.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -47,7 +46,8 @@ window.mrSample = () => {
     const last = messages[messages.length - 1];
     const status = last && last.querySelector('[data-testid="stExpander"]');
     if (status && status.innerText.includes("Processing AI request")) {
-      const m = status.innerText.match(/(check_circle|radio_button_unchecked|progress_activity|cancel)\s*Processing AI request/);
+      const icon = /(check_circle|radio_button_unchecked|progress_activity|cancel)\s*Processing AI request/;
+      const m = status.innerText.match(icon);
       if (m) steps.process = {check_circle: "success", radio_button_unchecked: "pending",
                               progress_activity: "loading", cancel: "error"}[m[1]];
     }
