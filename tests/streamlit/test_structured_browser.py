@@ -131,3 +131,17 @@ def test_a_continuing_failover_never_shortens_the_answer(
     for before, after in itertools.pairwise(texts[first:]):
         assert len(after) >= len(before), (before, after)
     assert texts[-1] == norm(want)
+
+
+@MODELRIVER
+def test_component_mode_never_blanks_nor_shortens_the_answer_at_the_end(
+        upstream: Upstream, demo_app: Any, page: tuple[Any, Any]) -> None:
+    browser_page, _ = page
+    prompt = "Hand the answer over without a blank frame"
+    want = oracle(upstream.gateway, "demo-chat", prompt).content
+    samples = run(browser_page, demo_app, mode="component", workflow="demo-chat", tps=25, prompt=prompt)
+    texts = [norm(s["text"] or "") for s in samples]
+    first = next(i for i, t in enumerate(texts) if t)
+    for index, (before, after) in enumerate(itertools.pairwise(texts[first:])):
+        assert after and len(after) >= len(before), (index, before, after)
+    assert texts[-1] == norm(want)
