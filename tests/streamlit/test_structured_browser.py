@@ -9,17 +9,21 @@ the first token to the value the demo shows once ``st_modelriver`` returned.
 from __future__ import annotations
 
 import itertools
+import sys
+from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from modelriver import AIResponse, ModelRiver
-from support import Gateway
+from support import ROOT, Gateway, Process, free_port, start_gateway
 from support.upstreams import Upstream
 
 pytestmark = pytest.mark.browser
 
 MODELRIVER = pytest.mark.parametrize("upstream", ["modelriver"], indirect=True)
+DEMO = ROOT / "demo_projects" / "streamlit_chat" / "app.py"
 
 # Samples the answer's text, its card and the steps every 45 ms until the demo shows the value.
 SAMPLER = r"""
@@ -145,3 +149,51 @@ def test_component_mode_never_blanks_nor_shortens_the_answer_at_the_end(
     for index, (before, after) in enumerate(itertools.pairwise(texts[first:])):
         assert after and len(after) >= len(before), (index, before, after)
     assert texts[-1] == norm(want)
+
+
+RESTART_CONFIG = """
+[workflows.demo-failover]
+providers = ["demo-flaky", "demo-backup"]
+failover = "restart"
+"""
+
+
+@pytest.fixture(scope="module")
+def restart_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Any]]:
+    """A gateway whose demo-failover restarts the answer, and the demo against it (server mode)."""
+    config = tmp_path_factory.mktemp("restart") / "gateway.toml"
+    config.write_text(RESTART_CONFIG)
+    gateway = start_gateway("--config", str(config))
+    try:
+        port = free_port()
+        process = Process.start(
+            [sys.executable, "-m", "streamlit", "run", str(DEMO), "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+             "--global.developmentMode", "false"],
+            env={**gateway.env, "MODELRIVER_WEBHOOK_SECRET": gateway.webhook_secret})
+        try:
+            process.wait_for(f"127.0.0.1:{port}", timeout=60)
+            yield gateway, SimpleNamespace(url=f"http://127.0.0.1:{port}")
+        finally:
+            process.stop()
+    finally:
+        gateway.process.stop()
+
+
+@pytest.mark.parametrize("mode", ["component", "server"])
+def test_a_restarting_failover_shows_the_reset(
+        mode: str, restart_app: tuple[Gateway, Any], page: tuple[Any, Any]) -> None:
+    gateway, app = restart_app
+    browser_page, _ = page
+    prompt = f"Restart in {mode} mode"
+    want = oracle(gateway, "demo-failover", prompt).content
+    samples = run(browser_page, app, mode=mode, workflow="demo-failover", tps=20, prompt=prompt)
+    texts = [norm(s["text"] or "") for s in samples]
+    first = next(i for i, t in enumerate(texts) if t)
+    resets = [(a, b) for a, b in itertools.pairwise(texts[first:]) if len(b) < len(a)]
+    assert resets, "the restart was not shown"
+    assert texts[-1] == norm(want)
+    log = gateway.request_log(next(r["channel_id"] for r in gateway.requests()  # newest first: the page's
+                                   if r["prompt"] == prompt))
+    assert log["status"] == "success" and log["failovers"]
