@@ -303,6 +303,7 @@ async def test_missing_key_fails_before_sending(
     with raises(AuthenticationError, match="MODELRIVER_API_KEY") as info:
         await client.create_request("wf", "hi")
     assert info.value.status == 401
+    assert "HTTP" not in str(info.value)  # no 401 was received: the message must not claim one
     with raises(AuthenticationError):
         await client.callback("ch-1", {})
     assert server.arrivals == []

@@ -355,7 +355,7 @@ class _BaseModelRiver:
         if call.auth == "required" and key is None:
             raise AuthenticationError(
                 "no API key: pass api_key= or set MODELRIVER_API_KEY (nothing was sent)",
-                status=401,
+                status=401, answered=False,
             )
         if call.auth != "none" and key is not None:
             headers["Authorization"] = f"Bearer {key}"

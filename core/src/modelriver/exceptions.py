@@ -46,18 +46,21 @@ class APIError(ModelRiverError):
     """The HTTP API answered with an error status.
 
     Attributes:
-        status: the HTTP status code.
+        status: the HTTP status code (the one the API would answer, when nothing was sent).
         body: the decoded JSON body, or the raw text when it was not JSON.
+        answered: False when the client refused before sending (e.g. no API key): the message
+            then names no HTTP status, since none was received.
     """
 
-    def __init__(self, message: str, *, status: int, body: Any = None) -> None:
+    def __init__(self, message: str, *, status: int, body: Any = None, answered: bool = True) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.body = body
+        self.answered = answered
 
     def __str__(self) -> str:
-        return f"{self.message} (HTTP {self.status})"
+        return f"{self.message} (HTTP {self.status})" if self.answered else self.message
 
 
 class UpstreamError(APIError):
