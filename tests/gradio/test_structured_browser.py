@@ -115,3 +115,41 @@ def test_a_continuing_failover_never_shortens_the_answer(
     for before, after in itertools.pairwise(answers[first:]):
         assert len(after) >= len(before), (before, after)
     assert answers[-1] == norm(want)
+
+
+PROCESS_LOADING = """
+() => {
+  for (const group of document.querySelectorAll(".message-wrap .children .thought-group")) {
+    const title = group.querySelector(".title");
+    if (title && title.innerText.includes("Processing AI request")) {
+      return title.innerText.includes("running");
+    }
+  }
+  return null;
+}
+"""
+
+
+@pytest.mark.modelriver_only("the per-message pace reaches the scripted provider on ModelRiver only")
+def test_process_shows_loading_while_tokens_stream(
+    page: Page, upstream: Upstream, oracle: Callable[..., Any],
+) -> None:
+    prompt = "Show me the process step loading"
+    want = oracle("demo-chat", prompt).content
+    box = page.get_by_label("Request metadata (JSON)")
+    if not box.is_visible():
+        page.get_by_text("Additional inputs").click()
+    box.fill(json.dumps({"scripted": {"tokens_per_second": 8}}))
+    chat = page.locator('textarea[data-testid="textbox"]').first
+    expect(chat).to_be_editable()
+    chat.fill(prompt)
+    page.locator("button.submit-button").click()
+    expect(page.locator("button.stop-button")).to_be_visible(timeout=TIMEOUT_MS)
+    workflow = page.locator(".message-wrap .thought-group").first
+    expect(workflow).to_contain_text("Workflow", timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        """([sel, probe]) => { const b = document.querySelectorAll(sel);
+             return b.length && b[b.length - 1].innerText.trim().length > 5 && eval(probe)() === true; }""",
+        arg=[ANSWER, PROCESS_LOADING], timeout=TIMEOUT_MS)
+    expect(page.locator(ANSWER).last).to_have_text(want, timeout=TIMEOUT_MS)
+    page.wait_for_function(f"() => ({PROCESS_LOADING})() === false", timeout=TIMEOUT_MS)

@@ -61,7 +61,9 @@ def test_steps_show_process_loading_while_tokens_stream() -> None:
     view.apply(started())
     view.apply(Token('{"reply": "Hi'))
     process = [m.metadata for m in view.messages() if m.metadata.get("id", "").endswith("-process")]
-    assert process and process[0]["status"] == "pending"  # loading: the thought spins
+    assert process and process[0]["status"] == "pending" and process[0]["log"] == "running"
+    waiting = [m.metadata for m in view.messages() if m.metadata.get("id", "").endswith("-receive")]
+    assert waiting and "log" not in waiting[0]  # a step not started yet is not "running"
     assert view.state.steps[[s.id for s in view.state.steps].index("process")].status == "loading"
 
 

@@ -262,6 +262,8 @@ class ChatView:
                 meta["duration"] = round(duration, 3)
             if step.error_message:
                 meta["log"] = step.error_message
+            elif step.status == "loading":  # Gradio spins every pending thought: say which one runs
+                meta["log"] = "running"
             out.append(gr.ChatMessage(content="", metadata=meta))
             if step_id == "process":
                 out.extend(self._failover_messages(parent_id))
