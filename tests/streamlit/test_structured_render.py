@@ -3,8 +3,9 @@ out, the model's values shown as typed."""
 
 from __future__ import annotations
 
+from modelriver import AIResponse
 from modelriver.partial import parse_partial
-from streamlit_modelriver._render import card_markdown
+from streamlit_modelriver._render import card_markdown, display_text
 
 DATA = {"reply": "Hello.", "summary": "a *greeting*", "sentiment": "positive", "confidence": 0.9,
         "topics": ["hi", ":red[x]"], "action_items": [{"task": "wave [back](http://x)", "priority": "low"}],
@@ -39,3 +40,15 @@ def test_prefixes_fill_the_card_field_by_field_and_never_shrink_a_field() -> Non
 def test_no_card_for_text_or_nothing() -> None:
     assert card_markdown(None) == "" and card_markdown("plain") == "" and card_markdown({"reply": "x"}) == ""
     assert card_markdown({"answer": "x", "city": "Paris"}, prose="answer") == "**city:** Paris"
+
+
+def test_the_final_text_is_the_prose_field_never_the_json() -> None:
+    def final(data: dict[str, object]) -> AIResponse:
+        import json
+
+        return AIResponse.from_payload({"status": "success", "content": json.dumps(data), "data": data})
+
+    assert display_text(final(DATA), "") == "Hello."
+    assert display_text(final({"answer": "Yes.", "city": "Paris"}), "") == "Yes."
+    assert display_text(final({"name": "Ada", "city": "London"}), "") == ""  # the card shows it
+    assert display_text(AIResponse.from_payload({"status": "success", "content": "plain"}), "x") == "plain"

@@ -52,10 +52,14 @@ def steps_markdown(steps: Sequence[WorkflowStep], notes: Sequence[str] = ()) -> 
 
 
 def display_text(response: AIResponse, streamed: str) -> str:
-    """The chat text of a final answer: a structured ``reply``, else ``content``, else the stream."""
+    """The chat text of a final answer: a structured answer's prose field (``reply``...; none
+    for a schema without one: its card shows it), else ``content``, else the stream."""
     for data in (response.data, _ai_data(response)):
-        if isinstance(data, dict) and isinstance(data.get("reply"), str):
-            return str(data["reply"])
+        key = prose_key(data)
+        if key is not None:
+            return str(data[key])
+    if not response.is_error and isinstance(_ai_data(response), dict) and _ai_data(response):
+        return ""
     if response.content:
         return response.content
     return streamed
