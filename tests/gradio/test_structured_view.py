@@ -74,6 +74,8 @@ def test_a_schema_without_prose_streams_the_card_only() -> None:
     assert view.answer_text() == ""
     card = card_of(view.messages())
     assert "Ada" in card and "Lon" in card and "{\"name\"" not in card
+    view.apply(success({"name": "Ada", "city": "London"}))
+    assert view.answer_text() == "" and '"name"' not in str(view.messages()[-2].content)
 
 
 def test_failover_continue_keeps_the_text_and_restart_replaces_it() -> None:

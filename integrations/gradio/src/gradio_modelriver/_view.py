@@ -195,6 +195,8 @@ class ChatView:
             key = self._prose_key(data)
             if key is not None:
                 return str(data[key])
+            if self.state.structured and self.response is not None and self.response.kind != "completed":
+                return ""  # a schema without prose: the card shows it all, never the JSON
         if self.response is None:
             value = self.partial()
             if value is not None or self.state.structured:
