@@ -151,7 +151,15 @@ def test_component_mode_never_blanks_nor_shortens_the_answer_at_the_end(
     assert texts[-1] == norm(want)
 
 
+# The first provider fails after 25 tokens (1.25 s at the test's 20 tokens/s, where the built-in 5
+# took 250 ms): on a loaded machine the component could mount after a 250 ms first attempt and join
+# once the reset was already in its replay, so the page never showed the first provider's text.
 RESTART_CONFIG = """
+[providers.demo-flaky]
+model = "scripted-flaky"
+fail_after = 25
+error = "scripted provider failure after 25 tokens"
+
 [workflows.demo-failover]
 providers = ["demo-flaky", "demo-backup"]
 failover = "restart"
