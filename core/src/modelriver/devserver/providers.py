@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from modelriver.devserver.config import (
     OpenAIProviderConfig,
@@ -178,15 +178,14 @@ def chatbot_response(prompt: str, *, invalid: bool = False) -> dict[str, Any]:
     return answer
 
 
-class ScriptedProvider:
-    """A deterministic provider (see ``ScriptedProviderConfig`` for its knobs).
+_Config = TypeVar("_Config", bound=ProviderConfig)
 
-    Args:
-        config: the provider's settings (per-request overrides already applied).
-    """
 
-    def __init__(self, config: ScriptedProviderConfig) -> None:
-        self.config = config
+class _ConfiguredProvider(Generic[_Config]):
+    """A provider built from its ``config``, which names it and its model."""
+
+    def __init__(self, config: _Config) -> None:
+        self.config: _Config = config
 
     @property
     def name(self) -> str:
@@ -195,6 +194,14 @@ class ScriptedProvider:
     @property
     def model(self) -> str:
         return self.config.model
+
+
+class ScriptedProvider(_ConfiguredProvider[ScriptedProviderConfig]):
+    """A deterministic provider (see ``ScriptedProviderConfig`` for its knobs).
+
+    Args:
+        config: the provider's settings (per-request overrides already applied).
+    """
 
     def answer(self, request: GenerationRequest) -> str:
         """The full text of this provider's answer to ``request`` (from its start)."""
@@ -250,7 +257,7 @@ class ScriptedProvider:
         raise ProviderError(self.config.error or f"scripted failure after {index} tokens")
 
 
-class OpenAIProvider:
+class OpenAIProvider(_ConfiguredProvider[OpenAIProviderConfig]):
     """An OpenAI-compatible ``/chat/completions`` endpoint, streamed (SSE).
 
     Args:
@@ -259,16 +266,8 @@ class OpenAIProvider:
     """
 
     def __init__(self, config: OpenAIProviderConfig, client: httpx.AsyncClient) -> None:
-        self.config = config
+        super().__init__(config)
         self._client = client
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def model(self) -> str:
-        return self.config.model
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         """Stream the endpoint's answer.
