@@ -1,28 +1,33 @@
-"""Copy the browser module into the packages that ship it, byte for byte.
+"""Link the browser module into the packages that ship it; vendor the widget's Markdown libraries.
 
-The source is ``core/src/modelriver/browser/modelriver-link.js``; the Django widget's static folder
-and the Streamlit component's frontend folder each ship a copy (committed, so an installed package
-needs no build step). ``make browser`` runs this; ``make test`` fails when a copy differs
+The source is ``core/src/modelriver/browser/modelriver-link.js``. The Django widget's static
+folder and the Streamlit component's frontend folder each hold a relative symbolic link to it
+(committed: git stores a link, so the repository holds the code once). The builds ship a real
+file: hatchling's wheel reads through the link, and each integration's
+``[tool.hatch.build.targets.sdist.force-include]`` puts core's file in the sdist in its place
+(``tests/packaging/test_wheels.py`` checks both). ``make browser`` (re)creates the links, e.g.
+after a checkout without symlink support; ``make test`` fails when one is missing or is a file
 (``tests/core/test_browser_module.py``).
 
-The Django widget's Markdown libraries are vendored the same way: their ES module builds, from
+The Django widget's Markdown libraries are vendored copies: their ES module builds, from
 the exact versions ``tests/node/package.json`` pins (``npm ci`` there), are copied into
 ``static/django_modelriver/vendor/`` without the trailing ``sourceMappingURL`` comment (the maps
 are not shipped; Django's manifest storage would fail on a missing one).
 
 Usage: python scripts/sync_browser.py [--check]
-    --check   change nothing; exit 1 and name each copy that differs from the source.
+    --check   change nothing; exit 1 and name each link or copy that differs from its source.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = Path("core/src/modelriver/browser/modelriver-link.js")
-COPIES = (
+SHIPPED = (
     Path("integrations/django/src/django_modelriver/static/django_modelriver/modelriver-link.js"),
     Path("integrations/streamlit/src/streamlit_modelriver/frontend/modelriver-link.js"),
 )
@@ -35,18 +40,23 @@ VENDORED = (  # (source under NODE_MODULES, copy)
 _SOURCE_MAP = re.compile(rb"\n//# sourceMappingURL=[^\n]*\s*\Z")
 
 
+def link_target(shipped: Path) -> str:
+    """The relative link text from a shipped path to the source (``../`` steps, POSIX slashes)."""
+    return Path(os.path.relpath(SOURCE, shipped.parent)).as_posix()
+
+
 def drifted(root: Path = ROOT) -> list[Path]:
-    """The copies under ``root`` that are missing or differ from the source."""
-    source = (root / SOURCE).read_bytes()
-    return [copy for copy in COPIES if not (root / copy).is_file() or (root / copy).read_bytes() != source]
+    """The shipped paths under ``root`` that are not the relative link to the source."""
+    return [path for path in SHIPPED
+            if not (root / path).is_symlink() or os.readlink(root / path) != link_target(path)]
 
 
 def sync(root: Path = ROOT) -> list[Path]:
-    """Write the source over every copy that differs; returns those copies."""
-    source = (root / SOURCE).read_bytes()
+    """Make every shipped path that is not the link to the source that link; returns those paths."""
     changed = drifted(root)
-    for copy in changed:
-        (root / copy).write_bytes(source)
+    for path in changed:
+        (root / path).unlink(missing_ok=True)
+        (root / path).symlink_to(link_target(path))
     return changed
 
 

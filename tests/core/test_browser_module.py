@@ -2,8 +2,9 @@
 
 Its unit tests run in Node against literal Phoenix frames (tests/node/browser_module.test.mjs);
 its request state folds the same events as core's ``RequestState`` to the same text, steps, notes
-and result; and the copies the Django and Streamlit packages ship are byte-identical to it
-(``scripts/sync_browser.py``, ``make browser``).
+and result; and the paths the Django and Streamlit packages ship it at are committed links to it
+(``scripts/sync_browser.py``, ``make browser``; the built wheels and sdists hold its bytes:
+``tests/packaging/test_wheels.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -44,25 +46,36 @@ def _node() -> str:
     return node
 
 
-# -- the shipped copies --------------------------------------------------------------------------
+# -- the shipped paths: links to the source ------------------------------------------------------
 
-@pytest.mark.parametrize("copy", sync_browser.COPIES, ids=str)
-def test_each_shipped_copy_is_byte_identical_to_the_source(copy: Path) -> None:
-    source = (ROOT / sync_browser.SOURCE).read_bytes()
-    assert (ROOT / copy).read_bytes() == source, f"{copy} drifted from {sync_browser.SOURCE}: run `make browser`"
+@pytest.mark.parametrize("shipped", sync_browser.SHIPPED, ids=str)
+def test_each_shipped_path_is_a_committed_relative_link_to_the_source(shipped: Path) -> None:
+    path = ROOT / shipped
+    assert path.is_symlink(), f"{shipped} is not a link to {sync_browser.SOURCE}: run `make browser`"
+    assert not Path(os.readlink(path)).is_absolute()  # a checkout anywhere resolves it
+    assert path.resolve() == (ROOT / sync_browser.SOURCE).resolve()
+    assert path.read_bytes() == (ROOT / sync_browser.SOURCE).read_bytes()
+    tracked = subprocess.run(["git", "ls-files", "--stage", "--", str(shipped)], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout
+    assert tracked.startswith("120000 "), f"git holds {shipped} as {tracked or 'nothing'}, not as a link"
 
 
-def test_the_sync_script_finds_and_repairs_a_drifted_copy(tmp_path: Path) -> None:
-    for path in (sync_browser.SOURCE, *sync_browser.COPIES):
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ROOT / sync_browser.SOURCE, tmp_path / path)
+def test_the_sync_script_finds_and_repairs_a_copy_or_a_missing_link(tmp_path: Path) -> None:
+    (tmp_path / sync_browser.SOURCE).parent.mkdir(parents=True)
+    shutil.copyfile(ROOT / sync_browser.SOURCE, tmp_path / sync_browser.SOURCE)
+    for shipped in sync_browser.SHIPPED:
+        (tmp_path / shipped).parent.mkdir(parents=True)
+    copy, missing = (tmp_path / shipped for shipped in sync_browser.SHIPPED)
+    shutil.copyfile(ROOT / sync_browser.SOURCE, copy)  # the bytes alone are not enough: it must be the link
+    assert sync_browser.drifted(tmp_path) == list(sync_browser.SHIPPED)
+    assert sync_browser.sync(tmp_path) == list(sync_browser.SHIPPED)
     assert sync_browser.drifted(tmp_path) == []
-    edited = tmp_path / sync_browser.COPIES[1]
-    edited.write_text(edited.read_text() + "// a local fix\n")
-    (tmp_path / sync_browser.COPIES[0]).unlink()
-    assert sync_browser.drifted(tmp_path) == list(sync_browser.COPIES)
-    assert sync_browser.sync(tmp_path) == list(sync_browser.COPIES)
-    assert sync_browser.drifted(tmp_path) == []
+    with (tmp_path / sync_browser.SOURCE).open("a") as source:
+        source.write("// an edit to the source\n")
+    assert copy.read_bytes() == missing.read_bytes() == (tmp_path / sync_browser.SOURCE).read_bytes()
+    missing.unlink()
+    missing.symlink_to(tmp_path / sync_browser.SOURCE)  # absolute: breaks when the checkout moves
+    assert sync_browser.drifted(tmp_path) == [sync_browser.SHIPPED[1]]
 
 
 @pytest.mark.parametrize(("source", "copy"), sync_browser.VENDORED, ids=lambda p: p.name)
@@ -77,8 +90,8 @@ def test_each_vendored_library_is_the_pinned_build(source: Path, copy: Path) -> 
 
 
 def test_the_packages_load_the_module_rather_than_their_own_protocol_code() -> None:
-    django_js = (ROOT / sync_browser.COPIES[0]).with_name("modelriver.js").read_text()
-    streamlit_js = (ROOT / sync_browser.COPIES[1]).with_name("stream.js").read_text()
+    django_js = (ROOT / sync_browser.SHIPPED[0]).with_name("modelriver.js").read_text()
+    streamlit_js = (ROOT / sync_browser.SHIPPED[1]).with_name("stream.js").read_text()
     for text in (django_js, streamlit_js):  # no Phoenix link, backoff or terminal rules of their own
         for protocol in ('"phx_join"', '"phx_reply"', '"phoenix"', "new WebSocket", "vsn=", "10, 50, 100",
                          '"SUCCESS"', '"active_request"'):

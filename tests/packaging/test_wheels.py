@@ -1,12 +1,14 @@
 """The built distributions carry what PyPI and a user's tools read: valid metadata and README
-(``twine check --strict``), the MIT license text, Project-URLs, classifiers, ``py.typed``, and
-integrations pinned to the core's minor series."""
+(``twine check --strict``), the MIT license text, Project-URLs, classifiers, ``py.typed``,
+integrations pinned to the core's minor series, and core's browser module (a link in the
+repository) as a real file in the Django and Streamlit wheels and sdists."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+import tarfile
 import zipfile
 from email.message import Message
 from email.parser import Parser
@@ -22,6 +24,9 @@ CORE_VERSION = re.search(r'__version__ = "(\d+)\.(\d+)\.\d+"',
                          (ROOT / "core/src/modelriver/_version.py").read_text())
 IMPORT_NAMES = {"modelriver": "modelriver", "django-modelriver": "django_modelriver",
                 "streamlit-modelriver": "streamlit_modelriver", "gradio-modelriver": "gradio_modelriver"}
+BROWSER_MODULE = ROOT / "core/src/modelriver/browser/modelriver-link.js"
+SHIPPED_BROWSER_MODULE = {"django-modelriver": "django_modelriver/static/django_modelriver/modelriver-link.js",
+                          "streamlit-modelriver": "streamlit_modelriver/frontend/modelriver-link.js"}
 
 
 def metadata_of(wheel: Path) -> tuple[Message, list[str]]:
@@ -82,3 +87,18 @@ def test_readme_links_are_absolute_so_they_work_on_pypi(name: str) -> None:
     relative = [t for t in targets if not t.startswith(("https://", "http://127.0.0.1", "mailto:"))]
     assert not relative, f"links that are dead on PyPI: {relative}"
     assert not [t for t in targets if "DESIGN" in t or "PROTOCOL" in t]
+
+
+@pytest.mark.parametrize("name", list(SHIPPED_BROWSER_MODULE))
+def test_the_browser_module_ships_as_cores_file_in_the_wheel_and_the_sdist(
+        name: str, dist: Path, wheels: dict[str, Path]) -> None:
+    source = BROWSER_MODULE.read_bytes()
+    shipped = SHIPPED_BROWSER_MODULE[name]
+    with zipfile.ZipFile(wheels[name]) as zf:
+        assert zf.read(shipped) == source
+    sdist = next(dist.glob(f"{IMPORT_NAMES[name]}-*.tar.gz"))
+    with tarfile.open(sdist) as tf:  # a wheel built from the sdist (pip install <sdist>) reads this one
+        member = tf.getmember(f"{sdist.name.removesuffix('.tar.gz')}/src/{shipped}")
+        assert member.isfile(), f"{shipped} is a {'link' if member.issym() else 'non-file'} in the sdist"
+        content = tf.extractfile(member)
+        assert content is not None and content.read() == source
