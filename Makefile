@@ -44,7 +44,7 @@ pytest:  ## the test suite; "no tests ran" (exit 5) is a failure
 	@$(VENV)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-browser:  ## copy core's browser module into the Django and Streamlit packages (`make test` checks the copies)
+browser:  ## link core's browser module into the Django and Streamlit packages, vendor the widget's Markdown libraries (`make test` checks both)
 	@scripts/bootstrap.sh python
 	$(VENV)/python scripts/sync_browser.py
 

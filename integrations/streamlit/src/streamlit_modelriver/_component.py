@@ -1,8 +1,8 @@
 """Component mode: the browser streams straight from the gateway (components v2, no iframe).
 
 The HTML, CSS and JavaScript in ``frontend/`` are registered inline from Python: nothing to
-build. The JavaScript is one module made of the shared browser module (``modelriver-link.js``, a
-copy of core's, which speaks the protocol) followed by ``stream.js`` (which renders): components
+build. The JavaScript is one module made of the shared browser module (``modelriver-link.js``, core's,
+linked into the package, which speaks the protocol) followed by ``stream.js`` (which renders): components
 v2 load inline JavaScript from a Blob URL, where a relative import cannot resolve. Python passes
 the request's *socket* token (``ws_token``, short-lived, bound to one channel), never the API key;
 the component's value is the terminal response.
