@@ -41,31 +41,35 @@ ChannelState = Literal["joining", "joined", "errored", "leaving", "closed"]
 
 
 @dataclass(frozen=True, slots=True)
-class Joined:
-    """The server accepted the join."""
+class _ChannelEvent:
+    """An event on one channel: every event but ``HeartbeatTimeout`` names its topic."""
 
     topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class Joined(_ChannelEvent):
+    """The server accepted the join."""
+
     response: Any
 
 
 @dataclass(frozen=True, slots=True)
-class JoinRefused:
+class JoinRefused(_ChannelEvent):
     """The server refused the join with ``reason``. The channel is closed."""
 
-    topic: str
     reason: str
     response: Any
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelMessage:
+class ChannelMessage(_ChannelEvent):
     """A message pushed by the server on a joined channel.
 
     ``frame`` is the text frame it came in (None for a binary frame or a message made elsewhere):
     a relay can forward it instead of encoding the payload again (``frames.as_broadcast``).
     """
 
-    topic: str
     event: str
     payload: Any
     frame: str | None = field(default=None, compare=False, repr=False)
@@ -77,9 +81,9 @@ def _message_factory() -> Callable[[str, str, Any, str | None], ChannelMessage]:
     A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``; the slot
     descriptors set them directly.
     """
-    new, slots = object.__new__, vars(ChannelMessage)
-    set_topic, set_event, set_payload, set_frame = (
-        slots[name].__set__ for name in ("topic", "event", "payload", "frame"))
+    new = object.__new__
+    set_topic, set_event, set_payload, set_frame = (  # slot descriptors, ``topic``'s inherited
+        getattr(ChannelMessage, name).__set__ for name in ("topic", "event", "payload", "frame"))
 
     def channel_message(topic: str, event: str, payload: Any, frame: str | None) -> ChannelMessage:
         message = new(ChannelMessage)
@@ -96,36 +100,30 @@ _channel_message = _message_factory()
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(_ChannelEvent):
     """The server's reply to one of our pushes."""
 
-    topic: str
     ref: str
     status: str
     response: Any
 
 
 @dataclass(frozen=True, slots=True)
-class PushTimeout:
+class PushTimeout(_ChannelEvent):
     """No reply within the timeout. For a join, a rejoin is scheduled."""
 
-    topic: str
     ref: str
     event: str
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelErrored:
+class ChannelErrored(_ChannelEvent):
     """The server's channel crashed (``phx_error``); a rejoin is scheduled."""
-
-    topic: str
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelClosed:
+class ChannelClosed(_ChannelEvent):
     """The channel closed (``phx_close`` or our leave was acknowledged)."""
-
-    topic: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,10 +78,16 @@ def socket_token(params: Mapping[str, str], subprotocols: Sequence[str] = ()) ->
 
 
 @dataclass(frozen=True, slots=True)
-class Joined:
-    """A join was accepted and its ok reply queued: subscribe, then ``deliver`` the replay."""
+class _ChannelEvent:
+    """An event on one of the socket's channels."""
 
     topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class Joined(_ChannelEvent):
+    """A join was accepted and its ok reply queued: subscribe, then ``deliver`` the replay."""
+
     payload: dict[str, Any]
     last_seq: int | None
     coalesce: bool
@@ -89,17 +95,14 @@ class Joined:
 
 
 @dataclass(frozen=True, slots=True)
-class Left:
+class Left(_ChannelEvent):
     """The socket left ``topic`` (its reply queued): unsubscribe."""
-
-    topic: str
 
 
 @dataclass(frozen=True, slots=True)
-class Pushed:
+class Pushed(_ChannelEvent):
     """The client pushed a custom event on a joined channel; answer with ``reply``."""
 
-    topic: str
     event: str
     payload: Any
     ref: str | None
