@@ -14,6 +14,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def tree_env(root: Path) -> dict[str, str]:
+    """``PYTHONPATH`` making a subprocess import core and the Django integration from the checkout at
+    ``root`` (another commit's tree, for an A/B) rather than the installed packages."""
+    return {"PYTHONPATH": os.pathsep.join(str(root / p) for p in ("core/src", "integrations/django/src"))}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -70,14 +76,18 @@ class RssSampler:
         self._proc = psutil.Process(pid)
         self.idle = self.peak = self._proc.memory_info().rss
         self._every = every
-        self.cpu_start = sum(self._proc.cpu_times()[:2])
+        self.cpu_start = self.cpu_now()
         self.cpu = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def cpu_now(self) -> float:
+        """The CPU seconds (user + system) the process has used so far."""
+        return float(sum(self._proc.cpu_times()[:2]))
+
     def mark_cpu(self) -> None:
         """Count CPU time from now on (the measured window, not the setup)."""
-        self.cpu_start = sum(self._proc.cpu_times()[:2])
+        self.cpu_start = self.cpu_now()
 
     def _run(self) -> None:
         while not self._stop.wait(self._every):
@@ -93,7 +103,7 @@ class RssSampler:
         self._thread.join()
         with contextlib.suppress(Exception):
             self.peak = max(self.peak, self._proc.memory_info().rss)
-            self.cpu = sum(self._proc.cpu_times()[:2]) - self.cpu_start
+            self.cpu = self.cpu_now() - self.cpu_start
 
 
 def percentile(values: Sequence[float], q: float) -> float:

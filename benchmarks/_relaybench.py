@@ -30,9 +30,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import django_relay as dr  # noqa: E402  (the clients and launchers of benchmarks/django_relay.py)
+from _procs import tree_env  # noqa: E402
 
-__all__ = ["HOP_CORE", "REST_CORE", "dr", "latency_paths", "pin", "profile_top", "start_daphne_probed",
-           "start_forwarder", "throughput_paths"]
+__all__ = ["HOP_CORE", "REST_CORE", "direct_run", "dr", "latency_paths", "pin", "profile_top", "relay_hop",
+           "start_daphne_probed", "start_forwarder", "throughput_paths"]
 
 FORWARDER_READY = "forwarder ready"
 
@@ -108,16 +109,20 @@ def _daphne_with_probe(argv: list[str]) -> None:
 
 
 def start_daphne_probed(port: int, api: str, script: dict[str, Any], *, profile: str | None = None,
-                        env: dict[str, str] | None = None) -> dr.Server:
+                        env: dict[str, str] | None = None, root: Path | None = None) -> dr.Server:
     """``django_relay.start_daphne`` with the task probe (same env, same app); ``profile``: a path
-    where the relay's cProfile stats are written when it stops; ``env``: more variables."""
+    where the relay's cProfile stats are written when it stops; ``env``: more variables; ``root``:
+    another checkout whose demo and packages it runs (an A/B; default: this one's demo, the installed
+    packages)."""
+    demo = dr.DEMO if root is None else root / "demo_projects" / "django_chat"
+    path = [str(demo)] + ([] if root is None else [tree_env(root)["PYTHONPATH"]])
     env = {**(env or {}), **({"BENCH_PROFILE": profile} if profile else {}),
            "MODELRIVER_API_BASE": api, "MODELRIVER_API_KEY": dr.API_KEY, "MODELRIVER_WEBHOOK_SECRET": dr.SECRET,
-           "DJANGO_DEBUG": "0", "DJANGO_CHAT_SCRIPTED": json.dumps(script), "PYTHONPATH": str(dr.DEMO),
+           "DJANGO_DEBUG": "0", "DJANGO_CHAT_SCRIPTED": json.dumps(script), "PYTHONPATH": os.pathsep.join(path),
            "DJANGO_SETTINGS_MODULE": "chatsite.settings", **dr.UNLIMITED_STARTS}
     return dr.Server.start([sys.executable, str(Path(__file__).resolve()), "daphne", "-b", "127.0.0.1", "-p",
                             str(port), "chatsite.asgi:application"], "Listening on TCP address", env=env,
-                           cwd=dr.DEMO)
+                           cwd=demo)
 
 
 def last_probe(server: dr.Server) -> dict[str, int]:
@@ -139,16 +144,22 @@ def text_of(tokens: int) -> str:
     return " ".join(f"w{i}" for i in range(tokens))
 
 
+async def direct_run(n: int, script: dict[str, Any], gateway: dr.Server, gw_url: str) -> tuple[dr.Run, float]:
+    """N answers created on the gateway, then N clients straight to it: the run, and the gateway's
+    CPU seconds while the clients streamed."""
+    answers = await dr.create_direct(gw_url, n, script)
+    streams = [dr.Stream(dr.socket_url(a), a["websocket_channel"]) for a in answers]
+    with dr.RssSampler(gateway.popen.pid) as rss:
+        await asyncio.gather(*(dr.listen(s, record=False) for s in streams))
+    return dr.summarize("direct", streams, rss), rss.cpu
+
+
 async def throughput_paths(n: int, tokens: int, gateway: dr.Server, gw_url: str) -> dict[str, dr.Run]:
     """Flat-out answers of ``tokens`` tokens to N clients: direct, through the forwarder, through the
     relay. Frames/s as ``django_relay`` counts them (first connect .. last final)."""
     script = {"tokens_per_second": dr.FLAT_OUT, "first_token_ms": 0, "text": text_of(tokens)}
     runs: dict[str, dr.Run] = {}
-    answers = await dr.create_direct(gw_url, n, script)
-    streams = [dr.Stream(dr.socket_url(a), a["websocket_channel"]) for a in answers]
-    with dr.RssSampler(gateway.popen.pid) as rss:
-        await asyncio.gather(*(dr.listen(s, record=False) for s in streams))
-    runs["direct"] = dr.summarize("direct", streams, rss)
+    runs["direct"], _ = await direct_run(n, script, gateway, gw_url)
 
     fport = dr.free_port()
     forwarder = start_forwarder(fport, gw_url.split("//", 1)[1])
@@ -235,22 +246,37 @@ async def latency_paths(n: int, tokens: int, rate: float, sample: int, gw_url: s
         await dr.warm_up(site)
         if profile:
             os.kill(daphne.popen.pid, signal.SIGUSR1)  # start profiling now: not the start-up
-        with dr.RssSampler(daphne.popen.pid) as rss:
-            answers = await dr.create_relay(site, n)
-            hops = [dr.Stream(dr.socket_url(a), a["websocket_channel"], origin=site) for a in answers]
-            sampled = [a["channel_id"] for a in answers[:sample]]
-            shadows = [dr.Stream(dr.socket_url(a), a["websocket_channel"])
-                       for a in await dr.reconnect_direct(gw_url, sampled)]
-            twins = [dr.Stream(dr.socket_url(a), a["websocket_channel"])  # a few: they add load too
-                     for a in await dr.reconnect_direct(gw_url, sampled[:5])]
-            await asyncio.gather(*(dr.listen(s, record=True) for s in hops + shadows + twins))
-        out["relay"] = {"added_ms": _added(hops[:sample], shadows), "errors": sum(bool(s.error) for s in hops),
-                        "cpu_s": round(rss.cpu, 2)}
-        out["floor"] = {"added_ms": _added(twins, shadows[:5]), "errors": sum(bool(s.error) for s in twins),
-                        "cpu_s": 0.0}
+        out["relay"], out["floor"] = await relay_hop(n, sample, daphne, site, gw_url)
     finally:
         daphne.stop()
     return out
+
+
+async def relay_hop(n: int, sample: int, daphne: dr.Server, site: str,
+                    gw_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """N streams through a warm Daphne (its scripted answers paced), shadows as ``latency_paths``
+    says: the relay's figures and the method's floor. ``cpu_s``: Daphne's CPU over the run (starts
+    included); ``live_cpu_s`` and ``live_frames``: its CPU and the frames its clients got from the
+    moment all had joined (or failed) to the end."""
+    with dr.RssSampler(daphne.popen.pid) as rss:
+        answers = await dr.create_relay(site, n)
+        hops = [dr.Stream(dr.socket_url(a), a["websocket_channel"], origin=site) for a in answers]
+        sampled = [a["channel_id"] for a in answers[:sample]]
+        shadows = [dr.Stream(dr.socket_url(a), a["websocket_channel"])
+                   for a in await dr.reconnect_direct(gw_url, sampled)]
+        twins = [dr.Stream(dr.socket_url(a), a["websocket_channel"])  # a few: they add load too
+                 for a in await dr.reconnect_direct(gw_url, sampled[:5])]
+        done = asyncio.ensure_future(asyncio.gather(*(dr.listen(s, record=True) for s in hops + shadows + twins)))
+        while not all(s.joined or s.error for s in hops):  # polled: the clients set no event
+            if (await asyncio.wait({done}, timeout=0.005))[0]:
+                break
+        live_cpu, live_frames = rss.cpu_now(), sum(s.frames for s in hops)
+        await done
+        live_cpu, live_frames = rss.cpu_now() - live_cpu, sum(s.frames for s in hops) - live_frames
+    relay = {"added_ms": _added(hops[:sample], shadows), "errors": sum(bool(s.error) for s in hops),
+             "cpu_s": round(rss.cpu, 2), "live_cpu_s": live_cpu, "live_frames": live_frames}
+    floor = {"added_ms": _added(twins, shadows[:5]), "errors": sum(bool(s.error) for s in twins), "cpu_s": 0.0}
+    return relay, floor
 
 
 def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 90, 99)) -> dict[str, float]:

@@ -236,9 +236,9 @@ def summarize(name: str, streams: list[Stream], rss: RssSampler) -> Run:
                round((rss.peak - rss.idle) / max(1, len(streams)) / 1024, 1))
 
 
-def start_gateway(port: int) -> Server:
+def start_gateway(port: int, env: dict[str, str] | None = None) -> Server:
     return Server.start([sys.executable, "-m", "modelriver", "dev", "--port", str(port), "--api-key", API_KEY,
-                         "--webhook-secret", SECRET], "modelriver dev ready on", env={})
+                         "--webhook-secret", SECRET], "modelriver dev ready on", env=env or {})
 
 
 UNLIMITED_STARTS = {"MODELRIVER_START_RATE": "0", "MODELRIVER_MAX_IN_FLIGHT": "0"}
