@@ -42,16 +42,16 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import itertools
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
-from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar, overload
 from urllib.parse import quote
 
 import httpx
@@ -68,7 +68,7 @@ from modelriver.exceptions import (
     RateLimitError,
 )
 from modelriver.settings import Settings, mask_secret
-from modelriver.stream import Stream, SyncStream
+from modelriver.stream import Stream, SyncStream, connect, connect_sync
 from modelriver.types import AsyncRequest
 
 __all__ = [
@@ -83,6 +83,9 @@ __all__ = [
 _LOG = logging.getLogger("modelriver.api")
 
 _T = TypeVar("_T")
+_R = TypeVar("_R")
+_P = ParamSpec("_P")
+_H = TypeVar("_H", httpx.Client, httpx.AsyncClient)
 
 Message = Mapping[str, Any]
 """One chat message, ``{"role": ..., "content": ...}``."""
@@ -153,37 +156,67 @@ class _Call:
     unsafe: bool
 
 
-class _BaseModelRiver:
-    """The twins' shared, I/O-free part: requests, retries, parsing, errors.
+class _BaseModelRiver(Generic[_H]):
+    """The twins' shared part: construction, requests, retries, parsing, errors, the send loop.
 
-    Subclasses send the ``_Attempt`` requests a flow yields (after sleeping ``delay``) and send
-    the response, or the ``httpx.RequestError`` they caught, back into the flow; the flow's
-    return value is the call's result, and it raises the call's typed errors.
+    Each public method is written once, as ``AsyncModelRiver``'s coroutine: it builds a flow and
+    awaits ``_run`` (and ``_open`` for a stream). A twin supplies the I/O: ``_sleep``, ``_send``
+    and ``_open``. ``AsyncModelRiver``'s suspend; ``ModelRiver``'s block and never suspend, so
+    ``ModelRiver``'s methods run the same coroutines to their end at once (``_blocking``).
     """
+
+    _http_class: type[_H]
+    _http_mismatch: str
 
     def __init__(
         self,
+        api_key: str | None = None,
         *,
-        api_key: str | None,
-        api_base: str | None,
-        timeout: float | httpx.Timeout | None,
-        max_retries: int,
-        http: httpx.Client | httpx.AsyncClient,
-        owns_http: bool,
+        api_base: str | None = None,
+        timeout: float | httpx.Timeout | None = 30.0,
+        max_retries: int = 2,
+        http_client: _H | None = None,
     ) -> None:
+        if http_client is not None and not isinstance(http_client, self._http_class):
+            raise TypeError(self._http_mismatch)
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
         self.settings = Settings.from_env().merged(api_key=api_key, api_base=api_base)
         self.timeout = timeout
         self.max_retries = max_retries
-        self._http = http
-        self._owns_http = owns_http
+        self._client: _H = http_client if http_client is not None else self._http_class()
+        self._owns_http = http_client is None
         # Retry tuning; private so the public signature stays small (tests shorten them).
         self._initial_delay = 0.5
         self._max_delay = 8.0
         self._max_retry_after = 60.0
         self._random: Callable[[], float] = random.random
         self._now: Callable[[], float] = time.time
+
+    # --- I/O: one send loop, the twins' sleep and send ----------------------------------
+
+    async def _run(self, flow: _Flow[_T]) -> _T:
+        """Drive ``flow``: sleep each attempt's delay, send it, hand back what came of it."""
+        attempt = next(flow)
+        while True:
+            if attempt.delay > 0:
+                await self._sleep(attempt.delay)
+            outcome: _Outcome
+            try:
+                outcome = await self._send(attempt.request)
+            except httpx.RequestError as exc:
+                outcome = exc
+            try:
+                attempt = flow.send(outcome)
+            except StopIteration as stop:
+                result: _T = stop.value
+                return result
+
+    async def _sleep(self, seconds: float) -> None:
+        raise NotImplementedError
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        raise NotImplementedError
 
     @property
     def api_base(self) -> str:
@@ -366,7 +399,7 @@ class _BaseModelRiver:
                 "which UTF-8 cannot encode (nothing was sent)"
             )
         try:
-            return self._http.build_request(
+            return self._client.build_request(
                 call.method, call.url, json=call.body, headers=headers, timeout=self.timeout
             )
         except httpx.InvalidURL as exc:
@@ -471,169 +504,7 @@ def _error_detail(body: Any) -> str | None:
     return None
 
 
-class ModelRiver(_BaseModelRiver):
-    """Synchronous client of the ModelRiver HTTP API: ``AsyncModelRiver``'s twin, blocking.
-
-    The arguments, methods, retries and errors are ``AsyncModelRiver``'s (see there and the module
-    docstring), with ``close()`` for ``aclose()`` and ``http_client`` an ``httpx.Client``
-    (proxies, transports, default headers) that stays open on ``close()``: its owner closes it.
-
-    Raises:
-        ValueError: ``max_retries`` is negative.
-        TypeError: ``http_client`` is not an ``httpx.Client``.
-    """
-
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        api_base: str | None = None,
-        timeout: float | httpx.Timeout | None = 30.0,
-        max_retries: int = 2,
-        http_client: httpx.Client | None = None,
-    ) -> None:
-        if http_client is not None and not isinstance(http_client, httpx.Client):
-            raise TypeError("http_client must be an httpx.Client (AsyncModelRiver takes async)")
-        client = http_client if http_client is not None else httpx.Client()
-        super().__init__(
-            api_key=api_key,
-            api_base=api_base,
-            timeout=timeout,
-            max_retries=max_retries,
-            http=client,
-            owns_http=http_client is None,
-        )
-        self._client = client
-
-    def _run(self, flow: _Flow[_T]) -> _T:
-        attempt = next(flow)
-        while True:
-            if attempt.delay > 0:
-                time.sleep(attempt.delay)
-            outcome: _Outcome
-            try:
-                outcome = self._client.send(attempt.request)
-            except httpx.RequestError as exc:
-                outcome = exc
-            try:
-                attempt = flow.send(outcome)
-            except StopIteration as stop:
-                result: _T = stop.value
-                return result
-
-    def create_request(
-        self,
-        workflow: str,
-        messages: Messages,
-        *,
-        events: Sequence[str] | None = None,
-        webhook_url: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        delivery_method: str = "websocket",
-    ) -> AsyncRequest:
-        """``AsyncModelRiver.create_request``, blocking: the same request, retries, result and errors."""
-        return self._run(
-            self._create_request_flow(
-                workflow,
-                messages,
-                events=events,
-                webhook_url=webhook_url,
-                metadata=metadata,
-                delivery_method=delivery_method,
-            )
-        )
-
-    def reconnect(self, channel_id: str) -> AsyncRequest:
-        """``AsyncModelRiver.reconnect``, blocking: the same request, retries, result and errors."""
-        return self._run(self._reconnect_flow(channel_id))
-
-    def callback(
-        self,
-        channel_id: str,
-        data: Mapping[str, Any],
-        *,
-        task_id: str | None = None,
-        callback_url: str | None = None,
-    ) -> dict[str, Any]:
-        """``AsyncModelRiver.callback``, blocking: the same request, retries, result and errors."""
-        return self._run(
-            self._callback_flow(channel_id, data, task_id=task_id, callback_url=callback_url)
-        )
-
-    def cancel(self, channel_id: str) -> dict[str, Any]:
-        """``AsyncModelRiver.cancel``, blocking: the same request, retries, result and errors."""
-        return self._run(self._cancel_flow(channel_id))
-
-    def health(self) -> dict[str, Any]:
-        """``AsyncModelRiver.health``, blocking: the same request, retries, result and errors."""
-        return self._run(self._health_flow())
-
-    # --- streaming --------------------------------------------------------------------
-
-    def stream(
-        self,
-        workflow: str,
-        messages: Messages,
-        *,
-        events: Sequence[str] | None = None,
-        webhook_url: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        request_timeout: float | None = 300.0,
-        coalesce: bool = False,
-        headers: Mapping[str, str] | None = None,
-        origin: str | None = None,
-    ) -> SyncStream:
-        """Start a request and stream its events: ``create_request`` then ``connect``."""
-        request = self.create_request(
-            workflow, messages, events=events, webhook_url=webhook_url, metadata=metadata
-        )
-        return self.connect(request, request_timeout=request_timeout, coalesce=coalesce,
-                            headers=headers, origin=origin)
-
-    def connect(
-        self,
-        request: AsyncRequest,
-        *,
-        last_seq: int | None = None,
-        request_timeout: float | None = 300.0,
-        coalesce: bool = False,
-        headers: Mapping[str, str] | None = None,
-        origin: str | None = None,
-    ) -> SyncStream:
-        """Stream an existing request (e.g. after a reload, from ``last_seq``).
-
-        A refused socket token is renewed through ``reconnect``. ``origin`` and ``headers`` go
-        into the WebSocket handshake (``Origin`` and extra headers).
-        """
-        channel_id = request.channel_id
-        return SyncStream(
-            request,
-            refresh=lambda: self.reconnect(channel_id),
-            last_seq=last_seq,
-            request_timeout=request_timeout,
-            coalesce=coalesce,
-            headers=headers,
-            origin=origin,
-        )
-
-    def close(self) -> None:
-        """Close the HTTP connections, unless the ``http_client`` was supplied."""
-        if self._owns_http:
-            self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class AsyncModelRiver(_BaseModelRiver):
+class AsyncModelRiver(_BaseModelRiver[httpx.AsyncClient]):
     """Asynchronous client of the ModelRiver HTTP API: ``ModelRiver``'s twin.
 
     Args:
@@ -650,43 +521,20 @@ class AsyncModelRiver(_BaseModelRiver):
         TypeError: ``http_client`` is not an ``httpx.AsyncClient``.
     """
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        api_base: str | None = None,
-        timeout: float | httpx.Timeout | None = 30.0,
-        max_retries: int = 2,
-        http_client: httpx.AsyncClient | None = None,
-    ) -> None:
-        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
-            raise TypeError("http_client must be an httpx.AsyncClient (ModelRiver takes sync)")
-        client = http_client if http_client is not None else httpx.AsyncClient()
-        super().__init__(
-            api_key=api_key,
-            api_base=api_base,
-            timeout=timeout,
-            max_retries=max_retries,
-            http=client,
-            owns_http=http_client is None,
-        )
-        self._client = client
+    _http_class = httpx.AsyncClient
+    _http_mismatch = "http_client must be an httpx.AsyncClient (ModelRiver takes sync)"
 
-    async def _run(self, flow: _Flow[_T]) -> _T:
-        attempt = next(flow)
-        while True:
-            if attempt.delay > 0:
-                await asyncio.sleep(attempt.delay)
-            outcome: _Outcome
-            try:
-                outcome = await self._client.send(attempt.request)
-            except httpx.RequestError as exc:
-                outcome = exc
-            try:
-                attempt = flow.send(outcome)
-            except StopIteration as stop:
-                result: _T = stop.value
-                return result
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        return await self._client.send(request)
+
+    async def _open(self, request: AsyncRequest, options: dict[str, Any]) -> Stream:
+        channel_id = request.channel_id
+        return await connect(request, refresh=lambda: self.reconnect(channel_id), **options)
+
+    # Each method below is ``ModelRiver``'s too: it awaits only ``_run`` and ``_open``.
 
     async def create_request(
         self,
@@ -722,16 +570,9 @@ class AsyncModelRiver(_BaseModelRiver):
             APITimeoutError: the API did not answer in time.
             APIConnectionError: the API could not be reached.
         """
-        return await self._run(
-            self._create_request_flow(
-                workflow,
-                messages,
-                events=events,
-                webhook_url=webhook_url,
-                metadata=metadata,
-                delivery_method=delivery_method,
-            )
-        )
+        flow = self._create_request_flow(workflow, messages, events=events, webhook_url=webhook_url,
+                                         metadata=metadata, delivery_method=delivery_method)
+        return await self._run(flow)
 
     async def reconnect(self, channel_id: str) -> AsyncRequest:
         """Get a fresh ``ws_token`` for a request still in flight: ``POST /v1/ai/reconnect``.
@@ -824,11 +665,11 @@ class AsyncModelRiver(_BaseModelRiver):
         origin: str | None = None,
     ) -> Stream:
         """Start a request and stream its events: ``create_request`` then ``connect``."""
-        request = await self.create_request(
-            workflow, messages, events=events, webhook_url=webhook_url, metadata=metadata
-        )
-        return await self.connect(request, request_timeout=request_timeout, coalesce=coalesce,
-                                  headers=headers, origin=origin)
+        flow = self._create_request_flow(workflow, messages, events=events, webhook_url=webhook_url,
+                                         metadata=metadata, delivery_method="websocket")
+        request = await self._run(flow)
+        return await self._open(request, {"request_timeout": request_timeout, "coalesce": coalesce,
+                                          "headers": headers, "origin": origin})
 
     async def connect(
         self,
@@ -845,18 +686,8 @@ class AsyncModelRiver(_BaseModelRiver):
         A refused socket token is renewed through ``reconnect``. ``origin`` and ``headers`` go
         into the WebSocket handshake (``Origin`` and extra headers).
         """
-        channel_id = request.channel_id
-        stream = Stream(
-            request,
-            refresh=lambda: self.reconnect(channel_id),
-            last_seq=last_seq,
-            request_timeout=request_timeout,
-            coalesce=coalesce,
-            headers=headers,
-            origin=origin,
-        )
-        stream.start()
-        return stream
+        return await self._open(request, {"last_seq": last_seq, "request_timeout": request_timeout,
+                                          "coalesce": coalesce, "headers": headers, "origin": origin})
 
     async def aclose(self) -> None:
         """Close the HTTP connections, unless the ``http_client`` was supplied."""
@@ -866,10 +697,91 @@ class AsyncModelRiver(_BaseModelRiver):
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _complete(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """The result of a coroutine that never suspends (``ModelRiver``'s I/O blocks instead)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        result: _T = done.value
+        return result
+    coroutine.close()
+    raise RuntimeError("a ModelRiver call suspended: its I/O must block")  # pragma: no cover
+
+
+@overload
+def _blocking(
+    method: Callable[Concatenate[Any, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[ModelRiver, _P], _T]: ...
+
+
+@overload
+def _blocking(
+    method: Callable[Concatenate[Any, _P], Coroutine[Any, Any, Any]], returns: type[_R]
+) -> Callable[Concatenate[ModelRiver, _P], _R]: ...
+
+
+def _blocking(
+    method: Callable[Concatenate[Any, _P], Coroutine[Any, Any, Any]], returns: type[Any] | None = None
+) -> Callable[Concatenate[ModelRiver, _P], Any]:
+    """``name = _blocking(AsyncModelRiver.name)``: ``ModelRiver``'s method, the same coroutine run to
+    its end at once (``ModelRiver``'s ``_sleep``, ``_send`` and ``_open`` block, never suspend).
+
+    Signature and docs are the async method's; ``returns`` is the type ``ModelRiver``'s ``_open``
+    gives where the async method gives a ``Stream``.
+    """
+
+    @functools.wraps(method)
+    def call(self: ModelRiver, /, *args: _P.args, **kwargs: _P.kwargs) -> Any:
+        return _complete(method(self, *args, **kwargs))
+
+    return call
+
+
+class ModelRiver(_BaseModelRiver[httpx.Client]):
+    """Synchronous client of the ModelRiver HTTP API: ``AsyncModelRiver``'s twin, blocking.
+
+    The arguments, methods, retries and errors are ``AsyncModelRiver``'s (see there and the module
+    docstring), with ``close()`` for ``aclose()`` and ``http_client`` an ``httpx.Client``
+    (proxies, transports, default headers) that stays open on ``close()``: its owner closes it.
+    ``stream`` and ``connect`` return a ``SyncStream``.
+
+    Raises:
+        ValueError: ``max_retries`` is negative.
+        TypeError: ``http_client`` is not an ``httpx.Client``.
+    """
+
+    _http_class = httpx.Client
+    _http_mismatch = "http_client must be an httpx.Client (AsyncModelRiver takes async)"
+
+    async def _sleep(self, seconds: float) -> None:
+        time.sleep(seconds)  # noqa: ASYNC251 - blocking is the point: this coroutine never suspends
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        return self._client.send(request)
+
+    async def _open(self, request: AsyncRequest, options: dict[str, Any]) -> SyncStream:
+        channel_id = request.channel_id
+        return connect_sync(request, refresh=lambda: self.reconnect(channel_id), **options)
+
+    create_request = _blocking(AsyncModelRiver.create_request)
+    reconnect = _blocking(AsyncModelRiver.reconnect)
+    callback = _blocking(AsyncModelRiver.callback)
+    cancel = _blocking(AsyncModelRiver.cancel)
+    health = _blocking(AsyncModelRiver.health)
+    stream = _blocking(AsyncModelRiver.stream, SyncStream)
+    connect = _blocking(AsyncModelRiver.connect, SyncStream)
+
+    def close(self) -> None:
+        """Close the HTTP connections, unless the ``http_client`` was supplied."""
+        if self._owns_http:
+            self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

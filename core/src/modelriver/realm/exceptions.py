@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from modelriver.exceptions import (
     APIConnectionError,
@@ -64,6 +64,14 @@ CANCELLED = "CANCELLED"
 CONNECTION_LOST = "CONNECTION_LOST"
 TIMEOUT = "TIMEOUT"
 PROTOCOL_ERROR = "PROTOCOL_ERROR"
+
+
+class _Fields(TypedDict, total=False):
+    """``RealmError``'s keyword arguments, for the subclasses that add their own."""
+
+    code: str | None
+    details: Mapping[str, Any] | None
+    call_id: str | None
 
 
 class RealmError(ModelRiverError):
@@ -126,21 +134,15 @@ class RealmRateLimitError(RealmError, RateLimitError):
     default_code = RATE_LIMIT_EXCEEDED
 
     def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        details: Mapping[str, Any] | None = None,
-        call_id: str | None = None,
-        retry_after: float | None = None,
+        self, message: str, *, retry_after: float | None = None, **fields: Unpack[_Fields]
     ) -> None:
-        details = dict(details or {})
+        super().__init__(message, **fields)
         if retry_after is None:
-            retry_after = _retry_after(details)
-        if retry_after is None:
-            retry_after = _retry_after_in(message)
-        RateLimitError.__init__(self, message, body=details, retry_after=retry_after)
-        self._realm(message, code, details, call_id)
+            retry_after = _retry_after(self.details)
+        self.retry_after = retry_after if retry_after is not None else _retry_after_in(message)
+
+    def _init_base(self, message: str, details: Mapping[str, Any] | None) -> None:
+        RateLimitError.__init__(self, message, body=dict(details or {}))
 
 
 class RealmDispatchError(RealmError):
