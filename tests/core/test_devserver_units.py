@@ -397,6 +397,29 @@ async def test_openai_provider_errors_become_provider_errors() -> None:
                 await _drain_any(provider)
 
 
+async def test_openai_provider_too_deep_json_is_a_provider_error() -> None:
+    """A chunk nested past Python's parser is a malformed stream (failover), not a crash; tool
+    arguments nested so deep stay their raw text."""
+    import httpx
+
+    from modelriver.devserver.providers import OpenAIProvider
+
+    deep = "[" * 100_000 + "]" * 100_000
+    tool = {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"name": "f",
+                                                                          "arguments": deep}}]}}]}
+    bodies = [b"data: " + deep.encode() + b"\n\n", _sse(tool)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=bodies.pop(0), headers={"content-type": "text/event-stream"})
+
+    config = OpenAIProviderConfig("llm", base_url="http://llm.test/v1", model="m")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        provider = OpenAIProvider(config, client)
+        with pytest.raises(ProviderError, match="malformed stream chunk"):
+            await _drain_any(provider)
+        assert await _drain_any(provider) == [ToolCallChunk("f", deep)]
+
+
 async def _drain_any(provider: Any) -> list[Any]:
     return [c async for c in provider.stream(GenerationRequest([{"role": "user", "content": "x"}]))]
 

@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["loads", "stringify"]
+__all__ = ["loads", "strict_loads", "stringify"]
 
 _MAX_ARRAY_INDEX = 2**32 - 2  # array indices are the canonical integers below 2**32 - 1
 
@@ -83,6 +83,19 @@ def loads(text: str | bytes, *, allow_overflow: bool = True) -> Any:
         parse_int=_number if allow_overflow else _finite_number,
         parse_constant=_reject_constant,
     )
+
+
+def strict_loads(text: str | bytes) -> Any:
+    """Parse JSON with Python's types (ints stay ints), refusing ``NaN`` and ``Infinity`` as
+    ``JSON.parse`` does; :func:`loads` is the one with JavaScript's numbers.
+
+    Raises:
+        ValueError: the text is not valid JSON, or nests too deeply for Python's parser.
+    """
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise ValueError("JSON nests too deeply") from exc
 
 
 def stringify(value: Any) -> str:

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from modelriver._jsjson import strict_loads
 from modelriver._text import scrub, unencodable_path
 from modelriver._version import __version__
 from modelriver.devserver.config import ConfigError, ScriptedOverrides, parse_overrides
@@ -64,10 +65,6 @@ class ApiError(Exception):
     def response(self) -> JSONResponse:
         return SafeJSONResponse({"error": self.code, "message": self.message}, self.status,
                             headers=self.headers)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _is_http_url(value: Any) -> bool:
@@ -237,8 +234,8 @@ class HttpApi:
         if not raw.strip():
             raise _bad("body is empty; expected a JSON object")
         try:
-            value = json.loads(raw, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
+            value = strict_loads(raw)
+        except ValueError as exc:
             raise _bad(f"body is not valid JSON: {exc}") from exc
         where = unencodable_path(value)
         if where is not None:

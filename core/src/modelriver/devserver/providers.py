@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from modelriver._jsjson import strict_loads
 from modelriver.devserver.config import (
     OpenAIProviderConfig,
     ProviderConfig,
@@ -320,20 +321,15 @@ class OpenAIProvider(_ConfiguredProvider[OpenAIProviderConfig]):
             raise ProviderError(f"{type(exc).__name__} talking to {cfg.base_url}: {exc}") from exc
         for call in tools.values():
             try:
-                arguments: Any = (json.loads(call["arguments"], parse_constant=_no_constant)
-                                  if call["arguments"] else {})
+                arguments: Any = strict_loads(call["arguments"]) if call["arguments"] else {}
             except ValueError:
                 arguments = call["arguments"]
             yield ToolCallChunk(call["name"], arguments)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _parse_sse_chunk(data: str, tools: dict[int, dict[str, str]]) -> list[Chunk]:
     try:
-        payload = json.loads(data, parse_constant=_no_constant)
+        payload = strict_loads(data)
     except ValueError as exc:
         raise ProviderError(f"malformed stream chunk: {data[:100]!r}") from exc
     if not isinstance(payload, dict):
