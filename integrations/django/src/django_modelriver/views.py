@@ -22,11 +22,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import secrets
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -95,6 +97,31 @@ def _json_body(request: HttpRequest) -> dict[str, Any] | str:
     if where is not None:
         return f"{where} is not valid Unicode text (a lone surrogate such as \\ud800)"
     return body
+
+
+def _json_post(view: Callable[[HttpRequest, dict[str, Any]], Coroutine[Any, Any, HttpResponse]],
+               ) -> Callable[[HttpRequest], Coroutine[Any, Any, HttpResponse]]:
+    """Make ``view(request, body)`` a view of POSTs of a JSON object: 405 for another method and
+    400 for a bad body, before ``view`` runs."""
+    @functools.wraps(view)
+    async def post(request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return _error(405, "POST only", Allow="POST")
+        body = _json_body(request)
+        if isinstance(body, str):
+            return _error(400, body)
+        return await view(request, body)
+    return post
+
+
+async def _owned_record(channel_id: str, owner: str | None, user_id: str | None) -> RequestRecord | JsonResponse:
+    """The stored request ``channel_id`` when it is this owner's; else the error answer (404, 403)."""
+    record = await get_hub().backend.get(channel_id)
+    if record is None:
+        return _error(404, "unknown request")
+    if not record.owned_by(owner, user_id):
+        return _error(403, "this request belongs to someone else")
+    return record
 
 
 def _socket_url(request: HttpRequest) -> str:
@@ -166,14 +193,10 @@ def _messages(body: dict[str, Any]) -> list[dict[str, str]] | str:
 
 
 @csrf_protect
-async def start(request: HttpRequest) -> HttpResponse:
+@_json_post
+async def start(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
     """Start a request for this session (see the module docstring)."""
-    if request.method != "POST":
-        return _error(405, "POST only", Allow="POST")
     settings = modelriver_settings()
-    body = _json_body(request)
-    if isinstance(body, str):
-        return _error(400, body)
     messages = _messages(body)
     if isinstance(messages, str):
         return _error(400, messages)
@@ -277,13 +300,9 @@ async def _create(workflow: str, messages: list[dict[str, str]], extra: dict[str
 
 
 @csrf_exempt
-async def reconnect(request: HttpRequest) -> HttpResponse:
+@_json_post
+async def reconnect(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
     """A fresh socket token for a request of this owner (see the module docstring)."""
-    if request.method != "POST":
-        return _error(405, "POST only", Allow="POST")
-    body = _json_body(request)
-    if isinstance(body, str):
-        return _error(400, body)
     channel_id = body.get("channel_id")
     if channel_id is not None and not isinstance(channel_id, str):
         return _error(400, "channel_id must be a string")
@@ -291,16 +310,15 @@ async def reconnect(request: HttpRequest) -> HttpResponse:
         return _error(403, "not allowed")
     owner, user_id = await sync_to_async(_identify)(request, create=False)
     hub = get_hub()
+    record: RequestRecord | HttpResponse | None
     if channel_id:
-        record = await hub.backend.get(channel_id)
-        if record is None:
-            return _error(404, "unknown request")
-        if not record.owned_by(owner, user_id):
-            return _error(403, "this request belongs to someone else")
+        record = await _owned_record(channel_id, owner, user_id)
     else:
         record = await hub.backend.latest(owner, user_id)
-        if record is None:
-            return HttpResponse(status=204)  # nothing to resume (not an error for the page)
+    if record is None:
+        return HttpResponse(status=204)  # nothing to resume (not an error for the page)
+    if isinstance(record, HttpResponse):
+        return record
     ended = await hub.backend.ended_at(record.channel_id)
     if ended is not None and time.time() - ended > END_GRACE:
         return _error(404, "the request is over")
@@ -313,25 +331,19 @@ async def reconnect(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_protect
-async def cancel(request: HttpRequest) -> HttpResponse:
+@_json_post
+async def cancel(request: HttpRequest, body: dict[str, Any]) -> HttpResponse:
     """Cancel a request of this owner upstream."""
-    if request.method != "POST":
-        return _error(405, "POST only", Allow="POST")
-    body = _json_body(request)
-    if isinstance(body, str):
-        return _error(400, body)
     channel_id = body.get("channel_id")
     if not isinstance(channel_id, str):
         return _error(400, "send {channel_id}")
     if not await check_permission(request):
         return _error(403, "not allowed")
     owner, user_id = await sync_to_async(_identify)(request, create=False)
+    record = await _owned_record(channel_id, owner, user_id)
+    if isinstance(record, HttpResponse):
+        return record
     hub = get_hub()
-    record = await hub.backend.get(channel_id)
-    if record is None:
-        return _error(404, "unknown request")
-    if not record.owned_by(owner, user_id):
-        return _error(403, "this request belongs to someone else")
     if await hub.backend.ended_at(channel_id) is not None:
         return _error(409, "the request is already over")
     try:
