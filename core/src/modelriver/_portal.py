@@ -14,11 +14,12 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, Self, TypeVar, overload
 
-__all__ = ["Portal", "forward", "forward_iter"]
+__all__ = ["Portal", "forward", "forward_iter", "same_args"]
 
 T = TypeVar("T")
 A = TypeVar("A")
 R = TypeVar("R")
+S = TypeVar("S")
 P = ParamSpec("P")
 
 
@@ -63,6 +64,14 @@ class Portal:
                 with contextlib.suppress(Exception):
                     self.call(aclose())
 
+    def close_after(self, closing: Callable[[], Awaitable[object]]) -> None:
+        """Run ``closing()`` (the async twin's own close) on the loop, then ``close()``. Idempotent."""
+        if self._loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):
+            self.call(closing())
+        self.close()
+
     def close(self) -> None:
         """Stop the loop and join the thread. Idempotent."""
         if self._loop.is_closed():
@@ -81,6 +90,19 @@ class Portal:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
         self._loop.close()
+
+
+def same_args(
+    twin: Callable[P, object],
+) -> Callable[[Callable[Concatenate[S, ...], None]], Callable[Concatenate[S, P], None]]:
+    """``@same_args(AsyncX)`` on a sync twin's ``__init__(self, *args, **kwargs)``, which hands
+    them on to ``AsyncX``: typed (and shown by ``inspect.signature``) with ``AsyncX``'s arguments."""
+
+    def typed(init: Callable[Concatenate[S, ...], None]) -> Callable[Concatenate[S, P], None]:
+        init.__wrapped__ = twin.__init__  # type: ignore[attr-defined]
+        return init
+
+    return typed
 
 
 class _SyncTwin(Protocol):

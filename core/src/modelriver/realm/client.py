@@ -31,7 +31,7 @@ import logging
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -68,7 +68,7 @@ from modelriver.realm.protocol import (
     token_text,
 )
 
-__all__ = ["EVENTS", "Callback", "RealmClient"]
+__all__ = ["EVENTS", "Callback", "GenerateOptions", "RealmClient"]
 
 logger = logging.getLogger("modelriver.realm")
 
@@ -78,6 +78,28 @@ _ABANDONED_MAX = 4096
 
 EVENTS = ("connected", "disconnected", "error")
 """``connected`` (tenant id), ``disconnected`` (reason), ``error`` (a ``RealmError``)."""
+
+
+class GenerateOptions(TypedDict, total=False):
+    """The keyword options of ``generate``, ``generate_stream`` and ``generate_events``.
+
+    Attributes:
+        model: the model (default: the client's ``model``).
+        max_tokens: sampling: the most tokens to generate (None leaves it out; the default 100
+            is what Realm's Python client sends).
+        temperature: sampling temperature (None leaves it out; the default 0.7 is what Realm's
+            Python client sends).
+        top_p: nucleus sampling (None leaves it out).
+        params: further params sent as they are.
+        call_timeout: seconds to wait for the answer (default: the client's ``timeout``).
+    """
+
+    model: str | None
+    max_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    params: Mapping[str, Any] | None
+    call_timeout: float | None
 
 
 class _Call:
@@ -518,27 +540,10 @@ class RealmClient:
                     data = answer.data
         return data
 
-    def _generate_params(
-        self, prompt: str, model: str | None, max_tokens: int | None, temperature: float | None,
-        top_p: float | None, params: Mapping[str, Any] | None, stream: bool,
-    ) -> dict[str, Any]:
-        out: dict[str, Any] = {"prompt": prompt}
-        model = model or self.model
-        if model is not None:
-            out["model"] = model
-        if max_tokens is not None:
-            out["max_tokens"] = max_tokens
-        if temperature is not None:
-            out["temperature"] = temperature
-        if top_p is not None:
-            out["top_p"] = top_p
-        out.update(params or {})
-        out["stream"] = stream
-        return out
-
-    async def generate(
+    def _generate_call(
         self,
         prompt: str,
+        stream: bool,
         *,
         model: str | None = None,
         max_tokens: int | None = 100,
@@ -546,19 +551,25 @@ class RealmClient:
         top_p: float | None = None,
         params: Mapping[str, Any] | None = None,
         call_timeout: float | None = None,
-    ) -> GenerateResult:
+    ) -> tuple[dict[str, Any], str | None, float | None]:
+        """A ``generate`` call's params, its model and its timeout (``GenerateOptions``' defaults)."""
+        model = model or self.model
+        body: dict[str, Any] = {"prompt": prompt}
+        for key, value in (("model", model), ("max_tokens", max_tokens), ("temperature", temperature),
+                           ("top_p", top_p)):
+            if value is not None:
+                body[key] = value
+        body.update(params or {})
+        body["stream"] = stream
+        return body, model, call_timeout
+
+    async def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> GenerateResult:
         """Generate text for ``prompt`` and return the whole result.
 
         Args:
             prompt: the prompt.
-            model: the model (default: the client's ``model``).
-            max_tokens: sampling: the most tokens to generate (None leaves it out; the default
-                100 is what Realm's Python client sends).
-            temperature: sampling temperature (None leaves it out; the default 0.7 is what
-                Realm's Python client sends).
-            top_p: nucleus sampling (None leaves it out).
-            params: further params sent as they are.
-            call_timeout: seconds to wait for the answer (default: the client's ``timeout``).
+            **options: ``GenerateOptions``: ``model``, the sampling ``max_tokens`` (default 100),
+                ``temperature`` (default 0.7) and ``top_p``, further ``params``, ``call_timeout``.
 
         Returns:
             The ``GenerateResult``.
@@ -569,9 +580,8 @@ class RealmClient:
                 ``RealmInternalError``.
             RealmConnectionError: no answer (``RealmTimeoutError`` when it timed out).
         """
-        model = model or self.model
+        body, model, call_timeout = self._generate_call(prompt, False, **options)
         parts: list[str] = []
-        body = self._generate_params(prompt, model, max_tokens, temperature, top_p, params, False)
         async with contextlib.aclosing(self._answers("generate", body, call_timeout)) as answers:
             async for answer in answers:
                 if answer.status == "streaming":
@@ -580,23 +590,13 @@ class RealmClient:
                     return GenerateResult.from_data(answer.data, streamed=parts, model=model)
         raise RealmProtocolError("generate ended without a result")  # pragma: no cover
 
-    async def generate_stream(
-        self,
-        prompt: str,
-        *,
-        model: str | None = None,
-        max_tokens: int | None = 100,
-        temperature: float | None = 0.7,
-        top_p: float | None = None,
-        params: Mapping[str, Any] | None = None,
-        call_timeout: float | None = None,
-    ) -> AsyncGenerator[str, None]:
+    async def generate_stream(self, prompt: str, **options: Unpack[GenerateOptions]) -> AsyncGenerator[str, None]:
         """Generate with ``stream: true``, yielding each token's text as it arrives.
 
         Args and Raises: as ``generate``; ``call_timeout`` bounds the wait for each token.
         Leaving the loop early cancels the call on the server.
         """
-        body = self._generate_params(prompt, model, max_tokens, temperature, top_p, params, True)
+        body, _, call_timeout = self._generate_call(prompt, True, **options)
         async with contextlib.aclosing(self._answers("generate", body, call_timeout)) as answers:
             async for answer in answers:
                 if answer.status == "streaming":
@@ -605,15 +605,7 @@ class RealmClient:
                         yield text
 
     async def generate_events(
-        self,
-        prompt: str,
-        *,
-        model: str | None = None,
-        max_tokens: int | None = 100,
-        temperature: float | None = 0.7,
-        top_p: float | None = None,
-        params: Mapping[str, Any] | None = None,
-        call_timeout: float | None = None,
+        self, prompt: str, **options: Unpack[GenerateOptions]
     ) -> AsyncGenerator[StreamEvent, None]:
         """Generate as core ``StreamEvent``s: a ``Token`` per record (``seq`` = its index), then a
         ``Response`` (``AIResponse`` status success, usage in ``meta``), or an ``Error``.
@@ -624,11 +616,10 @@ class RealmClient:
             RealmConnectionError, RealmTimeoutError, RealmProtocolError: the call could not
                 finish (the server's own error answers become ``Error`` events instead).
         """
-        model = model or self.model
+        body, model, call_timeout = self._generate_call(prompt, True, **options)
         loop = asyncio.get_running_loop()
         started = loop.time()
         parts: list[str] = []
-        body = self._generate_params(prompt, model, max_tokens, temperature, top_p, params, True)
         try:
             async with contextlib.aclosing(self._answers("generate", body, call_timeout)) as answers:
                 async for answer in answers:

@@ -48,7 +48,7 @@ import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypedDict, Unpack
 
 import websockets
 from websockets.asyncio.server import Server, ServerConnection
@@ -94,6 +94,7 @@ __all__ = [
     "Pipeline",
     "RealmServer",
     "RealmSession",
+    "ServeOptions",
     "builtin_pipelines",
     "echo_generator",
     "serve",
@@ -166,45 +167,33 @@ def _param(name: str, type_: str, description: str, *, required: bool = False,
     return out
 
 
+def _function(name: str, description: str, returns: str, *params: dict[str, Any],
+              streaming: bool = False) -> dict[str, Any]:
+    return {"name": name, "description": description, "params": list(params), "returns": returns,
+            "streaming": streaming}
+
+
 FUNCTIONS_METADATA: list[dict[str, Any]] = [
-    {
-        "name": "generate",
-        "description": "Generate text for a prompt, streamed token by token when stream is true.",
-        "params": [
-            _param("prompt", "string", "The prompt.", required=True),
-            _param("max_tokens", "integer", "The most tokens to generate (none: no limit)."),
-            _param("temperature", "number", "Sampling temperature, 0 to 2."),
-            _param("top_p", "number", "Nucleus sampling, 0 to 1."),
-            _param("stream", "boolean", "Stream token records before the result.", default=False),
-            _param("model", "string", "The model to use (an unknown one: the default)."),
-        ],
-        "returns": "{text, tokens_generated, prompt_tokens, time_ms, model}",
-        "streaming": True,
-    },
-    {
-        "name": "pipeline",
-        "description": "Run a named pipeline on an input.",
-        "params": [
-            _param("pipeline", "string", "The pipeline's name (ours: `name` too).", required=True),
-            _param("input", "any", "The pipeline's input."),
-        ],
-        "returns": "{pipeline, output, time_ms}",
-        "streaming": False,
-    },
-    {
-        "name": "health",
-        "description": "The server's health.",
-        "params": [],
-        "returns": "{status, version, uptime_seconds, connections, active_calls}",
-        "streaming": False,
-    },
-    {
-        "name": "metadata",
-        "description": "The functions this server offers.",
-        "params": [],
-        "returns": "{version, functions, pipelines, capabilities}",
-        "streaming": False,
-    },
+    _function(
+        "generate", "Generate text for a prompt, streamed token by token when stream is true.",
+        "{text, tokens_generated, prompt_tokens, time_ms, model}",
+        _param("prompt", "string", "The prompt.", required=True),
+        _param("max_tokens", "integer", "The most tokens to generate (none: no limit)."),
+        _param("temperature", "number", "Sampling temperature, 0 to 2."),
+        _param("top_p", "number", "Nucleus sampling, 0 to 1."),
+        _param("stream", "boolean", "Stream token records before the result.", default=False),
+        _param("model", "string", "The model to use (an unknown one: the default)."),
+        streaming=True,
+    ),
+    _function(
+        "pipeline", "Run a named pipeline on an input.", "{pipeline, output, time_ms}",
+        _param("pipeline", "string", "The pipeline's name (ours: `name` too).", required=True),
+        _param("input", "any", "The pipeline's input."),
+    ),
+    _function("health", "The server's health.",
+              "{status, version, uptime_seconds, connections, active_calls}"),
+    _function("metadata", "The functions this server offers.",
+              "{version, functions, pipelines, capabilities}"),
 ]
 
 
@@ -638,25 +627,24 @@ def _bounded(params: dict[str, Any], name: str, low: float, high: float) -> floa
     return number
 
 
+class ServeOptions(TypedDict, total=False):
+    """``serve``'s keyword options: ``RealmServer``'s (see there), its ``clock`` excepted."""
+
+    api_keys: Collection[str] | Mapping[str, str] | None
+    rate_limit_per_minute: int
+    pipelines: Mapping[str, Pipeline] | None
+    auth_timeout: float
+    max_frame_size: int
+    ping_interval: float | None
+
+
 async def serve(
-    generate: Generator = echo_generator,
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    *,
-    api_keys: Collection[str] | Mapping[str, str] | None = None,
-    rate_limit_per_minute: int = 0,
-    pipelines: Mapping[str, Pipeline] | None = None,
-    auth_timeout: float = AUTH_TIMEOUT,
-    max_frame_size: int = DEFAULT_MAX_FRAME,
-    ping_interval: float | None = 20.0,
+    generate: Generator = echo_generator, host: str = "127.0.0.1", port: int = 8080,
+    **options: Unpack[ServeOptions],
 ) -> RealmServer:
     """Start a ``RealmServer`` on ``host:port`` and return it (``await server.close()`` to stop).
 
     Args: see ``RealmServer``; ``port`` 0 picks a free port (read ``server.port``).
     """
-    server = RealmServer(
-        generate, api_keys=api_keys, rate_limit_per_minute=rate_limit_per_minute,
-        pipelines=pipelines, auth_timeout=auth_timeout, max_frame_size=max_frame_size,
-        ping_interval=ping_interval,
-    )
+    server = RealmServer(generate, **options)
     return await server.start(host, port)

@@ -11,12 +11,11 @@ the sync client (that would wait on the thread that has to answer).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
+from typing import Any
 
-from modelriver._portal import Portal, forward, forward_iter
+from modelriver._portal import Portal, forward, forward_iter, same_args
 from modelriver.realm.client import Callback, RealmClient
-from modelriver.realm.protocol import AUTH_TIMEOUT, DEFAULT_MAX_FRAME, DEFAULT_URL
 
 __all__ = ["SyncRealmClient"]
 
@@ -29,27 +28,10 @@ class SyncRealmClient:
     ``generate_stream`` and ``generate_events`` return iterators (closing one early cancels the call).
     """
 
-    def __init__(
-        self,
-        url: str = DEFAULT_URL,
-        *,
-        model: str | None = None,
-        api_key: str | None = None,
-        tenant_id: str | None = None,
-        reconnect: bool = True,
-        reconnect_interval: float = 5.0,
-        timeout: float | None = 30.0,
-        auth_timeout: float = AUTH_TIMEOUT,
-        open_timeout: float = 10.0,
-        max_frame_size: int = DEFAULT_MAX_FRAME,
-        ping_interval: float | None = 20.0,
-    ) -> None:
+    @same_args(RealmClient)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._twin = RealmClient(*args, **kwargs)
         self._portal = Portal("modelriver-realm")
-        self._twin = RealmClient(
-            url, model=model, api_key=api_key, tenant_id=tenant_id, reconnect=reconnect,
-            reconnect_interval=reconnect_interval, timeout=timeout, auth_timeout=auth_timeout,
-            open_timeout=open_timeout, max_frame_size=max_frame_size, ping_interval=ping_interval,
-        )
 
     @property
     def client(self) -> RealmClient:
@@ -94,11 +76,7 @@ class SyncRealmClient:
 
     def close(self) -> None:
         """Disconnect and stop the loop thread. Idempotent."""
-        if self._portal.loop.is_closed():
-            return
-        with contextlib.suppress(RuntimeError):
-            self._portal.call(self._twin.disconnect())
-        self._portal.close()
+        self._portal.close_after(self._twin.disconnect)
 
     def __enter__(self) -> SyncRealmClient:
         return self.connect()

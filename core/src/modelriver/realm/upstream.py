@@ -43,7 +43,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, M
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelriver._emitter import Callback, Emitter
-from modelriver._portal import Portal, forward
+from modelriver._portal import Portal, forward, same_args
 from modelriver.events import Error, Response, Step, StreamEvent, Token, event_from_message
 from modelriver.exceptions import APIError, RequestTimeoutError, UpstreamError
 from modelriver.phoenix import ChannelMessage
@@ -499,25 +499,20 @@ class SyncRealmUpstream:
     method runs ``RealmUpstream``'s of the same name (same arguments, see there) on that thread.
     """
 
-    def __init__(
-        self,
-        url: str = DEFAULT_URL,
-        *,
-        api_key: str | None = None,
-        tenant_id: str | None = None,
-        prompt: PromptMode = "last_user",
-        timeout: float | None = 30.0,
-        reconnect_interval: float = 5.0,
-        retention: float = 600.0,
-    ) -> None:
+    @same_args(RealmUpstream)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if "client" in kwargs:
+            raise TypeError("SyncRealmUpstream makes its own client (RealmUpstream takes one)")
         self._portal = Portal("modelriver-realm-upstream")
 
         async def make() -> RealmUpstream:
-            return RealmUpstream(url, api_key=api_key, tenant_id=tenant_id, prompt=prompt,
-                                 timeout=timeout, reconnect_interval=reconnect_interval,
-                                 retention=retention)
+            return RealmUpstream(*args, **kwargs)
 
-        self._twin = self._portal.call(make())
+        try:
+            self._twin = self._portal.call(make())
+        except BaseException:
+            self._portal.close()
+            raise
 
     @property
     def api_base(self) -> str:
@@ -545,11 +540,7 @@ class SyncRealmUpstream:
 
     def close(self) -> None:
         """Stop every call, disconnect and stop the loop thread. Idempotent."""
-        if self._portal.loop.is_closed():
-            return
-        with contextlib.suppress(RuntimeError):
-            self._portal.call(self._twin.aclose())
-        self._portal.close()
+        self._portal.close_after(self._twin.aclose)
 
     def __enter__(self) -> SyncRealmUpstream:
         return self
