@@ -46,7 +46,6 @@ from django_modelriver.store import RequestRecord
 from django_modelriver.tokens import END_GRACE, SESSION_KEY, issue_token
 from modelriver._text import unencodable_path
 from modelriver.exceptions import (
-    APIConnectionError,
     APIError,
     AuthenticationError,
     InvalidInputError,
@@ -278,7 +277,7 @@ async def _create(workflow: str, messages: list[dict[str, str]], extra: dict[str
         return _error(502, f"the AI service failed (HTTP {exc.status})")
     except InvalidInputError as exc:  # e.g. text a request_starting receiver added
         return _error(400, f"the request cannot be sent: {exc}")
-    except (APIConnectionError, ModelRiverError) as exc:
+    except ModelRiverError as exc:  # e.g. the upstream could not be reached
         logger.warning("create_request failed: %s", type(exc).__name__)
         return _error(502, "the AI service could not be reached")
     record = RequestRecord(channel_id=upstream.channel_id, project_id=upstream.project_id,

@@ -27,13 +27,7 @@ from starlette.routing import Route
 from modelriver.api import AsyncModelRiver
 from modelriver.exceptions import ModelRiverError, WebhookVerificationError
 from modelriver.settings import Settings
-from modelriver.webhooks import (
-    CALLBACK_URL_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    WebhookEvent,
-    verify_signature,
-)
+from modelriver.webhooks import CALLBACK_URL_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookEvent, verify_signature
 
 __all__ = ["DEFAULT_WEBHOOK_PATH", "Enrich", "WebhookReceiver"]
 
