@@ -40,7 +40,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 from modelriver._emitter import Callback, Emitter
 from modelriver._portal import Portal, forward, same_args
@@ -57,7 +57,7 @@ from modelriver.types import AIResponse, AsyncRequest, WorkflowStep
 if TYPE_CHECKING:
     from modelriver.api import Messages
 
-__all__ = ["PromptMode", "RealmStream", "RealmUpstream", "SyncRealmUpstream", "realm_prompt"]
+__all__ = ["PromptMode", "RealmStream", "RealmUpstream", "RequestOptions", "SyncRealmUpstream", "realm_prompt"]
 
 logger = logging.getLogger("modelriver.realm.upstream")
 
@@ -313,6 +313,14 @@ class RealmStream:
         return event
 
 
+class RequestOptions(TypedDict, total=False):
+    """``create_request``'s keyword options, which ``stream`` passes on."""
+
+    events: Sequence[str] | None
+    webhook_url: str | None
+    metadata: Mapping[str, Any] | None
+
+
 class RealmUpstream:
     """``AsyncUpstream`` over a Realm server (see the module docstring for the mapping).
 
@@ -432,21 +440,11 @@ class RealmUpstream:
         return RealmStream(self._run(request.channel_id), last_seq=last_seq,
                            request_timeout=request_timeout, coalesce=coalesce)
 
-    async def stream(
-        self,
-        workflow: str,
-        messages: Messages,
-        *,
-        events: Sequence[str] | None = None,
-        webhook_url: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        request_timeout: float | None = 300.0,
-        coalesce: bool = False,
-    ) -> RealmStream:
-        """``create_request`` then ``connect``."""
-        request = await self.create_request(workflow, messages, events=events,
-                                            webhook_url=webhook_url, metadata=metadata)
-        return await self.connect(request, request_timeout=request_timeout, coalesce=coalesce)
+    async def stream(self, workflow: str, messages: Messages, *, request_timeout: float | None = 300.0,
+                     coalesce: bool = False, **request: Unpack[RequestOptions]) -> RealmStream:
+        """``create_request`` (with ``request``'s options) then ``connect``."""
+        handle = await self.create_request(workflow, messages, **request)
+        return await self.connect(handle, request_timeout=request_timeout, coalesce=coalesce)
 
     async def reconnect(self, channel_id: str) -> AsyncRequest:
         """The request's handle again (Realm needs no fresh token).
@@ -530,13 +528,11 @@ class SyncRealmUpstream:
             request, last_seq=last_seq, request_timeout=request_timeout, coalesce=coalesce))
         return SyncStream.over(self._portal, stream)
 
-    def stream(self, workflow: str, messages: Messages, *, events: Sequence[str] | None = None,
-               webhook_url: str | None = None, metadata: Mapping[str, Any] | None = None,
-               request_timeout: float | None = 300.0, coalesce: bool = False) -> SyncStream:
-        """``create_request`` then ``connect``."""
-        request = self.create_request(workflow, messages, events=events, webhook_url=webhook_url,
-                                      metadata=metadata)
-        return self.connect(request, request_timeout=request_timeout, coalesce=coalesce)
+    def stream(self, workflow: str, messages: Messages, *, request_timeout: float | None = 300.0,
+               coalesce: bool = False, **request: Unpack[RequestOptions]) -> SyncStream:
+        """``create_request`` (with ``request``'s options) then ``connect``."""
+        handle = self.create_request(workflow, messages, **request)
+        return self.connect(handle, request_timeout=request_timeout, coalesce=coalesce)
 
     def close(self) -> None:
         """Stop every call, disconnect and stop the loop thread. Idempotent."""
