@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from modelriver._values import int_or_none, str_or_none
 from modelriver.types import AIResponse, WorkflowStep
 
 __all__ = [
@@ -97,16 +98,17 @@ def event_from_message(event: str, payload: Any) -> StreamEvent | None:
         if event in _KNOWN:
             return Error(f"malformed {event!r} payload")
         return None
-    seq = _int(payload.get("seq"))
+    seq = int_or_none(payload.get("seq"))
     if event == "tokens":
         data = payload.get("data")
         if not isinstance(data, str):
             return Error("malformed 'tokens' payload", seq=seq)
-        return Token(data, seq, _int(payload.get("from_seq")), _str(payload.get("provider")),
-                     _str(payload.get("model")))
+        return Token(data, seq, int_or_none(payload.get("from_seq")),
+                     str_or_none(payload.get("provider")), str_or_none(payload.get("model")))
     if event == "status":
-        return Status(str(payload.get("status", "")), seq, _str(payload.get("step")),
-                      _str(payload.get("provider")), _str(payload.get("model")), payload)
+        return Status(str(payload.get("status", "")), seq, str_or_none(payload.get("step")),
+                      str_or_none(payload.get("provider")), str_or_none(payload.get("model")),
+                      payload)
     if event == "response":
         return Response(AIResponse.from_payload(payload))
     if event == "error":
@@ -120,11 +122,3 @@ def event_from_message(event: str, payload: Any) -> StreamEvent | None:
 
 
 _KNOWN = frozenset({"tokens", "status", "response", "error", "tool_call"})
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None

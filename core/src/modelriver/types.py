@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+from modelriver._values import str_or_none
+
 __all__ = [
     "AIResponse",
     "AsyncRequest",
@@ -117,9 +119,9 @@ class AIResponse:
         status = payload.get("status")
         return cls(
             status=status if isinstance(status, str) else "",
-            channel_id=_str_or_none(payload.get("channel_id")),
-            content=_str_or_none(payload.get("content")),
-            model=_str_or_none(payload.get("model")),
+            channel_id=str_or_none(payload.get("channel_id")),
+            content=str_or_none(payload.get("content")),
+            model=str_or_none(payload.get("model")),
             data=payload.get("data"),
             meta=meta if isinstance(meta, dict) else {},
             error=error if isinstance(error, dict) else None,
@@ -171,7 +173,3 @@ class WorkflowStep:
     status: StepStatus = "pending"
     duration: int | None = None
     error_message: str | None = None
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None

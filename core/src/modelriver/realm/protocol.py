@@ -29,10 +29,10 @@ is ignored.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
+from modelriver._values import finite_or_none, int_or_none
 from modelriver.realm.exceptions import (
     DISPATCH_ERROR,
     INTERNAL_ERROR,
@@ -361,7 +361,7 @@ def _error_info(value: object) -> ErrorInfo:
         return ErrorInfo(INTERNAL_ERROR, "call failed")
     code = value.get("code")
     details = value.get("details")
-    retry_after = _number(value.get("retry_after"))
+    retry_after = finite_or_none(value.get("retry_after"))
     return ErrorInfo(
         code if isinstance(code, str) and code else INTERNAL_ERROR,
         _message(value.get("message"), "call failed"),
@@ -463,7 +463,8 @@ class TokenRecord:
         if not isinstance(text, str):
             raise RealmProtocolError("streaming record without a text or token string")
         index = data.get("index")
-        return cls(text, _int(index), _number(data.get("logprob")), data.get("is_final") is True)
+        return cls(text, int_or_none(index), finite_or_none(data.get("logprob")),
+                   data.get("is_final") is True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,14 +506,14 @@ class GenerateResult:
         text = data.get("text")
         if not isinstance(text, str):
             text = data.get("token") if isinstance(data.get("token"), str) else "".join(parts)
-        count = _int(data.get("tokens_generated"))
+        count = int_or_none(data.get("tokens_generated"))
         reported_model = data.get("model")
         return cls(
             text=str(text),
             tokens_generated=count if count is not None else len(parts),
-            prompt_tokens=_int(data.get("prompt_tokens")),
-            cost_usd=_number(data.get("cost_usd")),
-            time_ms=_number(data.get("time_ms")),
+            prompt_tokens=int_or_none(data.get("prompt_tokens")),
+            cost_usd=finite_or_none(data.get("cost_usd")),
+            time_ms=finite_or_none(data.get("time_ms")),
             model=reported_model if isinstance(reported_model, str) else model,
             raw=data,
         )
@@ -544,17 +545,3 @@ class GenerateResult:
             status="success", content=self.text, model=self.model, data=self.raw or None,
             meta=meta, raw=raw,
         )
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except OverflowError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
