@@ -14,7 +14,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, Self, TypeVar, overload
 
-__all__ = ["Portal", "forward", "forward_iter", "same_args"]
+__all__ = ["Portal", "forward", "forward_iter", "forward_property", "same_args"]
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -150,3 +150,26 @@ class forward_iter(_Forward[P, AsyncIterator[T], Iterator[T]]):
 
     def _run(self, portal: Portal, value: AsyncIterator[T]) -> Iterator[T]:
         return portal.iterate(value)
+
+
+class forward_property(Generic[T]):
+    """``name = forward_property(AsyncX.name)``: the async twin's property, read as it stands."""
+
+    def __init__(self, prop: Callable[[Any], T]) -> None:
+        self.__doc__ = prop.__doc__
+        self._name = getattr(prop, "__name__", "")
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Self: ...
+
+    @overload
+    def __get__(self, obj: _SyncTwin, owner: type) -> T: ...
+
+    def __get__(self, obj: _SyncTwin | None, owner: type) -> Self | T:
+        if obj is None:
+            return self
+        value: T = getattr(obj._twin, self._name)
+        return value

@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypeVar, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypedDict, TypeVar, Unpack, overload
 from urllib.parse import quote
 
 import httpx
@@ -76,6 +76,7 @@ __all__ = [
     "Message",
     "Messages",
     "ModelRiver",
+    "RequestOptions",
     "backoff",
     "parse_retry_after",
 ]
@@ -92,6 +93,14 @@ Message = Mapping[str, Any]
 
 Messages = str | Sequence[Message]
 """Messages of a request; a plain string means one user message."""
+
+
+class RequestOptions(TypedDict, total=False):
+    """``create_request``'s options that ``stream`` passes on (any upstream's)."""
+
+    events: Sequence[str] | None
+    webhook_url: str | None
+    metadata: Mapping[str, Any] | None
 
 _Outcome = httpx.Response | httpx.RequestError
 _Auth = Literal["required", "optional", "none"]
@@ -656,20 +665,17 @@ class AsyncModelRiver(_BaseModelRiver[httpx.AsyncClient]):
         workflow: str,
         messages: Messages,
         *,
-        events: Sequence[str] | None = None,
-        webhook_url: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
         request_timeout: float | None = 300.0,
         coalesce: bool = False,
         headers: Mapping[str, str] | None = None,
         origin: str | None = None,
+        **request: Unpack[RequestOptions],
     ) -> Stream:
-        """Start a request and stream its events: ``create_request`` then ``connect``."""
-        flow = self._create_request_flow(workflow, messages, events=events, webhook_url=webhook_url,
-                                         metadata=metadata, delivery_method="websocket")
-        request = await self._run(flow)
-        return await self._open(request, {"request_timeout": request_timeout, "coalesce": coalesce,
-                                          "headers": headers, "origin": origin})
+        """Start a request and stream its events: ``create_request`` (with ``request``'s options)
+        then ``connect``."""
+        handle = await AsyncModelRiver.create_request(self, workflow, messages, **request)  # either twin's
+        return await self._open(handle, {"request_timeout": request_timeout, "coalesce": coalesce,
+                                         "headers": headers, "origin": origin})
 
     async def connect(
         self,
@@ -745,13 +751,9 @@ class ModelRiver(_BaseModelRiver[httpx.Client]):
     """Synchronous client of the ModelRiver HTTP API: ``AsyncModelRiver``'s twin, blocking.
 
     The arguments, methods, retries and errors are ``AsyncModelRiver``'s (see there and the module
-    docstring), with ``close()`` for ``aclose()`` and ``http_client`` an ``httpx.Client``
-    (proxies, transports, default headers) that stays open on ``close()``: its owner closes it.
-    ``stream`` and ``connect`` return a ``SyncStream``.
-
-    Raises:
-        ValueError: ``max_retries`` is negative.
-        TypeError: ``http_client`` is not an ``httpx.Client``.
+    docstring), with ``close()`` for ``aclose()``, ``SyncStream`` for ``Stream``, and ``http_client``
+    an ``httpx.Client`` (proxies, transports, default headers; else a ``TypeError``) that stays open
+    on ``close()``: its owner closes it.
     """
 
     _http_class = httpx.Client

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from modelriver._portal import Portal, forward, forward_iter, same_args
+from modelriver._portal import Portal, forward, forward_iter, forward_property, same_args
 from modelriver.realm.client import Callback, RealmClient
 
 __all__ = ["SyncRealmClient"]
@@ -38,18 +38,9 @@ class SyncRealmClient:
         """The async client underneath (use it only from the portal's loop)."""
         return self._twin
 
-    @property
-    def is_connected(self) -> bool:
-        return self._twin.is_connected
-
-    @property
-    def tenant_id(self) -> str:
-        return self._twin.tenant_id
-
-    @property
-    def capabilities(self) -> tuple[str, ...]:
-        """See ``RealmClient.capabilities``."""
-        return self._twin.capabilities
+    is_connected = forward_property(RealmClient.is_connected)
+    tenant_id = forward_property(RealmClient.tenant_id)
+    capabilities = forward_property(RealmClient.capabilities)
 
     def on(self, event: str, callback: Callback) -> Callable[[], None]:
         """See ``RealmClient.on``; the callback runs on the client's loop thread."""

@@ -40,10 +40,10 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 from modelriver._emitter import Callback, Emitter
-from modelriver._portal import Portal, forward, same_args
+from modelriver._portal import Portal, forward, forward_property, same_args
 from modelriver.events import Error, Response, Step, StreamEvent, Token, event_from_message
 from modelriver.exceptions import APIError, RequestTimeoutError, UpstreamError
 from modelriver.phoenix import ChannelMessage
@@ -55,9 +55,9 @@ from modelriver.stream import SyncStream
 from modelriver.types import AIResponse, AsyncRequest, WorkflowStep
 
 if TYPE_CHECKING:
-    from modelriver.api import Messages
+    from modelriver.api import Messages, RequestOptions
 
-__all__ = ["PromptMode", "RealmStream", "RealmUpstream", "RequestOptions", "SyncRealmUpstream", "realm_prompt"]
+__all__ = ["PromptMode", "RealmStream", "RealmUpstream", "SyncRealmUpstream", "realm_prompt"]
 
 logger = logging.getLogger("modelriver.realm.upstream")
 
@@ -313,14 +313,6 @@ class RealmStream:
         return event
 
 
-class RequestOptions(TypedDict, total=False):
-    """``create_request``'s keyword options, which ``stream`` passes on."""
-
-    events: Sequence[str] | None
-    webhook_url: str | None
-    metadata: Mapping[str, Any] | None
-
-
 class RealmUpstream:
     """``AsyncUpstream`` over a Realm server (see the module docstring for the mapping).
 
@@ -512,9 +504,7 @@ class SyncRealmUpstream:
             self._portal.close()
             raise
 
-    @property
-    def api_base(self) -> str:
-        return self._twin.api_base
+    api_base = forward_property(RealmUpstream.api_base)
 
     create_request = forward(RealmUpstream.create_request)
     reconnect = forward(RealmUpstream.reconnect)
