@@ -40,7 +40,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Unpack
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 from modelriver._emitter import Callback, Emitter
 from modelriver._portal import Portal, forward, forward_property, same_args
@@ -57,7 +57,7 @@ from modelriver.types import AIResponse, AsyncRequest, WorkflowStep
 if TYPE_CHECKING:
     from modelriver.api import Messages, RequestOptions
 
-__all__ = ["PromptMode", "RealmStream", "RealmUpstream", "SyncRealmUpstream", "realm_prompt"]
+__all__ = ["FollowOptions", "PromptMode", "RealmStream", "RealmUpstream", "SyncRealmUpstream", "realm_prompt"]
 
 logger = logging.getLogger("modelriver.realm.upstream")
 
@@ -184,6 +184,20 @@ class _RealmRun:
         if self.task is not None:
             self.task.cancel()
         return True
+
+
+class FollowOptions(TypedDict, total=False):
+    """How ``connect`` follows a request (``RealmStream``'s options).
+
+    Attributes:
+        last_seq: resume after this ``seq`` (default: from the start).
+        request_timeout: seconds until the terminal response (default 300; None: no limit).
+        coalesce: merge queued ``tokens`` into one, as the gateway does (default False).
+    """
+
+    last_seq: int | None
+    request_timeout: float | None
+    coalesce: bool
 
 
 class RealmStream:
@@ -416,21 +430,14 @@ class RealmUpstream:
                            body={"error": "not_found"})
         return run
 
-    async def connect(
-        self,
-        request: AsyncRequest,
-        *,
-        last_seq: int | None = None,
-        request_timeout: float | None = 300.0,
-        coalesce: bool = False,
-    ) -> RealmStream:
-        """Follow a request's events (from ``last_seq`` on).
+    async def connect(self, request: AsyncRequest, **follow: Unpack[FollowOptions]) -> RealmStream:
+        """Follow a request's events: a ``RealmStream`` with ``follow``'s options (``last_seq``,
+        ``request_timeout``, ``coalesce``: see ``FollowOptions``).
 
         Raises:
             APIError: 404, the request is not (or no longer) known.
         """
-        return RealmStream(self._run(request.channel_id), last_seq=last_seq,
-                           request_timeout=request_timeout, coalesce=coalesce)
+        return RealmStream(self._run(request.channel_id), **follow)
 
     async def stream(self, workflow: str, messages: Messages, *, request_timeout: float | None = 300.0,
                      coalesce: bool = False, **request: Unpack[RequestOptions]) -> RealmStream:
@@ -511,12 +518,9 @@ class SyncRealmUpstream:
     cancel = forward(RealmUpstream.cancel)
     health = forward(RealmUpstream.health)
 
-    def connect(self, request: AsyncRequest, *, last_seq: int | None = None,
-                request_timeout: float | None = 300.0, coalesce: bool = False) -> SyncStream:
+    def connect(self, request: AsyncRequest, **follow: Unpack[FollowOptions]) -> SyncStream:
         """See ``RealmUpstream.connect``."""
-        stream = self._portal.call(self._twin.connect(
-            request, last_seq=last_seq, request_timeout=request_timeout, coalesce=coalesce))
-        return SyncStream.over(self._portal, stream)
+        return SyncStream.over(self._portal, self._portal.call(self._twin.connect(request, **follow)))
 
     def stream(self, workflow: str, messages: Messages, *, request_timeout: float | None = 300.0,
                coalesce: bool = False, **request: Unpack[RequestOptions]) -> SyncStream:
