@@ -280,6 +280,25 @@ def test_constructor_checks() -> None:
         ModelRiver(KEY, max_retries=-1)
 
 
+async def test_stream_refuses_an_unknown_option_before_sending(
+    make: Callable[..., Twin], server: ScriptedServer
+) -> None:
+    """``stream`` passes ``create_request``'s options on: a misspelt one is a TypeError, unsent."""
+    twin = make()
+    with pytest.raises(TypeError, match="event"):
+        await twin.stream("wf", "hi", event=["webhook_received"])
+    assert server.arrivals == []
+
+
+def test_the_sync_twin_has_the_async_twins_signatures() -> None:
+    """``ModelRiver``'s methods are ``AsyncModelRiver``'s, run to their end: same arguments, same docs."""
+    for name in ("create_request", "reconnect", "callback", "cancel", "health", "stream", "connect"):
+        sync, async_ = getattr(ModelRiver, name), getattr(AsyncModelRiver, name)
+        assert inspect.signature(sync) == inspect.signature(async_), name
+        assert sync.__doc__ == async_.__doc__ and sync.__doc__, name
+        assert not inspect.iscoroutinefunction(sync) and inspect.iscoroutinefunction(async_), name
+
+
 # --- configuration ----------------------------------------------------------------------
 
 

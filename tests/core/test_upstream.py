@@ -242,3 +242,28 @@ def test_cli_streams_through_realm(both: Both) -> None:
     failed = run_cli("x", "--realm", both.realm_url, "--realm-api-key", REALM_KEY,
                      "--workflow", "demo-error")
     assert failed.returncode == 1 and "upstream unavailable" in failed.stderr
+
+
+def test_the_sync_realm_twins_take_the_async_twins_arguments() -> None:
+    """``SyncRealmUpstream`` / ``SyncRealmClient`` hand their arguments to the async twin: the same
+    signature, the same errors; a refused one leaves no loop thread behind."""
+    import inspect
+    import threading
+
+    from modelriver.realm.client import RealmClient
+    from modelriver.realm.sync import SyncRealmClient
+
+    assert inspect.signature(SyncRealmClient) == inspect.signature(RealmClient)
+    before = threading.active_count()
+    with pytest.raises(TypeError, match="own client"):
+        SyncRealmUpstream(client=RealmClient())
+    with pytest.raises(ValueError, match="prompt"):
+        SyncRealmUpstream(prompt="everything")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        SyncRealmClient(modle="m")  # type: ignore[call-arg]
+    assert threading.active_count() == before
+    upstream = SyncRealmUpstream("ws://h:1", retention=5.0)
+    try:
+        assert upstream.api_base == "ws://h:1" and upstream._twin.retention == 5.0
+    finally:
+        upstream.close()
