@@ -1,5 +1,9 @@
 """HTTP views: start, reconnect, cancel, webhook (async; served by an ASGI server).
 
+Django calls each as ``view(request)``; the ``body`` in the signatures of start, reconnect and
+cancel is the POST's JSON object, parsed before they run (405 for another method, 400 for a body
+that is not a JSON object of at most 1 MiB).
+
 * ``POST <mount>start`` (CSRF-protected), JSON ``{message | messages, workflow?}``: creates the
   request server-side on the hub's upstream (``MODELRIVER['UPSTREAM']``), starts its pump, and
   answers ModelRiver's async shape (``channel_id, project_id, ws_token, websocket_url,
