@@ -14,7 +14,10 @@ Backend only: the API key never reaches a browser (PROTOCOL §1)::
 Layout (as httpx's ``BaseClient`` / ``Client`` / ``AsyncClient``): ``_BaseModelRiver`` holds
 every non-I/O rule (request building, retry decisions and delays, answer parsing, error mapping)
 as generator *flows* that yield ``_Attempt(request, delay)`` and receive the response, or the
-``httpx.RequestError`` raised while sending it; the twins only sleep and send.
+``httpx.RequestError`` raised while sending it, and the one loop that drives them; the twins only
+sleep, send and open streams. Each public method is written once, as ``AsyncModelRiver``'s
+coroutine; ``ModelRiver``'s I/O blocks instead of suspending, so its methods are one-line
+forwards that run the same coroutine to its end at once.
 
 Retry rule (``max_retries`` extra attempts, 2 by default):
 
@@ -750,7 +753,8 @@ def _blocking(
 class ModelRiver(_BaseModelRiver[httpx.Client]):
     """Synchronous client of the ModelRiver HTTP API: ``AsyncModelRiver``'s twin, blocking.
 
-    The arguments, methods, retries and errors are ``AsyncModelRiver``'s (see there and the module
+    The arguments, methods (``create_request``, ``reconnect``, ``callback``, ``cancel``, ``health``,
+    ``stream``, ``connect``), retries and errors are ``AsyncModelRiver``'s (see there and the module
     docstring), with ``close()`` for ``aclose()``, ``SyncStream`` for ``Stream``, and ``http_client``
     an ``httpx.Client`` (proxies, transports, default headers; else a ``TypeError``) that stays open
     on ``close()``: its owner closes it.
