@@ -12,8 +12,8 @@ them); ``DJANGO_CHAT_SCRIPTED`` is the dev gateway's per-request script, as in t
   ``AsyncWebsocketConsumer`` that opens its own ``websockets`` connection to the gateway on the
   same query and copies every frame both ways, unparsed (no fan-out, no replay).
 * ``GET /sse/<channel_id>?token=...``: the **SSE view**, an async ``StreamingHttpResponse`` that
-  joins the request on the gateway with core's client and sends each token as a ``data:`` line
-  (``{"seq", "text"}``), then ``event: done`` (or ``event: error``).
+  joins the request on the gateway with core's client and sends a ``: connected`` comment, each
+  token as a ``data:`` line (``{"seq", "text"}``), then ``event: done`` (or ``event: error``).
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ async def sse(request: HttpRequest, channel_id: str) -> StreamingHttpResponse:
 
     async def events() -> AsyncIterator[str]:
         stream = await client().connect(joined)
+        yield ": connected\n\n"  # the response starts now (a server may hold headers until the first chunk)
         try:
             async for event in stream:
                 if isinstance(event, Token):
@@ -124,6 +125,9 @@ class GatewayProxy(AsyncWebsocketConsumer):  # type: ignore[misc]
     downstream: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
+        # Accepted first: the server drops a handshake not accepted in time (Daphne: 5 s), and the
+        # browser's frames wait meanwhile (a consumer handles its messages one at a time).
+        await self.accept()
         query = self.scope["query_string"].decode()
         try:
             self.upstream = await websockets.connect(f"{gateway_ws()}/socket/websocket?{query}", compression=None,
@@ -131,7 +135,6 @@ class GatewayProxy(AsyncWebsocketConsumer):  # type: ignore[misc]
         except Exception:
             await self.close(1011)
             return
-        await self.accept()
         self.downstream = asyncio.create_task(self.copy_down())
 
     async def copy_down(self) -> None:

@@ -54,14 +54,19 @@ def _uvicorn(app: str, port: int) -> None:
 
     import uvicorn
 
-    profiler = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
-    if profiler is not None:
+    path = os.environ.get("BENCH_PROFILE")
+    if path:
+        profiler = cProfile.Profile()
+
+        def dump(*_: object) -> None:
+            profiler.disable()
+            profiler.dump_stats(path)
+            sys.exit(0)
+
         signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
+        signal.signal(signal.SIGTERM, dump)  # uvicorn re-raises the SIGTERM after its graceful shutdown
     uvicorn.run(app, host="127.0.0.1", port=port, lifespan="off", access_log=False, log_level="info",
                 timeout_graceful_shutdown=5, **UVICORN)  # type: ignore[arg-type]
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(os.environ["BENCH_PROFILE"])
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/relay_latency.py            # N = 100 and 1000 at 50 tokens/s, then 100 pinned
     .venv/bin/python benchmarks/relay_latency.py --quick    # N = 10, every hop at once (a smoke run)
 
-One run, one ``modelriver dev`` gateway, each hop a server process of its own (a fresh one per N),
-measured one after the other:
+One run; each hop a server process of its own, measured one after the other, each pass on a fresh
+``modelriver dev`` gateway (none inherits the requests another left there):
 
 * ``forwarder``: the plain ``websockets`` forwarder (``benchmarks/_relaybench.py``): one upstream
   socket per client, messages copied unparsed; requests created straight on the gateway;
@@ -18,9 +18,9 @@ measured one after the other:
   /modelriver/start``, one upstream pump per request, the Phoenix socket to the browser).
 
 Daphne and uvicorn (``uvicorn[standard]``: uvloop, httptools, ``--ws websockets``) serve the same
-ASGI application. Each answer is T tokens paced at ``--rate`` tokens/s to N raw clients in this
-process (Phoenix v2 frames, or SSE lines); two of the N first (the warm-up: imports and caches are
-not per-stream), then the rest. Measured per hop:
+ASGI application. Each answer is T tokens (100, as in ``scale.py``; ``--tokens``) paced at
+``--rate`` tokens/s to N raw clients in this process (Phoenix v2 frames, or SSE lines); two of the
+N first (the warm-up: imports and caches are not per-stream), then the rest. Measured per hop:
 
 * CPU per relayed token: the hop process's CPU time from when every client has joined and the
   process went idle (starts and joins excluded; reported apart) to the last final, over the token
@@ -34,10 +34,11 @@ not per-stream), then the rest. Measured per hop:
 the better of its two servers (the rows say which). Full runs then repeat the first N with each
 hop on a CPU core of its own (core 1), the gateway and the clients on core 0 (``--no-pinned-pass``
 skips it), write ``benchmarks/relay_latency_<N>[_pinned].png`` and, in separate passes whose
-figures are not reported, profile both relay servers with cProfile (``relay_profile_<hop>.prof``,
-top functions printed and in the notes). Goals (issue 19): relay CPU per token <= 1.5x the
-forwarder's and <= 1.0x the proxy's at 100 and 1000 streams; RSS per stream <= 64 KiB and <= 0.5x
-the proxy's at 1000; added p99 (pinned, 100 streams) <= the forwarder's, p50 <= 1 ms.
+figures are not reported, profile the relay and the proxy on both servers with cProfile
+(``profile_<peer>_<server>.prof``, top functions printed and in the notes). Goals (issue 19):
+relay CPU per token <= 1.5x the forwarder's and <= 1.0x the proxy's at 100 and 1000 streams; RSS
+per stream <= 64 KiB and <= 0.5x the proxy's at 1000; added p99 (pinned, 100 streams) <= the
+forwarder's, p50 <= 1 ms.
 """
 
 from __future__ import annotations
@@ -109,8 +110,8 @@ async def listen_sse(stream: dr.Stream, http: Any) -> None:
     try:
         async with http.stream("GET", stream.url) as response:
             response.raise_for_status()
-            stream.joined = now()
             async for line in response.aiter_lines():
+                stream.joined = stream.joined or now()  # the view's first line: it has connected upstream
                 if line.startswith("event: "):
                     event = line[7:]
                 elif line.startswith("data: "):
@@ -229,43 +230,54 @@ async def run_pass(hop: Hop, n: int, tokens: int, rate: float, sample: int, gw_u
     return out
 
 
-async def scenario(hops: Sequence[Hop], n: int, tokens: int, rate: float, sample: int, gw_url: str, *,
-                   together: bool, pinned: bool = False) -> dict[str, Any]:
-    """Every hop at N streams: one after the other, or all at once (``together``, the smoke run)."""
+async def scenario(hops: Sequence[Hop], n: int, tokens: int, rate: float, sample: int, *, together: bool,
+                   pinned: bool = False) -> dict[str, Any]:
+    """Every hop at N streams: one after the other, each on a fresh gateway (none inherits the
+    requests another left there), or all at once on one (``together``, the smoke run)."""
     delay_ms = 500 + 20 * n * len(hops) if together else 2000 + 30 * n
 
-    def one(hop: Hop) -> Any:
+    def one(hop: Hop, gw_url: str) -> Any:
         return run_pass(hop, n, tokens, rate, min(n - WARM, sample), gw_url, delay_ms=delay_ms, pinned=pinned)
 
     if together:
-        results = await asyncio.gather(*(one(hop) for hop in hops))
+        with running_gateway() as (_, gw_url):
+            results = await asyncio.gather(*(one(hop, gw_url) for hop in hops))
     else:
-        results = [await one(hop) for hop in hops]
+        results = []
+        for hop in hops:
+            with running_gateway(core=REST_CORE if pinned else None) as (_, gw_url):
+                results.append(await one(hop, gw_url))
     by_name = {hop.name: r for hop, r in zip(hops, results, strict=True)}
     floor = next((r.pop("floor_ms") for r in results if "floor_ms" in r), [])
     return {"n": n, "rate": rate, "tokens": tokens, "pinned": pinned, "hops": by_name,
             "floor": {"added_ms": floor, "errors": 0}}
 
 
+async def profiles(hops: Sequence[Hop], n: int, tokens: int, rate: float) -> dict[str, list[str]]:
+    """cProfile of the relay and the proxy hops at N streams (separate passes: cProfile slows the
+    server, so their figures are not reported): the top own-time functions of each."""
+    out = {}
+    for hop in (h for h in hops if h.peer in ("relay", "proxy")):
+        prof = str(HERE / f"profile_{hop.peer}_{hop.server}.prof")
+        with running_gateway() as (_, gw_url):
+            await run_pass(hop, n, tokens, rate, 0, gw_url, delay_ms=2000 + 30 * n, profile=prof)
+        out[hop.name] = profile_top(prof)
+    return out
+
+
 async def bench(hops: Sequence[Hop], sizes: list[int], tokens: int, rate: float, sample: int, *, together: bool,
                 profile: bool, pinned_pass: bool) -> list[dict[str, Any]]:
     out = []
     with progress(len(sizes) + pinned_pass + profile, "relay_latency") as bar:
-        with running_gateway() as (_, gw_url):
-            for n in sizes:
-                out.append(await scenario(hops, n, tokens, rate, sample, gw_url, together=together))
-                bar.update()
-            if profile:  # separate passes: cProfile slows the server, so their figures are not reported
-                n = sizes[0]
-                for hop in (h for h in hops if h.peer == "relay"):
-                    prof = str(HERE / f"relay_profile_{hop.server}.prof")
-                    await run_pass(hop, n, tokens, rate, 0, gw_url, delay_ms=2000 + 30 * n, profile=prof)
-                    out[0].setdefault("profiles", {})[hop.name] = profile_top(prof)
-                bar.update()
-        if pinned_pass:  # last (this process stays on core 0 from here on), with a fresh gateway
+        for n in sizes:
+            out.append(await scenario(hops, n, tokens, rate, sample, together=together))
+            bar.update()
+        if profile:
+            out[0]["profiles"] = await profiles(hops, sizes[0], tokens, rate)
+            bar.update()
+        if pinned_pass:  # last: this process stays on core 0 from here on
             pin(os.getpid(), REST_CORE)
-            with running_gateway(core=REST_CORE) as (_, gw_url):
-                out.append(await scenario(hops, sizes[0], tokens, rate, sample, gw_url, together=False, pinned=True))
+            out.append(await scenario(hops, sizes[0], tokens, rate, sample, together=False, pinned=True))
             bar.update()
     for r in out:
         for x in [*r["hops"].values(), r["floor"]]:
@@ -388,12 +400,13 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="tokens/s per stream")
     parser.add_argument("--tokens", type=int, default=None)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--no-profile", action="store_true", help="full runs profile both relay servers (cProfile)")
+    parser.add_argument("--no-profile", action="store_true",
+                        help="full runs profile the relay and the proxy (cProfile)")
     parser.add_argument("--no-pinned-pass", action="store_true",
                         help="full runs repeat the first N with each hop on a core of its own")
     args = parser.parse_args()
     sizes = args.sizes or ([10] if args.quick else [100, 1000])
-    tokens = args.tokens or (20 if args.quick else 250)
+    tokens = args.tokens or (20 if args.quick else 100)
     pinned_pass = not args.quick and not args.no_pinned_pass and (os.cpu_count() or 1) >= 2
     hops = args.hops or (QUICK_HOPS if args.quick else HOPS)
     result = asyncio.run(bench(hops, sizes, tokens, args.rate, 20, together=args.quick,
