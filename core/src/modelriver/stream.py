@@ -20,12 +20,14 @@ import contextlib
 import inspect
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake, InvalidStatus
+from websockets.frames import Frame, Opcode
 from websockets.typing import Origin
 
 from modelriver._emitter import Callback, Emitter
@@ -57,6 +59,54 @@ LIFECYCLE = ("connecting", "connected", "disconnected", "channel_joined", "chann
 EVENTS = ("token", "status", "tool_call", "step", "response", "error", "message", *LIFECYCLE)
 
 _END = object()
+
+
+class _DirectConnection(ClientConnection):
+    """A client connection that hands each complete data message to ``on_data`` in the loop's
+    data callback: no queue and no task wake-up per message (``websockets``' ``recv`` has both).
+
+    Messages wait in ``inbox`` (text as ``str``, binary as ``bytes``, fragments joined) until
+    ``on_data`` takes them; it is also called once the connection is lost (``lost``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.inbox: deque[str | bytes] = deque()
+        self.on_data: Callable[[], None] | None = None
+        self.lost = False
+        self._fragments: list[bytes] = []
+        self._text = False
+
+    def process_event(self, event: Any) -> None:
+        if self.response is None or type(event) is not Frame:
+            super().process_event(event)
+            return
+        opcode = event.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if not event.fin:
+                self._fragments, self._text = [bytes(event.data)], opcode is Opcode.TEXT
+                return
+            data, text = bytes(event.data), opcode is Opcode.TEXT
+        elif opcode is Opcode.CONT:
+            self._fragments.append(bytes(event.data))
+            if not event.fin:
+                return
+            data, text, self._fragments = b"".join(self._fragments), self._text, []
+        else:
+            super().process_event(event)
+            return
+        self.inbox.append(data.decode() if text else data)  # UTF-8 checked by the protocol
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.inbox and self.on_data is not None:
+            self.on_data()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.lost = True
+        if self.on_data is not None:
+            self.on_data()
 
 
 class Stream:
@@ -106,6 +156,11 @@ class Stream:
         self._done = False
         self._ws: ClientConnection | None = None
         self._wakeup = asyncio.Event()
+        self._signal = asyncio.Event()  # the session task has work (set from the data callback)
+        self._outbox: list[str] = []  # frames taken from the client, for the session task to send
+        self._backlog: deque[object] = deque()  # events waiting for the session task, in order
+        self._draining = False  # the session task is handling the backlog
+        self._failure: BaseException | None = None  # raised in the data callback, for the task
         self._task: asyncio.Task[None] | None = None
         self.response: AIResponse | None = None
         self.reconnects = 0
@@ -252,6 +307,7 @@ class Stream:
                     compression=None,
                     origin=self._origin,
                     additional_headers=self._headers,
+                    create_connection=_DirectConnection,
                 )
             except InvalidStatus as exc:
                 status = exc.response.status_code
@@ -296,24 +352,67 @@ class Stream:
         self.request = self.request.with_token(fresh)
 
     async def _session(self, ws: ClientConnection) -> None:
-        """Drive one socket until it closes or the request ends."""
+        """Drive one socket until it closes or the request ends.
+
+        Channel messages are handled in the connection's data callback (``_on_data``) as they
+        arrive; this task sends frames and handles control events, in order with them.
+        """
+        assert isinstance(ws, _DirectConnection)
         loop = asyncio.get_running_loop()
         self._phx.connection_opened(loop.time())
+        self._failure = None
         await self._flush(ws)
         timer = asyncio.create_task(self._timer(ws))
+        ws.on_data = lambda: self._on_data(ws, loop)
         try:
-            async for raw in ws:
-                try:
-                    self._phx.receive(raw, loop.time())
-                except ProtocolError:
-                    logger.warning("malformed frame from the server; closing")
-                    raise
+            self._on_data(ws, loop)  # what arrived meanwhile
+            while True:
+                await self._signal.wait()
+                self._signal.clear()
+                if self._failure is not None:
+                    raise self._failure
                 await self._flush(ws)
                 if self._done:
                     await ws.close()
                     return
+                if ws.lost and not ws.inbox:
+                    exc = ws.protocol.close_exc
+                    if isinstance(exc, ConnectionClosedOK):
+                        return
+                    raise exc
         finally:
+            ws.on_data = None
+            self._backlog.clear()
+            self._outbox.clear()
             timer.cancel()
+
+    def _on_data(self, ws: _DirectConnection, loop: asyncio.AbstractEventLoop) -> None:
+        """The data callback: feed the messages that arrived to the client, handle the channel
+        messages now; wake the session task for anything else (frames to send, control events,
+        the end, a failure, the close)."""
+        inbox, phx = ws.inbox, self._phx
+        now = loop.time()
+        while inbox and not self._done and self._failure is None:
+            raw = inbox.popleft()
+            try:
+                phx.receive(raw, now)
+            except ProtocolError as exc:
+                logger.warning("malformed frame from the server; closing")
+                self._failure = exc
+                break
+            backlog = self._backlog
+            backlog.extend(phx.events_received())
+            if self._draining:
+                continue
+            try:
+                while backlog and type(backlog[0]) is ChannelMessage:
+                    self._on_message(backlog.popleft())  # type: ignore[arg-type]
+            except Exception as exc:  # as if raised in the task: the stream fails
+                self._failure = exc
+                break
+        self._outbox.extend(phx.data_to_send())
+        if self._outbox or self._backlog or self._done or self._failure is not None or ws.lost:
+            self._signal.set()
 
     async def _timer(self, ws: ClientConnection) -> None:
         """Heartbeats, join timeouts and rejoins: wake at the machine's next deadline."""
@@ -327,19 +426,28 @@ class Stream:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), max(0.0, deadline - loop.time()))
             self._phx.tick(loop.time())
-            await self._flush(ws)
+            self._signal.set()  # the session task sends and handles what the tick made
 
     async def _flush(self, ws: ClientConnection) -> None:
-        frames = self._phx.data_to_send()
+        """Send the client's frames, then handle its events in order (the session task only)."""
+        frames, self._outbox = self._outbox, []
+        frames += self._phx.data_to_send()
         for frame in frames:
             await ws.send(frame)
         control = False
-        for event in self._phx.events_received():
-            if type(event) is ChannelMessage:
-                self._on_message(event)
-            else:
-                control = True
-                await self._on_control(event, ws)
+        backlog = self._backlog
+        backlog.extend(self._phx.events_received())
+        self._draining = True
+        try:
+            while backlog:
+                event = backlog.popleft()
+                if type(event) is ChannelMessage:
+                    self._on_message(event)
+                else:
+                    control = True
+                    await self._on_control(event, ws)
+        finally:
+            self._draining = False
         if frames or control:
             self._wakeup.set()
 
