@@ -3,13 +3,13 @@
     .venv/bin/python benchmarks/scale.py            # N = 100, 250, 500, 1000 at 10 tokens/s
     .venv/bin/python benchmarks/scale.py --quick    # N = 10, 40
 
-For each N, a fresh demo under ``daphne`` (subprocess, in-memory layer) starts N requests on
-``modelriver dev`` (one upstream pump each) and N raw Phoenix clients (``django_relay``'s) read
-them; every answer is T tokens at ``--rate`` tokens/s. Measured: delivered frames/s at the
-clients (all frames / first token .. last final), offered = N x rate, efficiency = the median
-over streams of the time a paced answer needed over the time it took, Daphne's CPU (cores busy),
-and RSS per stream = (Daphne's peak - its idle RSS) / N. It "stops scaling" at the first N whose
-efficiency falls below 0.9. Goal: <= 64 KiB RSS per stream.
+For each N, a fresh demo under ``daphne`` (``--server uvicorn``: uvicorn; a subprocess, in-memory
+layer) starts N requests on ``modelriver dev`` (one upstream pump each) and N raw Phoenix clients
+(``django_relay``'s) read them; every answer is T tokens at ``--rate`` tokens/s. Measured:
+delivered frames/s at the clients (all frames / first token .. last final), offered = N x rate,
+efficiency = the median over streams of the time a paced answer needed over the time it took, the
+server's CPU (cores busy), and RSS per stream = (its peak - its idle RSS) / N. It "stops scaling"
+at the first N whose efficiency falls below 0.9. Goal: <= 64 KiB RSS per stream.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import sys
 from typing import Any
 
 from _relaybench import dr, progress, running_gateway, sizes_arg, text_of
+from _servers import SERVERS, start_django
 
 
-async def one(n: int, tokens: int, rate: float, gw_url: str) -> dict[str, Any]:
+async def one(n: int, tokens: int, rate: float, gw_url: str, server: str) -> dict[str, Any]:
     script = {"tokens_per_second": rate, "first_token_ms": 1500 + 8 * n, "text": text_of(tokens)}
     port = dr.free_port()
-    daphne = dr.start_daphne(port, gw_url, script)
+    daphne = start_django(server, port, gw_url, script)
     try:
         site = f"http://127.0.0.1:{port}"
         await dr.warm_up(site)
@@ -54,11 +55,11 @@ async def one(n: int, tokens: int, rate: float, gw_url: str) -> dict[str, Any]:
             "rss_per_stream_kb": round((rss.peak - rss.idle) / n / kib, 1)}
 
 
-async def bench(sizes: list[int], tokens: int, rate: float) -> list[dict[str, Any]]:
+async def bench(sizes: list[int], tokens: int, rate: float, server: str) -> list[dict[str, Any]]:
     out = []
     with running_gateway() as (_, gw_url), progress(len(sizes), "scale") as bar:
         for n in sizes:
-            out.append(await one(n, tokens, rate, gw_url))
+            out.append(await one(n, tokens, rate, gw_url, server))
             bar.update()
     return out
 
@@ -69,11 +70,12 @@ def main() -> int:
     parser.add_argument("--sizes", type=sizes_arg, default=None, help="comma-separated N (default 100,250,500,1000)")
     parser.add_argument("--rate", type=float, default=10.0, help="tokens/s per stream")
     parser.add_argument("--tokens", type=int, default=None)
+    parser.add_argument("--server", choices=SERVERS, default="daphne", help="the relay's ASGI server")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = args.sizes or ([20] if args.quick else [100, 250, 500, 1000])
     tokens = args.tokens or (20 if args.quick else 100)
-    result = asyncio.run(bench(sizes, tokens, args.rate))
+    result = asyncio.run(bench(sizes, tokens, args.rate, args.server))
     print(f"{'N':>5} {'frames/s':>9} {'offered':>8} {'effic.':>7} {'cores':>6} {'RSS/stream KiB':>15} {'errors':>6}")
     for r in result:
         print(f"{r['n']:>5} {r['frames_per_s']:>9} {r['offered_per_s']:>8} {r['efficiency']:>7} "
@@ -91,7 +93,8 @@ def main() -> int:
     ]
     if args.json:
         print(json.dumps({"name": "scale", "summary": rows, "result": result,
-                          "notes": "one Daphne process; efficiency = time the paced answers needed / time taken"}))
+                          "notes": f"one {args.server} process; efficiency = time the paced answers needed / "
+                                   "time taken"}))
     return 0
 
 
