@@ -64,13 +64,15 @@ class Portal:
                 with contextlib.suppress(Exception):
                     self.call(aclose())
 
-    def close_after(self, closing: Callable[[], Awaitable[object]]) -> None:
-        """Run ``closing()`` (the async twin's own close) on the loop, then ``close()``. Idempotent."""
+    def close_after(self, closing: Callable[[], Awaitable[object]], *, keep_open: bool = False) -> None:
+        """Run ``closing()`` (the async twin's own close) on the loop, then ``close()`` unless
+        ``keep_open`` (a borrowed portal). Idempotent."""
         if self._loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):
             self.call(closing())
-        self.close()
+        if not keep_open:
+            self.close()
 
     def close(self) -> None:
         """Stop the loop and join the thread. Idempotent."""

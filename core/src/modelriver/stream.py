@@ -31,7 +31,7 @@ from websockets.frames import Frame, Opcode
 from websockets.typing import Origin
 
 from modelriver._emitter import Callback, Emitter
-from modelriver._portal import Portal
+from modelriver._portal import Portal, forward_property
 from modelriver.events import Step, StreamEvent, event_from_message
 from modelriver.exceptions import JoinError, ProtocolError, RequestTimeoutError, StreamError
 from modelriver.phoenix import (
@@ -559,36 +559,26 @@ class SyncStream:
 
     def _bind(self, portal: Portal, stream: AsyncUpstreamStream, *, owns_portal: bool) -> None:
         self._portal = portal
-        self._stream = stream
+        self._twin = stream
         self._events = stream.__aiter__()
-        self._owns_portal = owns_portal
+        self._keep_portal = not owns_portal
+        self.request: AsyncRequest = stream.request
 
-    @property
-    def steps(self) -> list[WorkflowStep]:
-        return self._stream.steps
-
-    @property
-    def text(self) -> str:
-        return self._stream.text
-
-    @property
-    def last_seq(self) -> int | None:
-        return self._stream.last_seq
+    steps = forward_property(Stream.steps)
+    text = forward_property(Stream.text)
+    last_seq = forward_property(Stream.last_seq)
 
     @property
     def response(self) -> AIResponse | None:
-        return self._stream.response
-
-    @property
-    def request(self) -> AsyncRequest:
-        return self._stream.request
+        """The final response, once the stream is done."""
+        return self._twin.response
 
     def on(self, event: str, callback: Callback) -> Callable[[], None]:
         """See ``Stream.on``; the callback runs on the stream's thread."""
-        return self._stream.on(event, callback)
+        return self._twin.on(event, callback)
 
     def off(self, event: str | None = None, callback: Callback | None = None) -> None:
-        self._stream.off(event, callback)
+        self._twin.off(event, callback)
 
     def __iter__(self) -> Iterator[StreamEvent]:
         return self
@@ -601,16 +591,11 @@ class SyncStream:
 
     def wait(self) -> AIResponse:
         """Run to the end; see ``Stream.wait`` (one call into the stream's thread, not one per event)."""
-        return self._portal.call(self._stream.wait())
+        return self._portal.call(self._twin.wait())
 
     def close(self) -> None:
         """Stop streaming (and release the thread when it is the stream's own). Idempotent."""
-        if self._portal.loop.is_closed():
-            return
-        with contextlib.suppress(RuntimeError):
-            self._portal.call(self._stream.close())
-        if self._owns_portal:
-            self._portal.close()
+        self._portal.close_after(self._twin.close, keep_open=self._keep_portal)
 
     def __enter__(self) -> SyncStream:
         return self
