@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ def retry_delays(retries: int, *, first: float = 0.25, cap: float = 8.0) -> Iter
     return itertools.islice(exponential(initial=first, maximum=cap, jitter=0.0), retries)
 
 
+@dataclass(frozen=True, slots=True)
 class WebhookSender:
     """Posts signed webhooks.
 
@@ -46,20 +48,12 @@ class WebhookSender:
         sleep: the sleep function (tests inject a fast one).
     """
 
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        secret: str,
-        *,
-        retries: int = 3,
-        timeout: float = 10.0,
-        sleep: Callable[[float], Any] = asyncio.sleep,
-    ) -> None:
-        self._client = client
-        self._secret = secret
-        self.retries = retries
-        self._timeout = timeout
-        self._sleep = sleep
+    client: httpx.AsyncClient
+    secret: str = field(repr=False)
+    _: KW_ONLY
+    retries: int = 3
+    timeout: float = 10.0
+    sleep: Callable[[float], Any] = asyncio.sleep
 
     async def deliver(
         self,
@@ -89,13 +83,13 @@ class WebhookSender:
         while True:
             attempt += 1
             headers = {"Content-Type": "application/json", "User-Agent": "modelriver-dev",
-                       **signature_headers(body, self._secret, callback_url=callback_url)}
+                       **signature_headers(body, self.secret, callback_url=callback_url)}
             record: dict[str, Any] = {"url": url, "attempt": attempt, "status_code": None,
                                       "error": None, "at": utc_now()}
             attempts.append(record)
             try:
-                response = await self._client.post(url, content=content, headers=headers,
-                                                   timeout=self._timeout)
+                response = await self.client.post(url, content=content, headers=headers,
+                                                   timeout=self.timeout)
             except httpx.HTTPError as exc:
                 record["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
@@ -111,4 +105,4 @@ class WebhookSender:
                                record["error"])
                 return False
             logger.info("webhook to %s failed (%s); retry in %.2f s", url, record["error"], delay)
-            await self._sleep(delay)
+            await self.sleep(delay)
