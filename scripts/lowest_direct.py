@@ -62,10 +62,11 @@ PACKAGES = (
         "tests/core/test_api.py", "tests/core/test_stream.py", "tests/core/test_gateway_workflows.py",
         "tests/core/test_devserver_units.py", "tests/core/test_exports.py", "tests/core/test_realm_gateway.py",
         "tests/core/test_markdown.py", "tests/core/test_readme_examples.py")),
-    # Django's system checks on real manage.py processes, the views, the Channels consumer, Daphne.
-    Package("django", (CORE, "-e integrations/django[redis]"), (
+    # Django's system checks on real manage.py processes, the views, the Channels consumer, Daphne, uvicorn.
+    Package("django", (CORE, "-e integrations/django[redis,uvicorn]"), (
         "tests/django/test_conf_checks.py", "tests/django/test_views.py", "tests/django/test_consumer.py",
-        "tests/django/test_upstream_setting.py", "tests/django/test_daphne_close.py")),
+        "tests/django/test_upstream_setting.py", "tests/django/test_daphne_close.py",
+        "tests/django/test_uvicorn_relay.py")),
     # The adapter and AppTest, and component mode (components v2) in Chromium on a real `streamlit run`.
     Package("streamlit", (CORE, "-e integrations/streamlit"), (
         "tests/streamlit/test_adapter.py", "tests/streamlit/test_apptest.py",
