@@ -4,9 +4,10 @@
 (relaying through django_modelriver) or the hand-written peers (``benchmarks/_peers_django.py``),
 one process, on the gateway at ``api`` with the dev gateway's per-request ``script``. Daphne runs
 through ``_relaybench.py daphne`` (its probe and cProfile); uvicorn through this module:
-``python benchmarks/_servers.py uvicorn APP PORT`` (``uvicorn[standard]``: uvloop, httptools, the
-``websockets`` implementation). With ``profile``, cProfile runs from SIGUSR1 (sent after the
-warm-up) to the server's shutdown and writes its stats there.
+``python benchmarks/_servers.py uvicorn APP PORT WS`` (``uvicorn[standard]``: uvloop, httptools,
+and the WebSocket implementation ``WS``, ``websockets-sansio`` as the Django README serves it).
+With ``profile``, cProfile runs from SIGUSR1 (sent after the warm-up) to the server's shutdown and
+writes its stats there.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ DEMO_APP = "chatsite.asgi:application"
 PEERS_APP = "_peers_django:application"
 """The peers a user would write by hand: per-browser proxy consumer and SSE view."""
 SERVERS = ("daphne", "uvicorn")
-UVICORN = {"loop": "uvloop", "http": "httptools", "ws": "websockets"}
-"""uvicorn[standard] as served here (the ``--loop``, ``--http`` and ``--ws`` choices)."""
+UVICORN = {"loop": "uvloop", "http": "httptools", "lifespan": "off"}
+"""uvicorn[standard] as served here (``--ws``: ``UVICORN_WS``, the Django README's choice by default)."""
+UVICORN_WS = "websockets-sansio"
 
 
 def start_django(server: str, port: int, api: str, script: dict[str, Any], *, app: str = DEMO_APP,
-                 profile: str | None = None) -> dr.Server:
-    """``app`` served by ``server`` on ``port`` (a subprocess, ready when it returns)."""
+                 profile: str | None = None, ws: str = UVICORN_WS) -> dr.Server:
+    """``app`` served by ``server`` on ``port`` (a subprocess, ready when it returns); ``ws``:
+    uvicorn's WebSocket implementation."""
     demo = app == DEMO_APP
     where = dr.DEMO if demo else HERE
     env = {"MODELRIVER_API_BASE": api, "MODELRIVER_API_KEY": dr.API_KEY, "MODELRIVER_WEBHOOK_SECRET": dr.SECRET,
@@ -45,11 +48,11 @@ def start_django(server: str, port: int, api: str, script: dict[str, Any], *, ap
         args = [str(HERE / "_relaybench.py"), "daphne", "-b", "127.0.0.1", "-p", str(port), app]
         ready = "Listening on TCP address"
     else:
-        args, ready = [str(Path(__file__).resolve()), "uvicorn", app, str(port)], "Uvicorn running on"
+        args, ready = [str(Path(__file__).resolve()), "uvicorn", app, str(port), ws], "Uvicorn running on"
     return dr.Server.start([sys.executable, *args], ready, env=env, cwd=where)
 
 
-def _uvicorn(app: str, port: int) -> None:
+def _uvicorn(app: str, port: int, ws: str) -> None:
     import cProfile
 
     import uvicorn
@@ -65,12 +68,12 @@ def _uvicorn(app: str, port: int) -> None:
 
         signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
         signal.signal(signal.SIGTERM, dump)  # uvicorn re-raises the SIGTERM after its graceful shutdown
-    uvicorn.run(app, host="127.0.0.1", port=port, lifespan="off", access_log=False, log_level="info",
-                timeout_graceful_shutdown=5, **UVICORN)  # type: ignore[arg-type]
+    uvicorn.run(app, host="127.0.0.1", port=port, ws=ws, access_log=False, log_level="info",  # type: ignore[arg-type]
+                timeout_graceful_shutdown=5, **UVICORN)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "uvicorn":
-        _uvicorn(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "uvicorn":
+        _uvicorn(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     else:
         sys.exit(__doc__)

@@ -17,10 +17,11 @@ One run; each hop a server process of its own, measured one after the other, eac
 * ``relay@daphne``, ``relay@uvicorn``: ours, the demo project with django_modelriver (``POST
   /modelriver/start``, one upstream pump per request, the Phoenix socket to the browser).
 
-Daphne and uvicorn (``uvicorn[standard]``: uvloop, httptools, ``--ws websockets``) serve the same
-ASGI application. Each answer is T tokens (100, as in ``scale.py``; ``--tokens``) paced at
-``--rate`` tokens/s to N raw clients in this process (Phoenix v2 frames, or SSE lines); two of the
-N first (the warm-up: imports and caches are not per-stream), then the rest. Measured per hop:
+Daphne and uvicorn (``uvicorn[standard]``: uvloop, httptools, ``--ws websockets-sansio`` as the
+Django README serves it; ``--uvicorn-ws``) serve the same ASGI application. Each answer is T
+tokens (100, as in ``scale.py``; ``--tokens``) paced at ``--rate`` tokens/s to N raw clients in
+this process (Phoenix v2 frames, or SSE lines); two of the N first (the warm-up: imports and
+caches are not per-stream), then the rest. Measured per hop:
 
 * CPU per relayed token: the hop process's CPU time from when every client has joined and the
   process went idle (starts and joins excluded; reported apart) to the last final, over the token
@@ -51,7 +52,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from _relaybench import (
@@ -70,7 +71,7 @@ from _relaybench import (
     text_of,
     via_port,
 )
-from _servers import DEMO_APP, PEERS_APP, SERVERS, start_django
+from _servers import DEMO_APP, PEERS_APP, SERVERS, UVICORN_WS, start_django
 
 WARM = 2
 """Streams opened first in every pass, before the measuring starts."""
@@ -80,6 +81,7 @@ WARM = 2
 class Hop:
     peer: str  # forwarder, proxy, sse, relay
     server: str = "websockets"
+    ws: str = UVICORN_WS  # uvicorn's WebSocket implementation
 
     @property
     def name(self) -> str:
@@ -145,7 +147,8 @@ class Pass:
             server = await asyncio.to_thread(start_forwarder, port, gw_url.split("//", 1)[1])
         else:
             app = DEMO_APP if hop.peer == "relay" else PEERS_APP
-            server = await asyncio.to_thread(start_django, hop.server, port, gw_url, script, app=app, profile=profile)
+            server = await asyncio.to_thread(start_django, hop.server, port, gw_url, script, app=app, profile=profile,
+                                             ws=hop.ws)
         if pinned:
             pin(server.popen.pid, HOP_CORE)
         return cls(hop, gw_url, script, server, f"http://127.0.0.1:{port}")
@@ -397,6 +400,8 @@ def main() -> int:
     parser.add_argument("--hops", type=hops_arg, default=None,
                         help=f"comma-separated, of {', '.join(h.name for h in HOPS)} (default all; quick: "
                              f"{', '.join(h.name for h in QUICK_HOPS)})")
+    parser.add_argument("--uvicorn-ws", choices=("websockets-sansio", "websockets", "wsproto"), default=UVICORN_WS,
+                        help=f"uvicorn's WebSocket implementation (default {UVICORN_WS}, the Django README's)")
     parser.add_argument("--rate", type=float, default=50.0, help="tokens/s per stream")
     parser.add_argument("--tokens", type=int, default=None)
     parser.add_argument("--json", action="store_true")
@@ -408,7 +413,7 @@ def main() -> int:
     sizes = args.sizes or ([10] if args.quick else [100, 1000])
     tokens = args.tokens or (20 if args.quick else 100)
     pinned_pass = not args.quick and not args.no_pinned_pass and (os.cpu_count() or 1) >= 2
-    hops = args.hops or (QUICK_HOPS if args.quick else HOPS)
+    hops = [replace(hop, ws=args.uvicorn_ws) for hop in args.hops or (QUICK_HOPS if args.quick else HOPS)]
     result = asyncio.run(bench(hops, sizes, tokens, args.rate, 20, together=args.quick,
                                profile=not args.quick and not args.no_profile, pinned_pass=pinned_pass))
     print_table(result)
@@ -418,12 +423,12 @@ def main() -> int:
         print(f"{row['metric']}: {row['measured']}{verdict}")
     if not args.quick:
         plot(result)
-    notes = ("each hop a server process of its own, one at a time, a fresh one per N; CPU per token: the hop's CPU "
-             "from all clients joined to the last final over the token frames delivered (starts and joins apart, "
+    notes = ("each hop a server process of its own, one at a time, each on a fresh gateway; CPU per token: the hop's "
+             "CPU from all clients joined to the last final over the token frames delivered (starts and joins apart, "
              "`setup_cpu_s` in the JSON); added latency = arrival through the hop minus at a direct client on the "
              "same channel; method floor = the same between two direct clients; RSS per stream = (peak - idle) / "
-             "streams; ours and each peer: the better of Daphne and uvicorn on each figure (the rows name it); "
-             "plots: benchmarks/relay_latency_<N>.png")
+             f"streams; uvicorn: uvloop, httptools, --ws {args.uvicorn_ws}; ours and each peer: the better of Daphne "
+             "and uvicorn on each figure (the rows name it); plots: benchmarks/relay_latency_<N>.png")
     for r in result:
         for hop_name, top in r.pop("profiles", {}).items():
             print(f"{hop_name} profile, {r['n']} streams (own time, calls, function):")
