@@ -39,7 +39,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 from modelriver._emitter import Callback, Emitter
@@ -389,26 +389,22 @@ class RealmUpstream:
                            if r.ended_at is not None and now - r.ended_at >= self.retention]:
             del self._runs[channel_id]
 
-    async def create_request(
-        self,
-        workflow: str,
-        messages: Messages,
-        *,
-        events: Sequence[str] | None = None,
-        webhook_url: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> AsyncRequest:
+    async def create_request(self, workflow: str, messages: Messages,
+                             **options: Unpack[RequestOptions]) -> AsyncRequest:
         """Start a Realm ``generate`` call for ``workflow`` (the model) and return its handle.
 
+        ``options`` are the seam's (``RequestOptions``): ``metadata``'s ``max_tokens``,
+        ``temperature`` and ``top_p`` are passed on; ``webhook_url`` has no use here.
+
         Raises:
-            UpstreamError: an event-driven request, or no message text.
+            UpstreamError: an event-driven request (``events``), or no message text.
             RealmConnectionError: the server could not be reached.
             RealmAuthenticationError: the API key was refused.
         """
-        if events:
+        if options.get("events"):
             raise UpstreamError("Realm cannot run event-driven requests (no webhooks or callbacks)")
         prompt = realm_prompt(messages, self.prompt_mode)
-        params = {k: v for k, v in (metadata or {}).items()
+        params = {k: v for k, v in (options.get("metadata") or {}).items()
                   if k in ("max_tokens", "temperature", "top_p")}
         client = await self._connected()
         self._sweep()
