@@ -187,14 +187,8 @@ class _ConfiguredProvider(Generic[_Config]):
 
     def __init__(self, config: _Config) -> None:
         self.config: _Config = config
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def model(self) -> str:
-        return self.config.model
+        self.name: str = config.name  # the config is frozen: these never change
+        self.model: str = config.model
 
 
 class ScriptedProvider(_ConfiguredProvider[ScriptedProviderConfig]):
