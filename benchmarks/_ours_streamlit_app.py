@@ -15,9 +15,7 @@ import uuid
 
 import streamlit as st
 
-from streamlit_modelriver import freeze_startup_objects, st_modelriver
-
-freeze_startup_objects()
+from streamlit_modelriver import st_modelriver
 
 state = st.session_state
 history: list[dict[str, str]] = state.setdefault("history", [])

@@ -1,7 +1,7 @@
 """Gradio: the first partial answer, ours next to a plain ``gr.ChatInterface`` peer, in one run.
 
     .venv/bin/python benchmarks/gradio_ttft.py            # 20 rounds
-    .venv/bin/python benchmarks/gradio_ttft.py --quick    # 2 rounds, no warm-up (the CI smoke run)
+    .venv/bin/python benchmarks/gradio_ttft.py --quick    # 1 round, no warm-up (the CI smoke run)
 
 Processes: `modelriver dev`, one Python process serving both apps (``_gradio_apps.py``, two
 ports), Debian's Chromium (Playwright); all started at once and reused for every sample.
@@ -132,13 +132,13 @@ def interleave(samplers: dict[str, Callable[[int], float]], rounds: int, warmup:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 rounds, no warm-up")
-    parser.add_argument("--rounds", type=int, help="rounds (default 20; quick 2)")
+    parser.add_argument("--quick", action="store_true", help="1 round, no warm-up")
+    parser.add_argument("--rounds", type=int, help="rounds (default 20; quick 1)")
     parser.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    rounds = args.rounds or (2 if args.quick else 20)
+    rounds = args.rounds or (1 if args.quick else 20)
     warmup = not args.quick
     started = time.perf_counter()
     gw_port, ours_port, peer_port = free_port(), free_port(), free_port()

@@ -143,7 +143,6 @@ def modelriver_chat(
             rendered = view.messages()
             return (rendered, view.data) if data_output else rendered
 
-        yield out()
         api = get_client()
 
         def cancel_upstream(channel_id: str) -> None:
@@ -152,12 +151,15 @@ def modelriver_chat(
             cancels.add(task)
             task.add_done_callback(cancels.discard)
 
+        # The request is created while Gradio sends the first view (the steps' thought): the
+        # HTTP call overlaps that yield instead of following it.
         creating = asyncio.ensure_future(_create(
             api, name, messages, metadata=request_metadata, events=events,
             webhook_url=_resolve(webhook_url)))
         try:
+            yield out()
             request = await asyncio.shield(creating)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
             # Stopped while the request was being created: cancel it once it exists.
             def created(task: asyncio.Future[AsyncRequest]) -> None:
                 if not task.cancelled() and task.exception() is None:

@@ -23,6 +23,7 @@ from modelriver import AIResponse, AsyncRequest, ModelRiverError, WorkflowStep
 from modelriver.markdown import SafeMarkdown, escape_markdown
 from modelriver.upstream import Upstream
 from streamlit_modelriver import _component
+from streamlit_modelriver._gc import freeze_startup_objects
 from streamlit_modelriver._pump import PumpRegistry
 from streamlit_modelriver._render import (
     card_container,
@@ -323,9 +324,9 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
             cursor["snap"] = snap
             cursor["version"] = snap.version
             cursor["index"] = snap.index
-            draw(snap)
             text = snap.prose if snap.prose is not None else shown + snap.delta
             if snap.attempt != cursor["attempt"]:
+                draw(snap)
                 cursor["attempt"] = snap.attempt
                 cursor["carry"] = snap.prose if snap.prose is not None else snap.delta
                 return
@@ -333,8 +334,11 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
                 if on_token is not None:
                     on_token(text[len(shown):] if text.startswith(shown) else text)
                 shown = text
-                yield shown
+                yield shown  # the text's delta first: the steps and the card follow it
+                draw(snap)
                 _remember_in_url(entry)
+            else:
+                draw(snap)
             if snap.done:
                 return
 
@@ -396,6 +400,9 @@ def _run_component(api: Upstream, entry: _Entry, *, show_steps: bool,
         _handle_triggers(api, entry, state)
         # The component puts ``mr_<key>`` in the URL itself (history.replaceState): a URL change
         # made from Python costs the browser a re-render before the component can connect.
+        # This run ends right after the mount with Streamlit's full GC pass, which holds the
+        # component's delta in the server: once a process, take the imports out of it.
+        freeze_startup_objects()
         state = _component.mount(entry.key, entry.request, show_steps=show_steps,
                                  url_param=QUERY_PREFIX + entry.key)
         finished = _component.result_of(state, channel_id)

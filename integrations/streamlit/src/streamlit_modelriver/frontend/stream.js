@@ -116,8 +116,8 @@ class Controller {
   }
 
   start() {
+    this.stream.start(); // the socket first: the URL can wait a few ms, the first token cannot
     this.markUrl(true);
-    this.stream.start();
   }
 
   // ?mr_<key>=<channel_id> in the page URL while in flight, so a reload (a new Streamlit
@@ -381,10 +381,10 @@ export default function (component) {
   } else {
     ctl.updateToken(data);
   }
+  if (fresh) ctl.start(); // open the socket before drawing anything: the handshake overlaps the rest
   if (view.controller && view.controller !== ctl) view.controller.detach(view);
   view.controller = ctl;
   ctl.attach(view, { setStateValue, setTriggerValue });
-  if (fresh) ctl.start();
 
   return () => {
     ctl.detach(view);
