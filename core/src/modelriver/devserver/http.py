@@ -52,19 +52,18 @@ class SafeJSONResponse(JSONResponse):
 
 
 class ApiError(Exception):
-    """An error answer: HTTP ``status`` with JSON ``{error: code, message}``."""
+    """An error answer: HTTP ``status`` with JSON ``{error: code, message}`` (``str(error)``)."""
 
     def __init__(self, status: int, code: str, message: str,
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
-        self.message = message
         self.headers = headers
 
     def response(self) -> JSONResponse:
-        return SafeJSONResponse({"error": self.code, "message": self.message}, self.status,
-                            headers=self.headers)
+        return SafeJSONResponse({"error": self.code, "message": str(self)}, self.status,
+                                headers=self.headers)
 
 
 def _is_http_url(value: Any) -> bool:
