@@ -1,6 +1,7 @@
 """Issue 18 in real Chromium on the real Gradio demo and gateway: a structured answer streams its
 reply as prose in the chat bubble with the card filling in beside it, never the answer's raw JSON;
-a failover that continues never shortens the answer.
+a failover that continues never shortens the answer, and one that restarts (``failover =
+"restart"``) shows the reset.
 
 The page samples itself every 45 ms (``setInterval``: what a user could see) until the run ends.
 """
@@ -15,8 +16,11 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from support import CHROMIUM_ARGS, chromium_path
+from modelriver import ModelRiver
+from support import CHROMIUM_ARGS, Gateway, Process, chromium_path, start_gateway
 from support.upstreams import Upstream
+
+from .conftest import DEFAULT_METADATA, Demo, launch_demo, wait_demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(200)]
 
@@ -47,15 +51,21 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser, demo: Any) -> Iterator[Page]:
+def open_page(browser: Browser, url: str) -> Page:
+    """The demo at ``url`` in a fresh context, its chat box ready (close its context after)."""
     context = browser.new_context(viewport={"width": 1280, "height": 1400})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    page.goto(demo.url)
+    page.goto(url)
     expect(page.locator('textarea[data-testid="textbox"]').first).to_be_editable()
+    return page
+
+
+@pytest.fixture
+def page(browser: Browser, demo: Any) -> Iterator[Page]:
+    page = open_page(browser, demo.url)
     yield page
-    context.close()
+    page.context.close()
 
 
 def ask(page: Page, workflow: str, tokens_per_second: float, prompt: str) -> list[dict[str, Any]]:
@@ -153,3 +163,87 @@ def test_process_shows_loading_while_tokens_stream(
         arg=[ANSWER, PROCESS_LOADING], timeout=TIMEOUT_MS)
     expect(page.locator(ANSWER).last).to_have_text(want, timeout=TIMEOUT_MS)
     page.wait_for_function(f"() => ({PROCESS_LOADING})() === false", timeout=TIMEOUT_MS)
+
+
+# The first provider fails after 25 tokens (1.25 s at the test's 20 tokens/s; the built-in 5 would
+# be 250 ms): on a loaded machine the first attempt stays visible for several samples.
+RESTART_CONFIG = """
+[providers.demo-flaky]
+model = "scripted-flaky"
+fail_after = 25
+error = "scripted provider failure after 25 tokens"
+
+[workflows.demo-failover]
+providers = ["demo-flaky", "demo-backup"]
+failover = "restart"
+"""
+
+
+@pytest.fixture(scope="session")
+def restart_launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str, Process]]:
+    """A gateway whose demo-failover restarts the answer, and the demo starting against it."""
+    config = tmp_path_factory.mktemp("restart") / "gateway.toml"
+    config.write_text(RESTART_CONFIG)
+    gateway = start_gateway("--config", str(config))
+    try:
+        url, process = launch_demo(Upstream("modelriver", gateway), DEFAULT_METADATA)
+        try:
+            yield gateway, url, process
+        finally:
+            process.stop()
+    finally:
+        gateway.process.stop()
+
+
+@pytest.fixture(scope="module")
+def restart_demo(restart_launched: tuple[Gateway, str, Process]) -> tuple[Gateway, Demo]:
+    """The restart gateway and its demo, started."""
+    gateway, url, process = restart_launched
+    return gateway, wait_demo(url, process)
+
+
+def _restart_test_runs(request: pytest.FixtureRequest) -> bool:
+    return any("restart_demo" in getattr(item, "fixturenames", ()) for item in request.session.items)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _launch_the_restart_demo_early(request: pytest.FixtureRequest) -> None:
+    """Start the restart demo before the session's demos wait for theirs (autouse: set up first),
+    when its test runs: Gradio takes tens of seconds to import on a loaded machine."""
+    if _restart_test_runs(request):
+        request.getfixturevalue("restart_launched")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _wait_for_the_restart_demo(request: pytest.FixtureRequest) -> None:
+    """Have it started before the module's first test streams: its import would load the CPU
+    the paced tests sample under."""
+    if _restart_test_runs(request):
+        request.getfixturevalue("restart_demo")
+
+
+@pytest.mark.modelriver_only("the Realm tests' gateway restarts demo-failover, which Realm refuses "
+                              "(tests/gradio/realm_gateway.toml); this test has a ModelRiver gateway of "
+                              "its own")
+def test_a_restarting_failover_shows_the_reset(
+    browser: Browser, restart_demo: tuple[Gateway, Demo], upstream: Upstream,
+) -> None:
+    gateway, demo = restart_demo
+    prompt = "Fail over and restart"
+    with ModelRiver(api_key=gateway.api_key, api_base=gateway.url) as client, client.stream(
+        "demo-failover", prompt, metadata={"scripted": {"tokens_per_second": 0}}, request_timeout=30,
+    ) as stream:
+        want = stream.wait().content
+    page = open_page(browser, demo.url)
+    try:
+        samples = ask(page, "demo-failover", 20, prompt)
+    finally:
+        page.context.close()
+    answers = [norm(s["answer"]) for s in samples]
+    first = next(i for i, a in enumerate(answers) if a)
+    resets = [(a, b) for a, b in itertools.pairwise(answers[first:]) if len(b) < len(a)]
+    assert resets, ("the restart was not shown", [a for a, _ in itertools.groupby(answers)])
+    assert answers[-1] == norm(want)
+    page_request = next(r for r in gateway.requests() if r["prompt"] == prompt)  # newest first
+    log = gateway.request_log(page_request["channel_id"])
+    assert log["status"] == "success" and log["failovers"], log
