@@ -54,11 +54,12 @@ import time
 from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any, Concatenate, Generic, Literal, ParamSpec, Self, TypedDict, TypeVar, Unpack, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypedDict, TypeVar, Unpack, overload
 from urllib.parse import quote
 
 import httpx
 
+from modelriver._closing import AsyncClosing, Closing
 from modelriver._text import unencodable_path
 from modelriver._version import __version__
 from modelriver.backoff import exponential as backoff
@@ -516,7 +517,7 @@ def _error_detail(body: Any) -> str | None:
     return None
 
 
-class AsyncModelRiver(_BaseModelRiver[httpx.AsyncClient]):
+class AsyncModelRiver(_BaseModelRiver[httpx.AsyncClient], AsyncClosing):
     """Asynchronous client of the ModelRiver HTTP API: ``ModelRiver``'s twin.
 
     Args:
@@ -703,12 +704,6 @@ class AsyncModelRiver(_BaseModelRiver[httpx.AsyncClient]):
         if self._owns_http:
             await self._client.aclose()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
 
 def _complete(coroutine: Coroutine[Any, Any, _T]) -> _T:
     """The result of a coroutine that never suspends (``ModelRiver``'s I/O blocks instead)."""
@@ -750,7 +745,7 @@ def _blocking(
     return call
 
 
-class ModelRiver(_BaseModelRiver[httpx.Client]):
+class ModelRiver(_BaseModelRiver[httpx.Client], Closing):
     """Synchronous client of the ModelRiver HTTP API: ``AsyncModelRiver``'s twin, blocking.
 
     The arguments, methods (``create_request``, ``reconnect``, ``callback``, ``cancel``, ``health``,
@@ -785,9 +780,3 @@ class ModelRiver(_BaseModelRiver[httpx.Client]):
         """Close the HTTP connections, unless the ``http_client`` was supplied."""
         if self._owns_http:
             self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidH
 from websockets.frames import Frame, Opcode
 from websockets.typing import Origin
 
+from modelriver._closing import Closing
 from modelriver._emitter import Callback, Emitter
 from modelriver._portal import Portal, forward_property
 from modelriver.events import Step, StreamEvent, event_from_message
@@ -534,7 +535,7 @@ class AsyncUpstreamStream(Protocol):
     async def close(self) -> None: ...
 
 
-class SyncStream:
+class SyncStream(Closing):
     """``Stream`` for sync code: the same implementation, run on a private loop thread.
 
     Callbacks registered with ``on()`` run on that thread. ``SyncStream.over`` wraps any async
@@ -596,12 +597,6 @@ class SyncStream:
     def close(self) -> None:
         """Stop streaming (and release the thread when it is the stream's own). Idempotent."""
         self._portal.close_after(self._twin.close, keep_open=self._keep_portal)
-
-    def __enter__(self) -> SyncStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def connect_sync(request: AsyncRequest, **options: Any) -> SyncStream:

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+from modelriver._closing import Closing
 from modelriver.exceptions import WebhookVerificationError
 from modelriver.settings import ENV_API_BASE, ENV_API_KEY, ENV_WEBHOOK_SECRET
 from modelriver.webhooks import verify_signature
@@ -322,7 +323,7 @@ class Received:
 
 
 @dataclass
-class WebhookInbox:
+class WebhookInbox(Closing):
     """A webhook endpoint on loopback, in a thread: ``url`` to send webhooks to.
 
     Each POST is verified with ``verify_signature`` (401 when it fails, as a real backend
@@ -398,12 +399,6 @@ class WebhookInbox:
             self._server.shutdown()
             self._server.server_close()
             self._thread.join()
-
-    def __enter__(self) -> WebhookInbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def get(self, *, within: float = 10.0) -> Received:
         """The next webhook received (blocking).

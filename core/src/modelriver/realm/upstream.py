@@ -42,6 +42,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
+from modelriver._closing import AsyncClosing, Closing
 from modelriver._emitter import Callback, Emitter
 from modelriver._portal import Portal, forward, forward_property, same_args
 from modelriver.events import Error, Response, Step, StreamEvent, Token, event_from_message
@@ -327,7 +328,7 @@ class RealmStream:
         return event
 
 
-class RealmUpstream:
+class RealmUpstream(AsyncClosing):
     """``AsyncUpstream`` over a Realm server (see the module docstring for the mapping).
 
     Args:
@@ -478,14 +479,8 @@ class RealmUpstream:
         if self._owns_client:
             await self.client.disconnect()
 
-    async def __aenter__(self) -> RealmUpstream:
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-
-class SyncRealmUpstream:
+class SyncRealmUpstream(Closing):
     """``Upstream`` (sync) over a Realm server: ``RealmUpstream`` on a private loop thread.
 
     Args: as ``RealmUpstream`` (without ``client``). Thread-safe; ``close()`` when done. Each
@@ -527,9 +522,3 @@ class SyncRealmUpstream:
     def close(self) -> None:
         """Stop every call, disconnect and stop the loop thread. Idempotent."""
         self._portal.close_after(self._twin.aclose)
-
-    def __enter__(self) -> SyncRealmUpstream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
