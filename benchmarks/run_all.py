@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -158,7 +159,7 @@ def merge(results: list[dict[str, Any]], quick: bool, command: str) -> tuple[str
     at = next((i + 1 for i, line in enumerate(out) if line.startswith("- command: ")), 1)
     out[at:at] = [stamp, *stamps]
     RESULTS.write_text("\n".join(out) + "\n")
-    body = "\n".join(line for line in out if line.startswith("|"))
+    body = "\n".join(results_table(out))
     original = next((line[len("- command: "):] for line in out if line.startswith("- command: ")),
                     "`make bench`")
     rerun = [*fresh, *(n for line in stamps for n in stamped_names(line) if n not in fresh)]
@@ -166,6 +167,12 @@ def merge(results: list[dict[str, Any]], quick: bool, command: str) -> tuple[str
     if stamps:
         how = f"{original.split(' (')[0]}; {ticked(rerun)} re-run since (when and how: the results' header)"
     return body, how
+
+
+def results_table(lines: list[str]) -> list[str]:
+    """The results table among RESULTS.md's ``lines``, without the tables of hand-written sections."""
+    start = lines.index(TABLE_HEAD[0]) if TABLE_HEAD[0] in lines else 0
+    return list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
 
 
 STAMP = re.compile(r"^- updated: (?P<when>[^,]+), (?P<names>(?:`\w+`(?:, )?)+) re-run with (?P<how>`.*)$")

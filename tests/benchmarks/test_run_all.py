@@ -104,6 +104,17 @@ def test_only_with_a_new_benchmark_appends_its_rows_and_a_second_run_keeps_one_s
     assert len(stamps) == 1 and "(quick sizes)" in stamps[0]
 
 
+def test_tables_of_hand_written_sections_stay_where_they_are_and_out_of_the_readme(run_all: ModuleType) -> None:
+    section = "## A/B\n\n| path | A | B |\n|---|---|---|\n| `x` | 1 | 2 |\n"
+    run_all.RESULTS.write_text(BEFORE + "\n" + section)
+    body, how = run_all.merge([result("brand_new", "X")], False, "run_all.py --only brand_new")
+    assert body.splitlines()[0].startswith("| benchmark |")
+    assert body.splitlines()[-1] == "| `brand_new` | m0 | X | >= 1 | met |" and "| path |" not in body
+    assert run_all.RESULTS.read_text().endswith(section)
+    run_all.update_readme(body, how)
+    assert "| `x` |" not in run_all.README.read_text()
+
+
 def test_each_re_run_keeps_its_own_stamp_until_its_benchmarks_are_re_run_again(run_all: ModuleType) -> None:
     run_all.merge([result("soak", "1"), result("realm_streams", "2")], False, "run_all.py --only soak realm_streams")
     run_all.merge([result("core_decode", "3")], False, "run_all.py --only core_decode")
