@@ -20,25 +20,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from modelriver import exceptions
 from modelriver._version import __version__
 
 if TYPE_CHECKING:
     from modelriver.api import AsyncModelRiver, ModelRiver
     from modelriver.events import Error, Response, Status, Step, StreamEvent, Token, ToolCall
-    from modelriver.exceptions import (
-        APIConnectionError,
-        APIError,
-        APITimeoutError,
-        AuthenticationError,
-        InvalidInputError,
-        JoinError,
-        ModelRiverError,
-        ProtocolError,
-        RateLimitError,
-        RequestTimeoutError,
-        StreamError,
-        WebhookVerificationError,
-    )
+    from modelriver.exceptions import *  # noqa: F403 (every error: exceptions.__all__)
     from modelriver.settings import Settings
     from modelriver.state import RequestState
     from modelriver.steps import StepTracker
@@ -58,13 +46,7 @@ _LAZY = {
     "Stream": "stream", "SyncStream": "stream", "connect": "stream", "connect_sync": "stream",
     "AIResponse": "types", "AsyncRequest": "types", "WorkflowStep": "types",
     "WebhookEvent": "webhooks", "verify_signature": "webhooks",
-    **dict.fromkeys(
-        ["APIConnectionError", "APIError", "APITimeoutError", "AuthenticationError", "InvalidInputError",
-         "JoinError",
-         "ModelRiverError", "ProtocolError", "RateLimitError", "RequestTimeoutError", "StreamError",
-         "WebhookVerificationError"],
-        "exceptions",
-    ),
+    **dict.fromkeys(exceptions.__all__, "exceptions"),
 }
 
 
@@ -83,37 +65,26 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AIResponse",
-    "APIConnectionError",
-    "APIError",
-    "APITimeoutError",
     "AsyncModelRiver",
     "AsyncRequest",
-    "AuthenticationError",
     "Error",
-    "InvalidInputError",
-    "JoinError",
     "ModelRiver",
-    "ModelRiverError",
-    "ProtocolError",
-    "RateLimitError",
     "RequestState",
-    "RequestTimeoutError",
     "Response",
     "Settings",
     "Status",
     "Step",
     "StepTracker",
     "Stream",
-    "StreamError",
     "StreamEvent",
     "SyncStream",
     "Token",
     "ToolCall",
     "WebhookEvent",
-    "WebhookVerificationError",
     "WorkflowStep",
     "__version__",
     "connect",
     "connect_sync",
     "verify_signature",
 ]
+__all__ += exceptions.__all__  # every error, as ``modelriver.exceptions`` lists them
