@@ -259,8 +259,8 @@ class SocketSession:
         """Look at the flow every tick while paused or writing: close the socket once nothing
         was written for the grace, wake the writer to catch up once it drained."""
         if self._flow_timer is None and self._close is None:
-            tick = min(max(self.conn.buffer_grace / 20, 0.01), 0.1)
-            self._flow_timer = asyncio.get_running_loop().call_later(tick, self._check_flow)
+            self._flow_timer = asyncio.get_running_loop().call_later(self.conn.flow_tick,
+                                                                     self._check_flow)
 
     def _check_flow(self) -> None:
         self._flow_timer = None

@@ -201,6 +201,12 @@ class ServerConnection:
         return now - self._stuck_since >= self.buffer_grace
 
     @property
+    def flow_tick(self) -> float:
+        """Seconds between ``update_flow`` calls while paused: a twentieth of ``buffer_grace``,
+        from 10 ms to 100 ms, so a stuck socket is closed close to its grace."""
+        return min(max(self.buffer_grace / 20, 0.01), 0.1)
+
+    @property
     def overflow_reason(self) -> str:
         """The close reason for ``update_flow``'s True."""
         return f"not reading: {self.buffered} bytes unsent, none taken for {self.buffer_grace:g} s"

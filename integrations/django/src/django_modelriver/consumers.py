@@ -237,7 +237,7 @@ class ModelRiverConsumer(AsyncWebsocketConsumer):
     async def _watch(self) -> None:
         """While paused: close once nothing was read for the grace; catch up once drained."""
         connection = self.connection
-        tick = min(max(connection.buffer_grace / 20, 0.01), 0.1)
+        tick = connection.flow_tick
         while self.claims is not None:
             if self._update_flow():
                 await self._overflow()
