@@ -1,6 +1,6 @@
 """The redesign's A/B (issue 17): this tree against the commit before it, side by side in one run.
 
-    .venv/bin/python benchmarks/redesign_ab.py            # 9 rounds: 100 streams each way
+    .venv/bin/python benchmarks/redesign_ab.py            # 9 rounds, 100 streams each way (~6 min)
     .venv/bin/python benchmarks/redesign_ab.py --quick    # 1 round, a few streams (both trees run)
 
 A = the commit before the redesign (``--commit``, f7ac540), checked out with ``git worktree add
@@ -17,16 +17,19 @@ and its demo under Daphne (``_relaybench.start_daphne_probed``), started once an
   ``gateway_streams`` count: channel frames received / first connect .. last final). The
   gateway's CPU per frame over the same window is shown beside it.
 * **relay CPU per frame** and **added latency**: N streams through the tree's Daphne at
-  ``--rate`` tokens/s (``_relaybench.relay_hop``): Daphne's CPU time (user + system) from the
-  moment every client has joined to the last final, over the frames its clients got meanwhile;
-  a token's added latency is its arrival through Daphne minus at a direct "shadow" client on
-  the same channel (p99 of a round's tokens; the method's floor from two direct clients).
+  ``--rate`` tokens/s (20; the first token 8 s after a start, so that all clients have joined;
+  ``_relaybench.relay_hop``): Daphne's CPU time (user + system) from the moment every client
+  has joined to the last final, over the frames its clients got meanwhile; a token's added
+  latency is its arrival through Daphne minus at a direct "shadow" client on the same channel
+  (p99 of a round's tokens; the method's floor from two direct clients).
 
-Reported: each metric's median over the rounds for A and B and the ratio B/A of the medians, with
-the per-round ratios' range as the noise. Goals: frames/s B/A >= 0.95, relay CPU per frame and
-added p99 B/A <= 1.05. ``--json`` prints one JSON object as the last line (``summary`` rows
-``{metric, measured, goal, met}``); ``--check`` exits 1 when a goal is missed. A clone without
-the commit (a shallow one) fails with a message saying so.
+Reported: each metric's median over the rounds for A and B, and the ratio B/A as the median of
+the rounds' ratios (a round's A and B ran back to back: the machine's load, drifting between
+rounds, cancels out of each), with their range and middle half as the noise. Goals: frames/s
+B/A >= 0.95, relay CPU per frame and added p99 B/A <= 1.05. ``--json`` prints one JSON object as
+the last line (``summary`` rows ``{metric, measured, goal, met}``); ``--check`` exits 1 when a
+goal is missed; ``--profile DIR`` profiles both Daphnes (cProfile). A clone without the commit
+(a shallow one) fails with a message saying so.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import functools
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -54,6 +58,7 @@ from typing import Any
 from _procs import ROOT, Server, free_port, tree_env
 from _relaybench import direct_run, dr, percentiles, profile_top, relay_hop, start_daphne_probed, text_of
 
+PACKAGES = ("core/src", "integrations/django/src")
 BEFORE = "f7ac540"
 """The last commit before issue 17's redesign."""
 GOAL_FRAMES, GOAL_COST = 0.95, 1.05
@@ -73,7 +78,7 @@ class Sizes:
 
 
 FULL = Sizes(rounds=9, gateway_streams=100, tokens=200, relay_streams=100, relay_tokens=100, rate=20.0,
-             first_token_ms=5000, settle_s=0.25, warm_up=True)
+             first_token_ms=8000, settle_s=0.25, warm_up=True)
 QUICK = Sizes(rounds=1, gateway_streams=5, tokens=20, relay_streams=4, relay_tokens=15, rate=100.0,
               first_token_ms=1000, settle_s=0.05, warm_up=False)
 
@@ -121,6 +126,13 @@ def worktree(commit: str) -> Iterator[Path]:
         git("worktree", "prune")
 
 
+def this_tree() -> str:
+    """This checkout's commit, and whether the code measured has changes not committed yet."""
+    sha = git("rev-parse", "--short", "HEAD").stdout.strip()
+    dirty = git("--no-optional-locks", "status", "--porcelain", "--", *PACKAGES, "demo_projects/django_chat").stdout
+    return f"{sha} + uncommitted changes" if dirty.strip() else sha
+
+
 def check_imports(root: Path) -> None:
     """Fail unless this interpreter, with ``root``'s PYTHONPATH, finds the packages in ``root`` (the
     servers then import them: a failure there stops the run with their output).
@@ -162,7 +174,7 @@ def start(trees: Sequence[Tree], sizes: Sizes, stack: contextlib.ExitStack, prof
 
 
 def prof_path(profile: Path | None, tree: Tree) -> str | None:
-    return None if profile is None else str(profile / f"{tree.name.replace(' ', '_')}.prof")
+    return None if profile is None else str(profile / (re.sub(r"\W+", "_", tree.name).strip("_") + ".prof"))
 
 
 # -- the rounds ----------------------------------------------------------------------------------------
@@ -223,12 +235,13 @@ async def measure(trees: Sequence[Tree], sizes: Sizes,
 
 def compare(result: dict[str, dict[str, list[dict[str, float]]]], a: str, b: str, kind: str,
             key: str) -> dict[str, Any]:
-    """Medians of ``key`` over the rounds for A and B, their ratio B/A, and the per-round ratios."""
+    """Medians of ``key`` over the rounds for A and B, and the ratio B/A: the median of the rounds'
+    ratios (a round's A and B ran back to back, so the machine's load drifting between rounds
+    cancels out of each ratio), with the sorted ratios themselves."""
     xs = [r[key] for r in result[a][kind]]
     ys = [r[key] for r in result[b][kind]]
-    med_a, med_b = nan_median(xs), nan_median(ys)
     per_round = sorted(y / x for x, y in zip(xs, ys, strict=True) if x and not math.isnan(x) and not math.isnan(y))
-    return {"a": med_a, "b": med_b, "ratio": med_b / med_a if med_a else math.nan, "rounds": per_round}
+    return {"a": nan_median(xs), "b": nan_median(ys), "ratio": nan_median(per_round), "rounds": per_round}
 
 
 def nan_median(values: Sequence[float]) -> float:
@@ -242,11 +255,14 @@ def fmt(x: float, digits: int = 2) -> str:
 
 def spread(c: dict[str, Any]) -> str:
     r = c["rounds"]
-    return f"rounds' ratios {fmt(r[0])}-{fmt(r[-1])}" if r else "no paired round"
+    if not r:
+        return "no paired round"
+    quart = statistics.quantiles(r, n=4) if len(r) > 1 else [r[0], r[0], r[0]]
+    return f"rounds' ratios {fmt(r[0])}-{fmt(r[-1])}, middle half {fmt(quart[0])}-{fmt(quart[2])}"
 
 
 def summary(result: dict[str, Any], sizes: Sizes, a: str, b: str) -> list[dict[str, Any]]:
-    """The rows ``run_all.py`` tabulates; measured = B/A of the medians."""
+    """The rows ``run_all.py`` tabulates; measured = the median of the rounds' ratios B/A."""
     gw_what = f"{sizes.gateway_streams} streams x {sizes.tokens} tokens unpaced"
     relay_what = f"{sizes.relay_streams} streams at {sizes.rate:g} tokens/s under Daphne"
     med = f"median of {sizes.rounds} rounds"
@@ -267,7 +283,7 @@ def summary(result: dict[str, Any], sizes: Sizes, a: str, b: str) -> list[dict[s
         elif goal is not None:
             met = False
         errors = sum(int(r["errors"]) for side in (a, b) for r in result[side][kind])
-        rows.append({"metric": f"{what}: now / {a} ({med}: {fmt(c['b'], digits)} / {fmt(c['a'], digits)}; "
+        rows.append({"metric": f"{what}: {b} / {a} ({med}: {fmt(c['b'], digits)} / {fmt(c['a'], digits)}; "
                                f"{spread(c)}{extra})",
                      "measured": fmt(c["ratio"]), "goal": goal, "met": met and not errors if met is not None else None})
     return rows
@@ -290,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = Sizes(**{**sizes.__dict__, "rounds": args.rounds or sizes.rounds, "rate": args.rate or sizes.rate})
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a terminated run cleans up as on Ctrl-C
     started = time.perf_counter()
-    a, b = f"before {args.commit}", "now"
+    a, b = f"before {args.commit}", f"now ({this_tree()})"
     with contextlib.ExitStack() as stack:
         old = stack.enter_context(worktree(args.commit))
         for root in (old, ROOT):
@@ -307,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         verdict = "" if row["met"] is None else ("  met" if row["met"] else "  MISSED")
         print(f"{row['metric']}: {row['measured']} (goal {row['goal'] or '—'}){verdict}")
     notes = (f"A = {args.commit} (git worktree), B = this tree, same interpreter, each with PYTHONPATH on its "
-             f"own packages and demo; {sizes.rounds} interleaved rounds (A,B then B,A), medians, ratio B/A; "
+             f"own packages and demo; {sizes.rounds} interleaved rounds (A,B then B,A), medians; ratio B/A = the "
+             f"median of the rounds' ratios; "
              f"{elapsed:.0f} s")
     if args.json:
         print(json.dumps({"name": "redesign_ab", "seconds": round(elapsed, 1), "summary": rows, "notes": notes,
