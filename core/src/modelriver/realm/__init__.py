@@ -19,19 +19,9 @@ accepts ``name`` for ``pipeline``; an endpoint bills the key's tenant whatever a
 ``tenant_id`` says.
 """
 
+from modelriver.realm import exceptions
 from modelriver.realm.client import EVENTS, RealmClient
-from modelriver.realm.exceptions import (
-    RealmAuthenticationError,
-    RealmCancelledError,
-    RealmConnectionError,
-    RealmDispatchError,
-    RealmError,
-    RealmInternalError,
-    RealmInvalidParamsError,
-    RealmProtocolError,
-    RealmRateLimitError,
-    RealmTimeoutError,
-)
+from modelriver.realm.exceptions import *  # noqa: F403 (the errors and their codes: exceptions.__all__)
 from modelriver.realm.protocol import DEFAULT_URL, GenerateResult, TokenRecord
 from modelriver.realm.server import (
     GenerateRequest,
@@ -51,21 +41,12 @@ __all__ = [
     "GenerateResult",
     "Generator",
     "Pipeline",
-    "RealmAuthenticationError",
-    "RealmCancelledError",
     "RealmClient",
-    "RealmConnectionError",
-    "RealmDispatchError",
-    "RealmError",
-    "RealmInternalError",
-    "RealmInvalidParamsError",
-    "RealmProtocolError",
-    "RealmRateLimitError",
     "RealmServer",
-    "RealmTimeoutError",
     "SyncRealmClient",
     "TokenRecord",
     "builtin_pipelines",
     "echo_generator",
     "serve",
 ]
+__all__ += exceptions.__all__  # every Realm error and code, as ``exceptions`` lists them
