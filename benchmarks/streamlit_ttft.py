@@ -1,7 +1,7 @@
 """Streamlit: Enter → first token shown, and tokens shown per second, ours next to a hand-written peer.
 
     .venv/bin/python benchmarks/streamlit_ttft.py            # 20 rounds, first token after 0 and 300 ms
-    .venv/bin/python benchmarks/streamlit_ttft.py --quick    # 1 round, 0 ms (the CI smoke run)
+    .venv/bin/python benchmarks/streamlit_ttft.py --quick    # 1 round after the warm-up, 0 ms (the CI smoke run)
 
 Processes: `modelriver dev`, two `streamlit run` apps and Debian's Chromium (Playwright), all
 started at once and reused for every sample:
@@ -73,22 +73,28 @@ PROBE = r"""
   const roots = new Set();  // shadow roots (components v2 isolate their DOM in one)
   // The answers' text holders: the component's text, server mode's keyed container, the peer's.
   const text = (el) => el.textContent.replace(/\s*▌$/, "").length;
+  // [identity, element]: the identity outlives Streamlit re-creating an element (a rerun may), so
+  // an answer already on the page at Enter is never taken for the new one.
   const holders = () => {
     const out = [];
     for (const root of roots) {
       if (!root.host.isConnected) { roots.delete(root); continue; }
-      for (const el of root.querySelectorAll('[data-testid="modelriver-text"]')) out.push(el);
+      for (const el of root.querySelectorAll('[data-testid="modelriver-text"]')) {
+        out.push(["channel:" + (el.closest("[data-channel]")?.dataset.channel || ""), el]);
+      }
     }
-    for (const el of document.querySelectorAll(
-        '[class*="st-key-modelriver-text-"] [data-testid="stMarkdownContainer"],'
-        + ' [class*="st-key-peer-text-"] [data-testid="stMarkdownContainer"]')) out.push(el);
+    for (const box of document.querySelectorAll('[class*="st-key-modelriver-text-"], [class*="st-key-peer-text-"]')) {
+      const key = [...box.classList].find((c) => c.startsWith("st-key-"));
+      const md = box.querySelector('[data-testid="stMarkdownContainer"]');
+      if (md) out.push([key, md]);
+    }
     return out;
   };
   const check = () => {
     const t = window.__ttft;
     if (t.submitted === null || t.complete !== null) return;
-    for (const el of holders()) {
-      if (before.has(el)) continue;
+    for (const [id, el] of holders()) {
+      if (before.has(id)) continue;
       const length = text(el);
       if (length === 0) continue;
       const now = performance.now();
@@ -109,7 +115,7 @@ PROBE = r"""
   };
   document.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && e.target && e.target.tagName === "TEXTAREA") {
-      before = new Set(holders());  // the answers already on the page
+      before = new Set(holders().map(([id]) => id));  // the answers already on the page
       window.__ttft = {...fresh(), submitted: performance.now()};
     }
   }, true);
@@ -171,15 +177,24 @@ class Page:
     def ready(self) -> None:
         self.page.get_by_test_id("stChatInputTextArea").wait_for()
 
-    def sample(self, api_base: str) -> dict[str, Any]:
-        """One turn: Enter → first token shown (ms), the answer's second half (ms, share of the
-        text), request created → first token shown (ms), stage marks (ms from created)."""
+    def send(self) -> None:
+        """Type a prompt and press Enter (``collect()`` waits for the answer)."""
         page = self.page
         page.bring_to_front()
         box = page.get_by_test_id("stChatInputTextArea")
         box.wait_for()
         box.fill(f"{self.name} sample {self.sent}")
         page.keyboard.press("Enter")
+
+    def sample(self, api_base: str) -> dict[str, Any]:
+        """One turn (``send()`` then ``collect()``)."""
+        self.send()
+        return self.collect(api_base)
+
+    def collect(self, api_base: str) -> dict[str, Any]:
+        """The turn's Enter → first token shown (ms), the answer's second half (ms, share of the
+        text), request created → first token shown (ms), stage marks (ms from created)."""
+        page = self.page
         page.wait_for_function("() => window.__ttft.complete !== null")
         first, half_ms, half_share, first_at, marks = page.evaluate(
             "(length) => { const t = window.__ttft; return [t.first - t.submitted, t.complete - t.half,"
@@ -215,8 +230,8 @@ def ratio(ours: dict[str, Any] | None, peer: dict[str, Any] | None) -> float | N
     return round(ours["p50"] / peer["p50"], 2)
 
 
-def run_scenario(pages: dict[str, Page], api_base: str, first_token_ms: float, rounds: int, tokens: int,
-                 warmup: bool = True) -> dict[str, Any]:
+def run_scenario(pages: dict[str, Page], api_base: str, first_token_ms: float, rounds: int,
+                 tokens: int) -> dict[str, Any]:
     """Interleaved rounds of every path (the order rotates), a warm-up round first (not counted)."""
     scripted = {"first_token_ms": first_token_ms, "tokens_per_second": TOKENS_PER_SECOND, "text": answer(tokens)}
     for page in pages.values():
@@ -227,11 +242,13 @@ def run_scenario(pages: dict[str, Page], api_base: str, first_token_ms: float, r
         name: {"enter_to_first": [], "created_to_first": [], "tokens_per_second": []} for name in pages}
     stages: dict[str, list[float]] = {}
     names = list(pages)
-    for r in range(rounds + warmup):
+    for page in pages.values():  # the warm-up round, all pages at once (cold starts overlap)
+        page.send()
+    for page in pages.values():
+        page.collect(api_base)
+    for r in range(1, rounds + 1):
         for name in names[r % len(names):] + names[:r % len(names)]:
             got = pages[name].sample(api_base)
-            if warmup and r == 0:
-                continue
             into = raw[name]
             into["enter_to_first"].append(got["enter_to_first"])
             into["created_to_first"].append(got["created_to_first"])
@@ -266,13 +283,13 @@ def summary_rows(s: dict[str, Any]) -> list[dict[str, Any]]:
                                f"({p[mode]['enter_to_first']['p50']} / {p['peer']['enter_to_first']['p50']} ms)",
                      "measured": fmt(r, ".2f"), "goal": f"<= {GOAL_RATIO:.1f}",
                      "met": None if r is None else r <= GOAL_RATIO})
-    rows.append({"metric": f"{delay}: tokens shown per second p50, component / server / peer "
+    rows.append({"metric": f"{delay}: tokens shown per second p50, peer / component / server "
                            f"(2nd half of {s['tokens']} tokens offered at {TOKENS_PER_SECOND}/s; ratios to the peer)",
                  "measured": " / ".join(fmt(p[n]["tokens_per_second"]["p50"], ",.0f") for n in PATHS)
                  + f" ({fmt(ratios['component']['tokens_per_second'], '.2f')}, "
                    f"{fmt(ratios['server']['tokens_per_second'], '.2f')})",
                  "goal": None, "met": None})
-    rows.append({"metric": f"{delay}: request created → first token shown p50, component / server / peer "
+    rows.append({"metric": f"{delay}: request created → first token shown p50, peer / component / server "
                            "(core client alone: request created → first token)",
                  "measured": " / ".join(f"{p[n]['created_to_first']['p50']:g}" for n in PATHS)
                  + f" ms ({s['core_created_to_first']['p50']:g} ms)", "goal": None, "met": None})
@@ -296,7 +313,7 @@ def start_app(app: Path, api_base: str) -> tuple[Proc, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 round, no warm-up, 0 ms, 60 tokens")
+    parser.add_argument("--quick", action="store_true", help="1 round after the warm-up, 0 ms, 30 tokens")
     parser.add_argument("--rounds", type=int, help="rounds (default 20; quick 1)")
     parser.add_argument("--first-token-ms", type=lambda v: [float(x) for x in v.split(",")],
                         default=None, help="provider delays to run, comma-separated (default 0,300; quick 0)")
@@ -305,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from playwright.sync_api import sync_playwright
 
     rounds = args.rounds or (1 if args.quick else 20)
-    tokens = 60 if args.quick else 600
+    tokens = 30 if args.quick else 600
     delays = args.first_token_ms or ([0.0] if args.quick else [0.0, 300.0])
     started = time.perf_counter()
     gw_port = free_port()
@@ -327,8 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pages = {"peer": Page(browser, "peer", f"{peer_url}/?x=1", text),
                          "component": Page(browser, "component", f"{ours_url}/?mode=component", text),
                          "server": Page(browser, "server", f"{ours_url}/?mode=server", text)}
-                scenarios = [run_scenario(pages, api_base, delay, rounds, tokens, warmup=not args.quick)
-                             for delay in delays]
+                scenarios = [run_scenario(pages, api_base, delay, rounds, tokens) for delay in delays]
             finally:
                 browser.close()
     finally:

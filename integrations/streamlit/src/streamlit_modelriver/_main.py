@@ -278,8 +278,18 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
             on_token: Callable[[str], None] | None, allow_remote_media: bool = False) -> AIResponse:
     assert entry.request is not None
     pump = pump_registry().start(api, entry.request)
-    status = st.status("Connecting…", state="running", expanded=True) if show_steps else None
-    steps_slot = status.empty() if status is not None else None
+    # The steps box's place, above the text. ``st.status`` itself comes with the first news, after
+    # that news' text is drawn: Streamlit sleeps 50 ms in every ``st.status()`` (for its frontend),
+    # which must not hold a fast model's first token back.
+    steps_box = st.container() if show_steps else None
+    boxes: list[Any] = []  # [status, its steps slot], once made
+
+    def status_box() -> list[Any]:
+        if steps_box is not None and not boxes:
+            status = steps_box.status("Connecting…", state="running", expanded=True)
+            boxes.extend((status, status.empty()))
+        return boxes
+
     text_slot = text_container(entry.key).empty()
     card_slot = card_container(entry.key).empty()
     stop_slot = st.empty()
@@ -298,8 +308,9 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
             if card != cursor["card"]:
                 cursor["card"] = card
                 card_slot.markdown(card)
-        if status is None or steps_slot is None:
+        if not status_box():
             return
+        status, steps_slot = boxes
         drawn = (snap.steps, snap.notes)
         if drawn != cursor["drawn"]:
             cursor["drawn"] = drawn
@@ -318,6 +329,7 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
             snap = pump.wait(version=cursor["version"], attempt=cursor["attempt"],
                              index=cursor["index"], timeout=_IDLE_CHECK)
             if snap.version == cursor["version"]:
+                status_box()  # no news yet: show "Connecting…"
                 _remember_in_url(entry)  # nothing to draw for a while: a good moment
                 _checkpoint()
                 continue
@@ -357,7 +369,8 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
     entry.steps = list(snap.steps)
     entry.notes = list(snap.notes)
     stop_slot.empty()
-    if status is not None and steps_slot is not None:
+    if status_box():
+        status, steps_slot = boxes
         steps_slot.markdown(steps_markdown(entry.steps, entry.notes))
         status.update(label=final_label(response), state="error" if response.is_error else "complete",
                       expanded=False)
@@ -373,6 +386,7 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
 # -- component mode ------------------------------------------------------------------------------
 
 _fallbacks_logged: set[str] = set()
+_LIVE_LABEL = "Running the workflow…"
 
 
 def _browser_can_stream(api: Upstream, request: AsyncRequest) -> bool:
@@ -403,8 +417,16 @@ def _run_component(api: Upstream, entry: _Entry, *, show_steps: bool,
         # This run ends right after the mount with Streamlit's full GC pass, which holds the
         # component's delta in the server: once a process, take the imports out of it.
         freeze_startup_objects()
-        state = _component.mount(entry.key, entry.request, show_steps=show_steps,
-                                 url_param=QUERY_PREFIX + entry.key)
+        # The final rendering's layout from the start (``render_final``: a collapsed status, then
+        # the text's container): each of its parts replaces one of these whole, so the answer
+        # never moves nor blanks at the hand-over. The component draws the live steps below its
+        # text; the status comes after the mount (``st.status()`` sleeps 50 ms).
+        head = st.container() if show_steps else None
+        with text_container(entry.key):
+            state = _component.mount(entry.key, entry.request, show_steps=show_steps,
+                                     url_param=QUERY_PREFIX + entry.key)
+        if head is not None:
+            head.status(_LIVE_LABEL, state="running", expanded=False)
         finished = _component.result_of(state, channel_id)
         if finished is None:
             return None
