@@ -413,9 +413,12 @@ def main() -> int:
     tokens = args.tokens or (20 if args.quick else 100)
     pinned_pass = not args.quick and not args.no_pinned_pass and (os.cpu_count() or 1) >= 2
     hops = [replace(hop, ws=args.uvicorn_ws) for hop in args.hops or (QUICK_HOPS if args.quick else HOPS)]
+    load_before = os.getloadavg()[0]
     result = asyncio.run(bench(hops, sizes, tokens, args.rate, 20, together=args.quick,
                                profile=not args.quick and not args.no_profile, pinned_pass=pinned_pass))
+    load = f"load average (1 min) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     print_table(result)
+    print(load)
     rows = report(result)
     for row in rows:
         verdict = "" if row["met"] is None else ("  met" if row["met"] else "  MISSED")
@@ -427,7 +430,7 @@ def main() -> int:
              "`setup_cpu_s` in the JSON); added latency = arrival through the hop minus at a direct client on the "
              "same channel; method floor = the same between two direct clients; RSS per stream = (peak - idle) / "
              f"streams; uvicorn: uvloop, httptools, --ws {args.uvicorn_ws}; ours and each peer: the better of Daphne "
-             "and uvicorn on each figure (the rows name it); plots: benchmarks/relay_latency_<N>.png")
+             "and uvicorn on each figure (the rows name it); plots: benchmarks/relay_latency_<N>.png; " + load)
     for r in result:
         for hop_name, top in r.pop("profiles", {}).items():
             print(f"{hop_name} profile, {r['n']} streams (own time, calls, function):")
