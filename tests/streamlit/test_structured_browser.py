@@ -35,15 +35,24 @@ window.mrSample = () => {
     if (r) root = r;
   }
   const pick = (sel) => { const all = document.querySelectorAll(sel); return all[all.length - 1] || null; };
-  let text = null, card = "", steps = {};
+  let text = null, card = "", steps = {}, top = null, height = 0;
+  // Where the answer's text is drawn: its top within its chat message, and its height (0: not drawn).
+  const place = (el) => {
+    const box = el.getBoundingClientRect();
+    const message = (el.getRootNode().host || el).closest('[data-testid="stChatMessage"]');  // out of a shadow root
+    [top, height] = [box.top - (message ? message.getBoundingClientRect().top : 0), box.height];
+  };
   if (root) {
-    text = root.querySelector('[data-testid="modelriver-text"]').textContent;
+    const t = root.querySelector('[data-testid="modelriver-text"]');
+    text = t.textContent;
+    place(t);
     const c = root.querySelector('[data-testid="modelriver-card"]');
     card = c && !c.hidden ? c.innerText : "";
     for (const li of root.querySelectorAll("li[data-step]")) steps[li.dataset.step] = li.dataset.status;
   } else {
     const md = pick('[class*="st-key-modelriver-text-"] [data-testid="stMarkdownContainer"]');
     text = md ? md.innerText.replace(/\s*▌$/, "") : null;
+    if (md) place(md);
     const c = pick('[class*="st-key-modelriver-card-"]');
     card = c ? c.innerText : "";
     const messages = document.querySelectorAll('[data-testid="stChatMessage"]');
@@ -57,7 +66,7 @@ window.mrSample = () => {
     }
   }
   const returned = !!document.querySelector('[class*="st-key-returned-"]');
-  return {text, card, steps, returned};
+  return {text, card, steps, returned, top, height};
 };
 setInterval(() => {
   const s = window.mrSample();
@@ -138,7 +147,7 @@ def test_a_continuing_failover_never_shortens_the_answer(
 
 
 @MODELRIVER
-def test_component_mode_never_blanks_nor_shortens_the_answer_at_the_end(
+def test_component_mode_never_blanks_shortens_nor_moves_the_answer_at_the_end(
         upstream: Upstream, demo_app: Any, page: tuple[Any, Any]) -> None:
     browser_page, _ = page
     prompt = "Hand the answer over without a blank frame"
@@ -149,6 +158,13 @@ def test_component_mode_never_blanks_nor_shortens_the_answer_at_the_end(
     for index, (before, after) in enumerate(itertools.pairwise(texts[first:])):
         assert after and len(after) >= len(before), (index, before, after)
     assert texts[-1] == norm(want)
+    # Drawn, and in one place, from the first token drawn to the final rendering: the text neither
+    # vanishes (a laid-out box) nor moves when the steps collapse into the final status.
+    shown = next(i for i, s in enumerate(samples) if s["text"] and s["height"])
+    assert samples[-1]["returned"] and not samples[shown]["returned"]
+    places = [(round(s["top"]), round(s["height"])) for s in samples[shown:]]
+    for sample in samples[shown:]:
+        assert sample["height"] > 0 and abs(sample["top"] - samples[shown]["top"]) <= 4, places
 
 
 # The first provider fails after 25 tokens (1.25 s at the test's 20 tokens/s, where the built-in 5
