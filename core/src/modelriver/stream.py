@@ -20,7 +20,6 @@ import contextlib
 import inspect
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
@@ -62,6 +61,35 @@ EVENTS = ("token", "status", "tool_call", "step", "response", "error", "message"
 _END = object()
 
 
+class _Flag:
+    """A flag one task waits on: ``asyncio.Event`` without its deque of waiters (a stream's
+    memory counts, and only its session task waits)."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._set = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+
 class _DirectConnection(ClientConnection):
     """A client connection that hands each complete data message to ``on_data`` in the loop's
     data callback: no queue and no task wake-up per message (``websockets``' ``recv`` has both).
@@ -72,7 +100,7 @@ class _DirectConnection(ClientConnection):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.inbox: deque[str | bytes] = deque()
+        self.inbox: list[str | bytes] = []
         self.on_data: Callable[[], None] | None = None
         self.lost = False
         self._fragments: list[bytes] = []
@@ -150,16 +178,17 @@ class Stream:
         self._start_seq = last_seq
         # A structured answer's partial object is parsed when read, at most every 40 ms.
         self._state = RequestState(request.channel_id, clock=time.monotonic)
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._queue: asyncio.Queue[object] | None = None  # made when an event is queued or read
         self._queueing = True
+        self._finished = False
         self._emitter = Emitter(EVENTS, logger)
         self._joined_once = False
         self._done = False
         self._ws: ClientConnection | None = None
-        self._wakeup = asyncio.Event()
-        self._signal = asyncio.Event()  # the session task has work (set from the data callback)
+        self._ticker: asyncio.TimerHandle | None = None  # the client's next deadline (``_tick``)
+        self._signal = _Flag()  # the session task has work (set from the data callback)
         self._outbox: list[str] = []  # frames taken from the client, for the session task to send
-        self._backlog: deque[object] = deque()  # events waiting for the session task, in order
+        self._backlog: list[object] = []  # events waiting for the session task, in order
         self._draining = False  # the session task is handling the backlog
         self._failure: BaseException | None = None  # raised in the data callback, for the task
         self._task: asyncio.Task[None] | None = None
@@ -227,9 +256,10 @@ class Stream:
         """
         self.start()
         self._queueing = False
-        while not self._queue.empty():  # what was queued is consumed, as iterating would
-            if self._queue.get_nowait() is _END:
-                self._queue.put_nowait(_END)
+        queue = self._queue
+        while queue is not None and not queue.empty():  # what was queued is consumed, as iterating would
+            if queue.get_nowait() is _END:
+                queue.put_nowait(_END)
                 break
         await self._ended()
         if self.response is None:
@@ -259,9 +289,10 @@ class Stream:
     async def _iterate(self) -> AsyncIterator[StreamEvent]:
         self.start()
         while True:
-            item = await self._queue.get()
+            queue = self._events_queue()
+            item = await queue.get()
             if item is _END:
-                self._queue.put_nowait(_END)  # later iterators end too
+                queue.put_nowait(_END)  # later iterators end too
                 await self._ended()
                 return
             yield item  # type: ignore[misc]
@@ -289,7 +320,17 @@ class Stream:
             if self._ws is not None:
                 with contextlib.suppress(Exception):
                     await self._ws.close()
-            self._queue.put_nowait(_END)
+            self._finished = True
+            if self._queue is not None:
+                self._queue.put_nowait(_END)
+
+    def _events_queue(self) -> asyncio.Queue[object]:
+        """The queue of events for iteration, made on first use (ended when the stream has)."""
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            if self._finished:
+                self._queue.put_nowait(_END)
+        return self._queue
 
     async def _connect_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -363,7 +404,7 @@ class Stream:
         self._phx.connection_opened(loop.time())
         self._failure = None
         await self._flush(ws)
-        timer = asyncio.create_task(self._timer(ws))
+        self._schedule_tick()
         ws.on_data = lambda: self._on_data(ws, loop)
         try:
             self._on_data(ws, loop)  # what arrived meanwhile
@@ -376,7 +417,7 @@ class Stream:
                 if self._done:
                     await ws.close()
                     return
-                if ws.lost and not ws.inbox:
+                if ws.lost:  # after the data callback took what came before the close
                     exc = ws.protocol.close_exc
                     if isinstance(exc, ConnectionClosedOK):
                         return
@@ -385,49 +426,61 @@ class Stream:
             ws.on_data = None
             self._backlog.clear()
             self._outbox.clear()
-            timer.cancel()
+            if self._ticker is not None:
+                self._ticker.cancel()
+                self._ticker = None
 
     def _on_data(self, ws: _DirectConnection, loop: asyncio.AbstractEventLoop) -> None:
         """The data callback: feed the messages that arrived to the client, handle the channel
         messages now; wake the session task for anything else (frames to send, control events,
         the end, a failure, the close)."""
-        inbox, phx = ws.inbox, self._phx
+        inbox, phx, backlog = ws.inbox, self._phx, self._backlog
         now = loop.time()
-        while inbox and not self._done and self._failure is None:
-            raw = inbox.popleft()
+        taken = 0
+        for raw in inbox:
+            if self._done or self._failure is not None:
+                break
+            taken += 1
             try:
                 phx.receive(raw, now)
             except ProtocolError as exc:
                 logger.warning("malformed frame from the server; closing")
                 self._failure = exc
                 break
-            backlog = self._backlog
-            backlog.extend(phx.events_received())
+            backlog += phx.events_received()
             if self._draining:
                 continue
             try:
-                while backlog and type(backlog[0]) is ChannelMessage:
-                    self._on_message(backlog.popleft())  # type: ignore[arg-type]
+                handled = 0
+                for event in backlog:
+                    if type(event) is not ChannelMessage:
+                        break
+                    handled += 1
+                    self._on_message(event)
             except Exception as exc:  # as if raised in the task: the stream fails
                 self._failure = exc
                 break
+            finally:
+                del backlog[:handled]
+        del inbox[:taken]
         self._outbox.extend(phx.data_to_send())
         if self._outbox or self._backlog or self._done or self._failure is not None or ws.lost:
             self._signal.set()
 
-    async def _timer(self, ws: ClientConnection) -> None:
-        """Heartbeats, join timeouts and rejoins: wake at the machine's next deadline."""
-        loop = asyncio.get_running_loop()
-        while True:
-            self._wakeup.clear()
-            deadline = self._phx.next_deadline()
-            if deadline is None:
-                await self._wakeup.wait()
-            else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), max(0.0, deadline - loop.time()))
-            self._phx.tick(loop.time())
-            self._signal.set()  # the session task sends and handles what the tick made
+    def _schedule_tick(self) -> None:
+        """Heartbeats, join timeouts and rejoins: ``_tick`` at the client's next deadline."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        deadline = self._phx.next_deadline()
+        if deadline is not None:
+            self._ticker = asyncio.get_running_loop().call_at(deadline, self._tick)
+
+    def _tick(self) -> None:
+        self._ticker = None
+        self._phx.tick(asyncio.get_running_loop().time())
+        self._signal.set()  # the session task sends and handles what the tick made
+        self._schedule_tick()
 
     async def _flush(self, ws: ClientConnection) -> None:
         """Send the client's frames, then handle its events in order (the session task only)."""
@@ -437,11 +490,11 @@ class Stream:
             await ws.send(frame)
         control = False
         backlog = self._backlog
-        backlog.extend(self._phx.events_received())
+        backlog += self._phx.events_received()
         self._draining = True
         try:
             while backlog:
-                event = backlog.popleft()
+                event = backlog.pop(0)
                 if type(event) is ChannelMessage:
                     self._on_message(event)
                 else:
@@ -450,7 +503,7 @@ class Stream:
         finally:
             self._draining = False
         if frames or control:
-            self._wakeup.set()
+            self._schedule_tick()
 
     async def _on_control(self, event: object, ws: ClientConnection) -> None:
         if isinstance(event, Joined):
@@ -492,7 +545,7 @@ class Stream:
 
     def _emit(self, event: StreamEvent) -> None:
         if self._queueing:
-            self._queue.put_nowait(event)
+            self._events_queue().put_nowait(event)
         self._fire(event.type, event)
 
     def _fire(self, name: str, arg: Any) -> None:
