@@ -19,6 +19,7 @@ from modelriver.phoenix import (
     payload_of,
     relay_entry,
 )
+from modelriver.phoenix.log import BLOCK
 
 TOPIC = "ai_response:p:c"
 ALIAS = "ai_response:c"
@@ -77,12 +78,12 @@ def test_log_packs_frames_on_its_topic_without_their_head_and_seals_into_one_blo
     escaped = Entry(3, 'we"ird', {}, '[null,null,"ai_response:p:c","we\\"ird",{"seq":3}]')
     entries = [token(1), other, escaped, token(4)]
     log.add(entries)
-    assert log._parts == ['"tokens",{"data":"t1","seq":1}]', other.frame, '"we\\"ird",{"seq":3}]',
-                          '"tokens",{"data":"t4","seq":4}]']
+    assert log._tail == ['"tokens",{"data":"t1","seq":1}]', other.frame, '"we\\"ird",{"seq":3}]',
+                         '"tokens",{"data":"t4","seq":4}]']
     expected = [(e.seq, e.event, e.frame) for e in entries]
     assert [(e.seq, e.event, e.frame) for e in log.after(None)] == expected
     log.seal()
-    assert log.sealed and log._parts == [] and isinstance(log._sealed, bytes)
+    assert log.sealed and log._tail == log._blocks == [] and isinstance(log._sealed, bytes)
     assert [(e.seq, e.event, e.frame) for e in log.after(None)] == expected
     assert [e.seq for e in log.after(2, limit=1)] == [3]
     log.append("response", {})  # a late event unseals
@@ -95,6 +96,22 @@ def test_a_log_without_a_topic_keeps_whole_frames_and_cannot_stamp() -> None:
     assert log.after(None)[0].frame == token(1).frame
     with pytest.raises(ValueError, match="topic"):
         log.append("tokens", {})
+
+
+def test_a_log_compresses_each_full_run_of_entries_and_replays_any_window_of_it() -> None:
+    log = ChannelLog(TOPIC, max_events=300)
+    entries = [token(s) if s % 7 else Entry(s, "tokens", {}, token(s, ALIAS).frame) for s in range(1, 1_001)]
+    log.add(entries)
+    kept = entries[-300:]
+    assert not log._tail or len(log._tail) < BLOCK
+    assert len(log._blocks) * BLOCK + len(log._tail) < 300 + 300 // 4 + 2 * BLOCK  # trimmed in whole blocks
+    frames = [e.frame for e in kept]
+    assert [e.frame for e in log.after(None)] == frames
+    for after, limit in [(kept[0].seq, None), (kept[63].seq, 5), (kept[64].seq, 130), (kept[-2].seq, 512), (0, 1)]:
+        expected = [e.frame for e in kept if e.seq > after][:limit]
+        assert [e.frame for e in log.after(after, limit)] == expected
+    text = sum(len(e.frame) for e in kept)
+    assert sum(map(len, log._blocks)) < text / 4  # a stream's frames share most of their text
 
 
 def test_a_kept_log_holds_nothing_the_collector_tracks_per_event() -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from modelriver.phoenix.frames import as_broadcast, encode_parts
 
-__all__ = ["ChannelLog", "Entry", "frame_topic", "on_topic", "payload_of", "relay_entry"]
+__all__ = ["BLOCK", "ChannelLog", "Entry", "frame_topic", "on_topic", "payload_of", "relay_entry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,23 +46,48 @@ def _head(topic: str) -> str:
     return encode_parts(None, None, topic, "", None)[:-len('"",null]')]
 
 
+BLOCK = 16
+"""Entries whose text a log compresses together once they are all in (``ChannelLog``)."""
+
+_CODEC = ("utf-8", "surrogatepass")  # a frame is Unicode text; any str round-trips
+_WBITS = -12
+"""Raw deflate with a 4 KiB window and a small state: a block is ~1-2 KB, and zlib's default
+state costs ~20x more to set up than compressing one block does."""
+
+
+def _pack(text: str) -> bytes:
+    packer = zlib.compressobj(1, zlib.DEFLATED, _WBITS, 4)
+    return packer.compress(text.encode(*_CODEC)) + packer.flush()
+
+
+def _unpack_text(block: bytes) -> str:
+    return zlib.decompress(block, _WBITS).decode(*_CODEC)
+
+
 class ChannelLog:
     """The bounded, seq-ordered, replayable events of one topic.
+
+    The text of each full run of ``BLOCK`` entries is kept as one zlib block (runs of a stream's
+    frames share most of their text): a token costs its seq, an offset, a pointer and a few
+    compressed bytes; the newest entries stay as text until their block is full.
 
     Args:
         topic: the channel topic (None: frames are kept whole, and ``append`` cannot be used).
         max_events: how many events ``after`` replays at most (the newest; older ones dropped).
     """
 
-    __slots__ = ("_events", "_head", "_last", "_max", "_parts", "_sealed", "_seqs", "topic")
+    __slots__ = ("_blocks", "_ends", "_events", "_head", "_last", "_max", "_sealed", "_seqs", "_tail", "topic")
 
     def __init__(self, topic: str | None, *, max_events: int = 10_000) -> None:
         self.topic = topic
         self._max = max(1, max_events)
         self._head = _head(topic) if topic is not None else None
         self._seqs = array("q")
-        self._parts: list[str] = []  # a frame minus the head (starts with '"'), or a whole frame ('[')
         self._events: list[str] = []  # event names, interned: a pointer each
+        # An entry's text is a frame minus the head (starts with '"'), or a whole frame ('[').
+        self._blocks: list[bytes] = []  # zlib(the joined texts of BLOCK entries), oldest first
+        self._ends = array("I")  # per entry in a block: where its text ends in the block's text
+        self._tail: list[str] = []  # the texts of the entries after the last block
         self._sealed: bytes | None = None  # zlib(count, seqs, lengths, text) once sealed
         self._last = 0
 
@@ -93,72 +118,103 @@ class ChannelLog:
         seq = self._last = self._last + 1
         stamped = {**payload, "seq": seq}
         frame = encode_parts(None, None, topic, event, stamped)
-        self._parts.append(frame[len(head):])
-        self._events.append(intern(event))
-        self._seqs.append(seq)
-        if len(self._seqs) - self._max > self._max // 4:
-            self._trim()
+        self._keep(seq, event, frame[len(head):])
         return Entry(seq, event, stamped, frame)
 
     def add(self, entries: Iterable[Entry]) -> None:
         """Keep ``entries`` (seqs already stamped); those at or below ``last_seq`` are ignored."""
         if self._sealed is not None:
             self._unseal()
-        head, seqs, parts, events = self._head, self._seqs, self._parts, self._events
-        last = self._last
+        head = self._head
         for entry in entries:
-            if entry.seq > last:
+            if entry.seq > self._last:
                 frame = entry.frame
-                parts.append(frame[len(head):] if head is not None and frame.startswith(head) else frame)
-                events.append(intern(entry.event))
-                seqs.append(entry.seq)
-                last = entry.seq
-        self._last = last
-        if len(seqs) - self._max > self._max // 4:
-            self._trim()
+                self._keep(entry.seq, entry.event,
+                           frame[len(head):] if head is not None and frame.startswith(head) else frame)
+                self._last = entry.seq
 
     def after(self, last_seq: int | None, limit: int | None = None) -> list[Entry]:
         """Entries with a seq above ``last_seq`` (all when None) still kept, oldest first, at most
         ``limit`` of them. They carry their frame only (``payload_of`` reads the payload)."""
-        seqs, parts, events = ((self._seqs, self._parts, self._events) if self._sealed is None
-                               else self._unpack())
-        count = len(seqs)
-        first = max(0, count - self._max)
-        start = first if last_seq is None else max(first, bisect.bisect_right(seqs, last_seq))
-        stop = count if limit is None else min(count, start + limit)
+        if self._sealed is None:
+            seqs, events = self._seqs, self._events
+            start, stop = self._window(seqs, last_seq, limit)
+            texts = self._texts(start, stop)
+        else:
+            seqs, all_texts, events = self._unpack()
+            start, stop = self._window(seqs, last_seq, limit)
+            texts = all_texts[start:stop]
         head = self._head or ""
-        return [Entry(seqs[i], events[i], {}, head + parts[i] if parts[i][0] != "[" else parts[i])
-                for i in range(start, stop)]
+        return [Entry(seqs[i], events[i], {}, head + text if text[0] != "[" else text)
+                for i, text in zip(range(start, stop), texts, strict=True)]
 
     def seal(self) -> None:
         """Pack the log into one compressed block (the request ended: only replays read it now)."""
-        if self._sealed is not None or not self._parts:
+        if self._sealed is not None or not self._seqs:
             return
         first = max(0, len(self._seqs) - self._max)
-        seqs, parts = self._seqs[first:], self._parts[first:]
-        lengths = array("I", [len(part) for part in parts])
-        count = array("I", [len(parts)])
+        seqs, texts = self._seqs[first:], self._texts(first, len(self._seqs))
+        lengths = array("I", [len(text) for text in texts])
+        count = array("I", [len(texts)])
         self._sealed = zlib.compress(count.tobytes() + seqs.tobytes() + lengths.tobytes()
-                                     + "".join(parts).encode(), 1)
-        self._seqs, self._parts, self._events = array("q"), [], []
+                                     + "".join(texts).encode(*_CODEC), 1)
+        self._seqs, self._events, self._blocks, self._ends, self._tail = array("q"), [], [], array("I"), []
 
-    def _trim(self) -> None:
-        """Drop what ``after`` can no longer reach (in chunks, not per event)."""
+    def _keep(self, seq: int, event: str, text: str) -> None:
+        self._seqs.append(seq)
+        self._events.append(intern(event))
+        tail = self._tail
+        tail.append(text)
+        if len(tail) < BLOCK:
+            return
+        end, ends = 0, self._ends
+        for part in tail:
+            end += len(part)
+            ends.append(end)
+        self._blocks.append(_pack("".join(tail)))
+        self._tail = []
         excess = len(self._seqs) - self._max
-        del self._seqs[:excess], self._parts[:excess], self._events[:excess]
+        if excess > self._max // 4 and excess >= BLOCK:  # drop what ``after`` can no longer reach
+            drop = min(excess // BLOCK, len(self._blocks))
+            del self._blocks[:drop]
+            drop *= BLOCK
+            del self._seqs[:drop], self._events[:drop], self._ends[:drop]
+
+    def _window(self, seqs: array[int], last_seq: int | None, limit: int | None) -> tuple[int, int]:
+        """The indexes ``after`` hands over: [start, stop)."""
+        count = len(seqs)
+        first = max(0, count - self._max)
+        start = first if last_seq is None else max(first, bisect.bisect_right(seqs, last_seq))
+        return start, count if limit is None else min(count, start + limit)
+
+    def _texts(self, start: int, stop: int) -> list[str]:
+        """The texts of the entries at indexes [start, stop) (not sealed)."""
+        texts: list[str] = []
+        blocked = len(self._blocks) * BLOCK
+        ends = self._ends
+        for block in range(start // BLOCK, min(stop, blocked) // BLOCK + (min(stop, blocked) % BLOCK > 0)):
+            text = _unpack_text(self._blocks[block])
+            base = block * BLOCK
+            for i in range(max(start, base), min(stop, base + BLOCK)):
+                texts.append(text[ends[i - 1] if i > base else 0:ends[i]])
+        if stop > blocked:
+            texts += self._tail[max(0, start - blocked):stop - blocked]
+        return texts
 
     def _unseal(self) -> None:
-        self._seqs, self._parts, self._events = self._unpack()
+        seqs, texts, events = self._unpack()
         self._sealed = None
+        for seq, event, text in zip(seqs, events, texts, strict=True):
+            self._keep(seq, event, text)
 
     def _unpack(self) -> tuple[array[int], list[str], list[str]]:
-        """The sealed block's seqs, parts and event names (read from the parts)."""
+        """The sealed block's seqs, texts and event names (read from the texts)."""
         assert self._sealed is not None
         data = zlib.decompress(self._sealed)
         count = array("I", data[:4])[0]
         at = 4 + 8 * count
         seqs, lengths = array("q", data[4:at]), array("I", data[at:at + 4 * count])
-        text = data[at + 4 * count:].decode()
+        text = data[at + 4 * count:].decode(*_CODEC)
         parts: list[str] = []
         events: list[str] = []
         at = 0
