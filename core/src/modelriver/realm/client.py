@@ -40,6 +40,7 @@ from websockets.protocol import State
 
 from modelriver._emitter import Callback, Emitter
 from modelriver.events import Error, Response, StreamEvent, Token
+from modelriver.realm import protocol as wire
 from modelriver.realm.exceptions import (
     RealmAuthenticationError,
     RealmCancelledError,
@@ -47,25 +48,6 @@ from modelriver.realm.exceptions import (
     RealmError,
     RealmProtocolError,
     RealmTimeoutError,
-)
-from modelriver.realm.protocol import (
-    AUTH_TIMEOUT,
-    CAPABILITY_CANCEL,
-    DEFAULT_MAX_FRAME,
-    DEFAULT_URL,
-    Answer,
-    Auth,
-    AuthFailed,
-    AuthRequired,
-    AuthSuccess,
-    Call,
-    Cancel,
-    GenerateResult,
-    TokenRecord,
-    Welcome,
-    encode,
-    parse_server_frame,
-    token_text,
 )
 
 __all__ = ["EVENTS", "Callback", "GenerateOptions", "RealmClient"]
@@ -109,16 +91,16 @@ class _Call:
 
     def __init__(self, call_id: str) -> None:
         self.id = call_id
-        self.items: deque[Answer | RealmError] = deque()
+        self.items: deque[wire.Answer | RealmError] = deque()
         self.waiter: asyncio.Future[None] | None = None
 
-    def deliver(self, item: Answer | RealmError) -> None:
+    def deliver(self, item: wire.Answer | RealmError) -> None:
         self.items.append(item)
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def next(self, limit: float | None) -> Answer | RealmError:
+    async def next(self, limit: float | None) -> wire.Answer | RealmError:
         """The next item, waiting at most ``limit`` seconds for it.
 
         Raises:
@@ -155,7 +137,7 @@ class RealmClient:
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str = wire.DEFAULT_URL,
         *,
         model: str | None = None,
         api_key: str | None = None,
@@ -163,9 +145,9 @@ class RealmClient:
         reconnect: bool = True,
         reconnect_interval: float = 5.0,
         timeout: float | None = 30.0,
-        auth_timeout: float = AUTH_TIMEOUT,
+        auth_timeout: float = wire.AUTH_TIMEOUT,
         open_timeout: float = 10.0,
-        max_frame_size: int = DEFAULT_MAX_FRAME,
+        max_frame_size: int = wire.DEFAULT_MAX_FRAME,
         ping_interval: float | None = 20.0,
     ) -> None:
         self.url = url
@@ -301,16 +283,16 @@ class RealmClient:
         tenant: str | None = None
         try:
             while True:
-                message = parse_server_frame(await ws.recv(), max_size=self.max_frame_size)
-                if isinstance(message, AuthRequired):
+                message = wire.parse_server_frame(await ws.recv(), max_size=self.max_frame_size)
+                if isinstance(message, wire.AuthRequired):
                     if self.api_key is None:
                         raise RealmAuthenticationError("the server requires an API key")
-                    await ws.send(encode(Auth(self.api_key)))
-                elif isinstance(message, AuthSuccess):
+                    await ws.send(wire.encode(wire.Auth(self.api_key)))
+                elif isinstance(message, wire.AuthSuccess):
                     tenant = message.tenant_id
-                elif isinstance(message, AuthFailed):
+                elif isinstance(message, wire.AuthFailed):
                     raise RealmAuthenticationError(message.error)
-                elif isinstance(message, Welcome):
+                elif isinstance(message, wire.Welcome):
                     self._tenant_id = tenant or message.tenant_id or self._own_tenant
                     self._capabilities = message.capabilities
                     return
@@ -394,7 +376,7 @@ class RealmClient:
 
     def _on_frame(self, ws: ClientConnection, raw: str | bytes) -> None:
         try:
-            message = parse_server_frame(raw, max_size=self.max_frame_size)
+            message = wire.parse_server_frame(raw, max_size=self.max_frame_size)
         except RealmProtocolError as exc:
             call = self._calls.get(exc.call_id) if exc.call_id is not None else None
             if call is not None:
@@ -403,7 +385,7 @@ class RealmClient:
                 logger.warning("realm: %s", exc)
                 self._fire("error", exc)
             return
-        if isinstance(message, Answer):
+        if isinstance(message, wire.Answer):
             key = None if message.id is None else str(message.id)
             call = self._calls.get(key) if key is not None else None
             if call is not None:
@@ -417,7 +399,7 @@ class RealmClient:
                 self._fire("error", error)
             else:
                 logger.debug("realm: answer for unknown call %r", message.id)
-        elif isinstance(message, AuthFailed):
+        elif isinstance(message, wire.AuthFailed):
             error = RealmAuthenticationError(message.error)
             self._failure = error
             self._fire("error", error)
@@ -460,7 +442,7 @@ class RealmClient:
 
     async def _answers(
         self, function: str, params: dict[str, Any], call_timeout: float | None
-    ) -> AsyncGenerator[Answer, None]:
+    ) -> AsyncGenerator[wire.Answer, None]:
         """Send a call and yield its answers; the last one yielded is ``complete``.
 
         Raises:
@@ -475,7 +457,7 @@ class RealmClient:
         finished = False
         try:
             try:
-                await ws.send(encode(Call(call.id, function, params, self._tenant_id)))
+                await ws.send(wire.encode(wire.Call(call.id, function, params, self._tenant_id)))
             except ConnectionClosed as exc:
                 finished = True
                 raise RealmConnectionError(f"connection lost: {exc}", call_id=call.id) from exc
@@ -512,10 +494,10 @@ class RealmClient:
         self._abandoned[call_id] = None
         if len(self._abandoned) > _ABANDONED_MAX:
             self._abandoned.popitem(last=False)
-        if CAPABILITY_CANCEL not in self._capabilities:
+        if wire.CAPABILITY_CANCEL not in self._capabilities:
             return
         try:
-            self._spawn(self._send_quietly(ws, encode(Cancel(call_id))))
+            self._spawn(self._send_quietly(ws, wire.encode(wire.Cancel(call_id))))
         except RuntimeError:  # no running loop: the generator is being finalized late
             return
         logger.debug("realm: cancelling call %s", call_id)
@@ -563,7 +545,7 @@ class RealmClient:
         body["stream"] = stream
         return body, model, call_timeout
 
-    async def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> GenerateResult:
+    async def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> wire.GenerateResult:
         """Generate text for ``prompt`` and return the whole result.
 
         Args:
@@ -585,9 +567,9 @@ class RealmClient:
         async with contextlib.aclosing(self._answers("generate", body, call_timeout)) as answers:
             async for answer in answers:
                 if answer.status == "streaming":
-                    parts.append(token_text(answer.data))
+                    parts.append(wire.token_text(answer.data))
                 else:
-                    return GenerateResult.from_data(answer.data, streamed=parts, model=model)
+                    return wire.GenerateResult.from_data(answer.data, streamed=parts, model=model)
         raise RealmProtocolError("generate ended without a result")  # pragma: no cover
 
     async def generate_stream(self, prompt: str, **options: Unpack[GenerateOptions]) -> AsyncGenerator[str, None]:
@@ -600,7 +582,7 @@ class RealmClient:
         async with contextlib.aclosing(self._answers("generate", body, call_timeout)) as answers:
             async for answer in answers:
                 if answer.status == "streaming":
-                    text = token_text(answer.data)
+                    text = wire.token_text(answer.data)
                     if text or not _is_final(answer.data):
                         yield text
 
@@ -624,14 +606,14 @@ class RealmClient:
             async with contextlib.aclosing(self._answers("generate", body, call_timeout)) as answers:
                 async for answer in answers:
                     if answer.status == "streaming":
-                        record = TokenRecord.from_data(answer.data)
+                        record = wire.TokenRecord.from_data(answer.data)
                         if record.is_final and not record.text:
                             continue  # the end marker of a stream, not a token
                         seq = record.index if record.index is not None else len(parts)
                         parts.append(record.text)
                         yield Token(record.text, seq=seq, model=model)
                     else:
-                        result = GenerateResult.from_data(answer.data, streamed=parts, model=model)
+                        result = wire.GenerateResult.from_data(answer.data, streamed=parts, model=model)
                         duration = int((loop.time() - started) * 1000)
                         yield Response(result.to_response(duration_ms=duration))
         except (RealmConnectionError, RealmProtocolError):
