@@ -36,7 +36,8 @@ the better of its two servers (the rows say which). Full runs then repeat the fi
 hop on a CPU core of its own (core 1), the gateway and the clients on core 0 (``--no-pinned-pass``
 skips it), write ``benchmarks/relay_latency_<N>[_pinned].png`` and, in separate passes whose
 figures are not reported, profile the relay and the proxy on both servers with cProfile
-(``profile_<peer>_<server>.prof``, top functions printed and in the notes). Goals (issue 19):
+(``profile_<peer>_<server>.prof``, top functions printed and in the notes), and keep the whole
+report in ``benchmarks/out/relay_latency.json``. Goals (issue 19):
 relay CPU per token <= 1.5x the forwarder's and <= 1.0x the proxy's at 100 and 1000 streams; RSS
 per stream <= 64 KiB and <= 0.5x the proxy's at 1000; added p99 (pinned, 100 streams) <= the
 forwarder's, p50 <= 1 ms.
@@ -439,8 +440,12 @@ def main() -> int:
                 line.strip() for line in top[:6])
         for x in [*r["hops"].values(), r["floor"]]:  # the raw samples stay out of the JSON line
             x.pop("added_ms")
+    report_json = json.dumps({"name": "relay_latency", "summary": rows, "result": result, "notes": notes})
+    if not args.quick:  # the whole report of the last full run, kept (benchmarks/out/ is not committed)
+        (HERE / "out").mkdir(exist_ok=True)
+        (HERE / "out" / "relay_latency.json").write_text(report_json)
     if args.json:
-        print(json.dumps({"name": "relay_latency", "summary": rows, "result": result, "notes": notes}))
+        print(report_json)
     return 0
 
 
