@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -45,6 +46,7 @@ Mode = Literal["component", "server"]
 QUERY_PREFIX = "mr_"
 _STATE_KEY = "_streamlit_modelriver"
 _IDLE_CHECK = 0.2  # seconds between rerun checks while a server-mode stream is quiet
+_STATUS_GRACE = 0.1  # seconds a server-mode answer's first text may come before its status box
 
 
 @dataclass
@@ -278,14 +280,15 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
             on_token: Callable[[str], None] | None, allow_remote_media: bool = False) -> AIResponse:
     assert entry.request is not None
     pump = pump_registry().start(api, entry.request)
-    # The steps box's place, above the text. ``st.status`` itself comes with the first news, after
-    # that news' text is drawn: Streamlit sleeps 50 ms in every ``st.status()`` (for its frontend),
-    # which must not hold a fast model's first token back.
+    # The steps box's place, above the text. ``st.status`` itself comes after the first text, or
+    # _STATUS_GRACE without one: Streamlit sleeps 50 ms in every ``st.status()`` (for its
+    # frontend), which must not hold a fast model's first token back.
     steps_box = st.container() if show_steps else None
     boxes: list[Any] = []  # [status, its steps slot], once made
+    status_due = time.monotonic() + _STATUS_GRACE
 
-    def status_box() -> list[Any]:
-        if steps_box is not None and not boxes:
+    def status_box(now: bool = False) -> list[Any]:
+        if steps_box is not None and not boxes and (now or time.monotonic() >= status_due):
             status = steps_box.status("Connecting…", state="running", expanded=True)
             boxes.extend((status, status.empty()))
         return boxes
@@ -300,7 +303,7 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
             st.toast(f"Could not stop the request: {escape_markdown(str(exc))}", icon=":material/error:")
 
     cursor: dict[str, Any] = {"version": -1, "attempt": 0, "index": 0, "carry": "",
-                              "drawn": None, "label": None, "snap": None, "card": ""}
+                              "drawn": None, "label": None, "snap": None, "card": "", "texted": False}
 
     def draw(snap: Any) -> None:
         if snap.prose is not None:  # a structured answer: its card fills in as fields complete
@@ -308,7 +311,7 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
             if card != cursor["card"]:
                 cursor["card"] = card
                 card_slot.markdown(card)
-        if not status_box():
+        if not status_box(now=cursor["texted"] or snap.done):
             return
         status, steps_slot = boxes
         drawn = (snap.steps, snap.notes)
@@ -326,10 +329,12 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
         if shown:
             yield shown
         while True:
-            snap = pump.wait(version=cursor["version"], attempt=cursor["attempt"],
-                             index=cursor["index"], timeout=_IDLE_CHECK)
+            settled = boxes or steps_box is None or cursor["texted"]  # the status box is no question
+            snap = pump.wait(version=cursor["version"], attempt=cursor["attempt"], index=cursor["index"],
+                             timeout=_IDLE_CHECK if settled else max(0.0, status_due - time.monotonic()))
             if snap.version == cursor["version"]:
-                status_box()  # no news yet: show "Connecting…"
+                if not settled and status_box() and cursor["snap"] is not None:
+                    draw(cursor["snap"])  # no text yet: the status box with the news so far
                 _remember_in_url(entry)  # nothing to draw for a while: a good moment
                 _checkpoint()
                 continue
@@ -346,6 +351,7 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
                 if on_token is not None:
                     on_token(text[len(shown):] if text.startswith(shown) else text)
                 shown = text
+                cursor["texted"] = True
                 yield shown  # the text's delta first: the steps and the card follow it
                 draw(snap)
                 _remember_in_url(entry)
@@ -369,7 +375,7 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
     entry.steps = list(snap.steps)
     entry.notes = list(snap.notes)
     stop_slot.empty()
-    if status_box():
+    if status_box(now=True):
         status, steps_slot = boxes
         steps_slot.markdown(steps_markdown(entry.steps, entry.notes))
         status.update(label=final_label(response), state="error" if response.is_error else "complete",
