@@ -215,11 +215,16 @@ def _launch_the_restart_demo_early(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _wait_for_the_restart_demo(request: pytest.FixtureRequest) -> None:
-    """Have it started before the module's first test streams: its import would load the CPU
-    the paced tests sample under."""
-    if _restart_test_runs(request):
-        request.getfixturevalue("restart_demo")
+def _wait_for_the_restart_demo(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Have it started before the module's first test streams (its import would load the CPU
+    the paced tests sample under), and stopped with the module."""
+    if not _restart_test_runs(request):
+        yield
+        return
+    gateway, demo = request.getfixturevalue("restart_demo")
+    yield
+    demo.process.stop()
+    gateway.process.stop()
 
 
 @pytest.mark.modelriver_only("the Realm tests' gateway restarts demo-failover, which Realm refuses "
