@@ -91,6 +91,41 @@ def client_sampler(url: str) -> Callable[[int], float]:
     return sample
 
 
+def sse_sampler(url: str) -> Callable[[int], float]:
+    """Gradio's SSE stream read directly (httpx, no ``gradio_client``): the server side alone.
+
+    From before the POST that queues the call to the first ``process_generating`` message
+    holding the answer's first word, ms.
+    """
+    import uuid
+
+    import httpx
+    from gradio_client import Client
+
+    client = Client(url, verbose=False, download_files=False)  # for the endpoint's layout only
+    endpoint = next(e for e in client.endpoints.values() if e.api_name == "/chat")
+    http = httpx.Client(timeout=30)
+
+    def sample(i: int) -> float:
+        session = uuid.uuid4().hex
+        data = endpoint.insert_empty_state(f"sse sample {i}")
+        started = time.perf_counter()
+        http.post(client.sse_data_url, json={"data": list(data), "fn_index": endpoint.fn_index,
+                                              "session_hash": session, "event_data": None,
+                                              "trigger_id": None}).raise_for_status()
+        first = None
+        with http.stream("GET", client.sse_url, params={"session_hash": session}) as resp:
+            for line in resp.iter_lines():
+                if first is None and line.startswith("data:") and "ans0" in line:
+                    first = time.perf_counter()
+                if '"process_completed"' in line:
+                    break
+        assert first is not None, "no partial answer"
+        return (first - started) * 1000
+
+    return sample
+
+
 def browser_sampler(browser: Any, url: str) -> tuple[Any, Callable[[int], float]]:
     """A browser sample: Enter → a new bot message holding the answer's first word, ms."""
     context = browser.new_context()
@@ -157,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 apps.wait_for("apps ready")
                 pages = {name: browser_sampler(browser, url) for name, url in urls.items()}
                 by_client = interleave({name: client_sampler(url) for name, url in urls.items()}, rounds, warmup)
+                by_sse = interleave({name: sse_sampler(url) for name, url in urls.items()}, rounds, warmup)
                 for page, _ in pages.values():
                     page.locator('textarea[data-testid="textbox"]').first.wait_for()
                 by_browser = interleave({name: sample for name, (_, sample) in pages.items()}, rounds, warmup)
@@ -170,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     result: dict[str, Any] = {"gradio_client": {n: stats(v) for n, v in by_client.items()},
                               "browser": {n: stats(v) for n, v in by_browser.items()},
+                              "sse": {n: stats(v) for n, v in by_sse.items()},
                               "core": stats(core_total)}
     ratios = {observer: round(result[observer]["ours"]["p50"] / result[observer]["peer"]["p50"], 2)
               for observer in ("gradio_client", "browser")}
@@ -181,11 +218,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary.append({"metric": f"{label[observer]} p50, ours / plain ChatInterface peer "
                                   f"({got['ours']['p50']:g} / {got['peer']['p50']:g} ms)",
                         "measured": f"{r:.2f}", "goal": f"<= {GOAL_RATIO:.1f}", "met": r <= GOAL_RATIO})
+    sse = result["sse"]
+    summary.append({"metric": "Gradio's SSE read directly (the server side, no gradio_client): POST → first partial "
+                              "p50, ours / peer", "measured": f"{sse['ours']['p50']:g} / {sse['peer']['p50']:g} ms "
+                              f"= {sse['ours']['p50'] / sse['peer']['p50']:.2f}", "goal": None, "met": None})
     summary.append({"metric": "core client alone: call → first token p50 (creating the request included)",
                     "measured": f"{result['core']['p50']:g} ms", "goal": None, "met": None})
     if args.json:
         print(json.dumps({"name": "gradio_ttft", "seconds": round(elapsed, 1), "rounds": rounds, **result,
-                          "ratios": ratios, "raw": {"gradio_client": by_client, "browser": by_browser},
+                          "ratios": ratios, "raw": {"gradio_client": by_client, "browser": by_browser, "sse": by_sse},
                           "summary": summary,
                           "notes": f"p50 of {rounds} interleaved rounds per observer; ours is "
                                    "chat_interface(workflow=...), the peer a plain gr.ChatInterface streaming "
@@ -200,7 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         got = result[observer]
         print(f"| {observer} | {got['ours']['p50']} | {got['ours']['p90']} | {got['peer']['p50']} | "
               f"{got['peer']['p90']} | {r:.2f} ({'met' if r <= GOAL_RATIO else 'MISSED'}) |")
-    print(f"\ncore client alone, call → first token p50: {result['core']['p50']} ms")
+    print(f"\nGradio's SSE read directly, POST → first partial p50: ours {result['sse']['ours']['p50']} ms, "
+          f"peer {result['sse']['peer']['p50']} ms")
+    print(f"core client alone, call → first token p50: {result['core']['p50']} ms")
     return 0
 
 

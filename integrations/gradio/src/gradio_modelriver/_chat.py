@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import inspect
 import json
@@ -43,6 +44,7 @@ Metadata: TypeAlias = Mapping[str, Any] | Callable[[], Mapping[str, Any] | None]
 WebhookURL: TypeAlias = str | Callable[[], str | None] | None
 
 _ERROR_TITLE = "ModelRiver"
+_FIRST_VIEW_GRACE = 0.1  # seconds the first view (the steps' thought) waits for the first news
 _STREAM_EVENTS = ("token", "status", "tool_call", "step", "response", "error")
 
 
@@ -151,13 +153,20 @@ def modelriver_chat(
             cancels.add(task)
             task.add_done_callback(cancels.discard)
 
-        # The request is created while Gradio sends the first view (the steps' thought): the
-        # HTTP call overlaps that yield instead of following it.
+        # The first view (the steps' thought) waits for the request's first news, up to
+        # _FIRST_VIEW_GRACE: sent at once, a view without the answer lands just before a fast
+        # model's first token, and every client handles it first (gradio_client then looks again
+        # only 50 ms later; a browser redraws the chat once more).
+        view_due = asyncio.get_running_loop().time() + _FIRST_VIEW_GRACE
+        yielded = False
         creating = asyncio.ensure_future(_create(
             api, name, messages, metadata=request_metadata, events=events,
             webhook_url=_resolve(webhook_url)))
         try:
-            yield out()
+            await asyncio.wait({creating}, timeout=_FIRST_VIEW_GRACE)
+            if not creating.done():
+                yielded = True
+                yield out()
             request = await asyncio.shield(creating)
         except (asyncio.CancelledError, GeneratorExit):
             # Stopped while the request was being created: cancel it once it exists.
@@ -189,7 +198,13 @@ def modelriver_chat(
         ended.add_done_callback(lambda _: changed.set())
         try:
             while True:
-                await changed.wait()
+                if yielded:
+                    await changed.wait()
+                else:  # the first view: with the first news, or once due
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(max(0.0, view_due - asyncio.get_running_loop().time())):
+                            await changed.wait()
+                    yielded = True
                 changed.clear()
                 if ended.done():
                     break
