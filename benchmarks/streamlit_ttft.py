@@ -227,7 +227,7 @@ def ratio(ours: dict[str, Any] | None, peer: dict[str, Any] | None) -> float | N
     """p50 over p50 (None when either has no samples)."""
     if not ours or not peer or ours["p50"] is None or not peer["p50"]:
         return None
-    return round(ours["p50"] / peer["p50"], 2)
+    return round(float(ours["p50"]) / float(peer["p50"]), 2)
 
 
 def run_scenario(pages: dict[str, Page], api_base: str, first_token_ms: float, rounds: int,
