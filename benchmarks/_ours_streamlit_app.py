@@ -15,7 +15,9 @@ import uuid
 
 import streamlit as st
 
-from streamlit_modelriver import st_modelriver
+from streamlit_modelriver import freeze_startup_objects, st_modelriver
+
+freeze_startup_objects()  # what the package's README asks for, after the imports
 
 state = st.session_state
 history: list[dict[str, str]] = state.setdefault("history", [])

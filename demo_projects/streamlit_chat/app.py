@@ -23,7 +23,7 @@ Dev-gateway knobs (optional): ``MODELRIVER_DEMO_MODE`` (component | server),
 ``MODELRIVER_WEBHOOK_SECRET`` (default ``whsec_dev``), ``MODELRIVER_DEMO_WEBHOOK_URL`` (a public
 receiver instead of the in-process one), ``MODELRIVER_DEMO_BACKEND_SECONDS`` (the demo backend's
 simulated processing time before it calls back, default 1), ``MODELRIVER_DEMO_GC_FREEZE=0`` (no
-``freeze_startup_objects()`` at start: ``st_modelriver`` calls it at its first component mount).
+``freeze_startup_objects()`` at start).
 Query parameters ``?mode=``, ``?workflow=`` (e.g. ``demo-structured``) and ``?tps=`` preselect the
 sidebar.
 """

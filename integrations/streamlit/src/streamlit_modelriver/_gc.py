@@ -10,8 +10,8 @@ answer's socket) reaches the browser only after it: the first token shows that m
 ``gc.freeze()`` moves the objects alive at that moment into a permanent generation that
 collections skip: a full collection then takes ~2 ms. Frozen objects are still freed by
 reference counting; only reference cycles among them are never collected, which for modules,
-classes and caches created at import is what happens anyway. ``st_modelriver`` calls it the
-first time it mounts the component.
+classes and caches created at import is what happens anyway. The app calls it (after its
+imports): it changes the whole process's collection, so ``st_modelriver`` never does.
 """
 
 from __future__ import annotations

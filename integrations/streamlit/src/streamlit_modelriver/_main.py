@@ -24,7 +24,6 @@ from modelriver import AIResponse, AsyncRequest, ModelRiverError, WorkflowStep
 from modelriver.markdown import SafeMarkdown, escape_markdown
 from modelriver.upstream import Upstream
 from streamlit_modelriver import _component
-from streamlit_modelriver._gc import freeze_startup_objects
 from streamlit_modelriver._pump import PumpRegistry
 from streamlit_modelriver._render import (
     card_container,
@@ -420,9 +419,6 @@ def _run_component(api: Upstream, entry: _Entry, *, show_steps: bool,
         _handle_triggers(api, entry, state)
         # The component puts ``mr_<key>`` in the URL itself (history.replaceState): a URL change
         # made from Python costs the browser a re-render before the component can connect.
-        # This run ends right after the mount with Streamlit's full GC pass, which holds the
-        # component's delta in the server: once a process, take the imports out of it.
-        freeze_startup_objects()
         # The final rendering's layout from the start (``render_final``: a collapsed status, then
         # the text's container): each of its parts replaces one of these whole, so the answer
         # never moves nor blanks at the hand-over. The component draws the live steps below its
