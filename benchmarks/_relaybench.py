@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -32,7 +31,7 @@ sys.path.insert(0, str(HERE))
 import django_relay as dr  # noqa: E402  (the clients and launchers of benchmarks/django_relay.py)
 from _procs import tree_env  # noqa: E402
 
-__all__ = ["HOP_CORE", "REST_CORE", "direct_run", "dr", "latency_paths", "pin", "profile_top", "relay_hop",
+__all__ = ["HOP_CORE", "REST_CORE", "direct_run", "dr", "pin", "profile_top", "relay_hop",
            "start_daphne_probed", "start_forwarder", "throughput_paths"]
 
 FORWARDER_READY = "forwarder ready"
@@ -212,50 +211,11 @@ def pin(pid: int, core: int) -> None:
             os.sched_setaffinity(int(task.name), {core})
 
 
-async def latency_paths(n: int, tokens: int, rate: float, sample: int, gw_url: str, *,
-                        profile: str | None = None, pinned: bool = False) -> dict[str, Any]:
-    """Paced answers to N clients through the forwarder, then through the relay; a direct shadow
-    client on each of ``sample`` channels gives the latency each hop adds. In the relay pass a
-    second direct client on five of them gives the method's floor: the same subtraction between
-    two clients that take no hop. ``pinned``: each hop on a core of its own (``pin``)."""
-    script = {"tokens_per_second": rate, "first_token_ms": 2000 + 30 * n, "text": text_of(tokens)}
-    out: dict[str, Any] = {"n": n, "rate": rate, "pinned": pinned}
-
-    fport = dr.free_port()
-    forwarder = start_forwarder(fport, gw_url.split("//", 1)[1])
-    if pinned:
-        pin(forwarder.popen.pid, HOP_CORE)
-    try:
-        answers = await dr.create_direct(gw_url, n, script)
-        hops = [dr.Stream(via_port(dr.socket_url(a), fport), a["websocket_channel"]) for a in answers]
-        shadow_answers = await dr.reconnect_direct(gw_url, [a["channel_id"] for a in answers[:sample]])
-        shadows = [dr.Stream(dr.socket_url(a), a["websocket_channel"]) for a in shadow_answers]
-        with dr.RssSampler(forwarder.popen.pid) as rss:
-            await asyncio.gather(*(dr.listen(s, record=True) for s in hops + shadows))
-        out["forwarder"] = {"added_ms": _added(hops[:sample], shadows), "errors": sum(bool(s.error) for s in hops),
-                            "cpu_s": round(rss.cpu, 2)}
-    finally:
-        forwarder.stop()
-
-    port = dr.free_port()
-    daphne = start_daphne_probed(port, gw_url, script, profile=profile)
-    if pinned:
-        pin(daphne.popen.pid, HOP_CORE)
-    try:
-        site = f"http://127.0.0.1:{port}"
-        await dr.warm_up(site)
-        if profile:
-            os.kill(daphne.popen.pid, signal.SIGUSR1)  # start profiling now: not the start-up
-        out["relay"], out["floor"] = await relay_hop(n, sample, daphne, site, gw_url)
-    finally:
-        daphne.stop()
-    return out
-
-
 async def relay_hop(n: int, sample: int, daphne: dr.Server, site: str,
                     gw_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """N streams through a warm Daphne (its scripted answers paced), shadows as ``latency_paths``
-    says: the relay's figures and the method's floor. ``cpu_s``: Daphne's CPU over the run (starts
+    """N streams through a warm Daphne (its scripted answers paced), a direct shadow client on each
+    of ``sample`` channels (the latency the relay adds) and a second on five of them (the method's
+    floor): the relay's figures and the floor's. ``cpu_s``: Daphne's CPU over the run (starts
     included); ``live_cpu_s`` and ``live_frames``: its CPU and the frames its clients got from the
     moment all had joined (or failed) to the end."""
     with dr.RssSampler(daphne.popen.pid) as rss:
