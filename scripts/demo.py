@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMOS = ROOT / "demo_projects"
+KEY_FILE = ROOT / ".demo-key"  # this run's dev key, for the gateway's request log page
 PY = sys.executable
 
 
@@ -63,6 +64,10 @@ def main() -> int:
                 print("error: the gateway did not start", file=sys.stderr)
                 return 1
             urls.append(("Gateway request log", f"{api_base}/"))
+            if "MODELRIVER_API_KEY" not in os.environ:  # the log page asks for the key: a file, not stdout
+                fd = os.open(KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(api_key + "\n")
         django_dir = DEMOS / "django_chat"
         if (django_dir / "manage.py").exists():
             dport = port("DJANGO_PORT", 8000)
@@ -91,7 +96,11 @@ def main() -> int:
         print("\n  ModelRiver demos are running (Ctrl-C stops them):\n")
         for name, url in urls:
             print(f"    {name:<22} {url}")
-        print(f"\n  API base {api_base}  (the API key stays on the server side)\n", flush=True)
+        print(f"\n  API base {api_base}  (the API key stays on the server side)", flush=True)
+        if not external and "MODELRIVER_API_KEY" not in os.environ:
+            print(f"  The request log asks for this run's key: it is in {KEY_FILE.relative_to(ROOT)}"
+                  " (readable by you only)", flush=True)
+        print(flush=True)
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
