@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from support import ROOT, Gateway, Process, free_port
 from support.upstreams import Upstream
+from support.wireclient import WireClient, wait_for
 
 DEMO = ROOT / "demo_projects" / "django_chat"
 UPSTREAMS = ("modelriver", "realm")
@@ -105,3 +107,29 @@ class Chat:
     def final(self, channel_id: str, prompt: str) -> dict[str, Any]:
         """The gateway's own final response (waits for it)."""
         return gateway_final(self.upstream.gateway, self.log(channel_id, prompt)["channel_id"])
+
+
+def start_request(relay: Demo, message: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A request from a fresh browser session, and the headers its socket needs (the cookie)."""
+    with httpx.Client(base_url=relay.url, timeout=10) as http:
+        assert http.get("/").status_code == 200
+        answer = http.post("/modelriver/start", json={"message": message}, headers={
+            "X-CSRFToken": http.cookies.get("csrftoken") or "", "Referer": relay.url + "/"})
+        assert answer.status_code == 200, answer.text
+        cookie = "; ".join(f"{name}={value}" for name, value in http.cookies.items())
+        created: dict[str, Any] = answer.json()
+        return created, {"Cookie": cookie}
+
+
+def open_socket(relay: Demo, created: dict[str, Any], headers: dict[str, str], **kwargs: Any) -> WireClient:
+    """A socket on the request's token, retried while the relay still counts a closed one live."""
+
+    def attempt() -> WireClient | None:
+        try:
+            return WireClient(created["websocket_url"], created["ws_token"], origin=relay.url,
+                              headers=headers, **kwargs)
+        except AssertionError:  # 403
+            return None
+
+    client: WireClient = wait_for(attempt, within=10)
+    return client

@@ -12,12 +12,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
-from djmr_demo import Demo, demo_env, migrate, scripted_env, start_demo
+from djmr_demo import Demo, demo_env, migrate, open_socket, scripted_env, start_demo, start_request
 
 from support import Gateway
-from support.wireclient import WireClient, check_stream, read_until_final, rss_kib, wait_for
+from support.wireclient import check_stream, read_until_final, rss_kib, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -36,35 +35,9 @@ def relay(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     server.stop()
 
 
-def start(relay: Demo) -> tuple[dict[str, Any], dict[str, str]]:
-    """A request from a fresh browser session, and the headers its socket needs (the cookie)."""
-    with httpx.Client(base_url=relay.url, timeout=10) as http:
-        assert http.get("/").status_code == 200
-        answer = http.post("/modelriver/start", json={"message": TEXT}, headers={
-            "X-CSRFToken": http.cookies.get("csrftoken") or "", "Referer": relay.url + "/"})
-        assert answer.status_code == 200, answer.text
-        cookie = "; ".join(f"{name}={value}" for name, value in http.cookies.items())
-        created: dict[str, Any] = answer.json()
-        return created, {"Cookie": cookie}
-
-
-def open_socket(relay: Demo, created: dict[str, Any], headers: dict[str, str], **kwargs: Any) -> WireClient:
-    """A socket on the request's token, retried while the relay still counts a closed one live."""
-
-    def attempt() -> WireClient | None:
-        try:
-            return WireClient(created["websocket_url"], created["ws_token"], origin=relay.url,
-                              headers=headers, **kwargs)
-        except AssertionError:  # 403
-            return None
-
-    client: WireClient = wait_for(attempt, within=10)
-    return client
-
-
 def finished_answer(relay: Demo) -> tuple[dict[str, Any], dict[str, str]]:
     """A request whose whole answer the relay holds (read once to its end by a reading client)."""
-    created, headers = start(relay)
+    created, headers = start_request(relay, TEXT)
     reader = open_socket(relay, created, headers, rcvbuf=1 << 20)
     reader.join(created["websocket_channel"])
     check_stream(read_until_final(reader, created["websocket_channel"]), created["websocket_channel"], TEXT)
@@ -103,7 +76,7 @@ def test_a_never_reading_client_flooding_joins_is_closed_and_daphne_memory_stays
     assert client.close_code in (4008, None)  # the close frame behind the unread data, or the abort
     client.close()
     # The relay goes on serving others.
-    other, other_headers = start(relay)
+    other, other_headers = start_request(relay, TEXT)
     reader = open_socket(relay, other, other_headers, rcvbuf=1 << 20)
     reader.join(other["websocket_channel"])
     check_stream(read_until_final(reader, other["websocket_channel"]), other["websocket_channel"], TEXT)
@@ -113,7 +86,7 @@ def test_a_never_reading_client_flooding_joins_is_closed_and_daphne_memory_stays
 def test_a_slowly_reading_client_gets_every_event_in_order(relay: Demo) -> None:
     """Past MAX_BUFFER nothing more is produced for the socket; once it drains, the relay replays
     what it held back: a reader slower than the answer gets it all, once, in order."""
-    created, headers = start(relay)
+    created, headers = start_request(relay, TEXT)
     topic = created["websocket_channel"]
     client = open_socket(relay, created, headers, rcvbuf=4096)
     client.join(topic)
@@ -147,7 +120,7 @@ def test_alias_spellings_are_refused_with_the_gateways_rule(relay: Demo) -> None
 @pytest.mark.parametrize("frame", [["1", "\ud800", "phoenix", "heartbeat", {}],
                                    ["1", "1", "TOPIC", "phx_join", {"x": "\udfff"}]], ids=["ref", "payload"])
 def test_a_lone_surrogate_closes_with_4007_and_the_token_reconnects(relay: Demo, frame: list[Any]) -> None:
-    created, headers = start(relay)
+    created, headers = start_request(relay, TEXT)
     topic = created["websocket_channel"]
     client = open_socket(relay, created, headers)
     client.send([topic if part == "TOPIC" else part for part in frame])

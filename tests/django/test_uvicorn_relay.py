@@ -20,14 +20,13 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
-from djmr_demo import DEMO, Demo, demo_env, gateway_final, scripted_env
+from djmr_demo import DEMO, Demo, demo_env, gateway_final, open_socket, scripted_env, start_request
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from support import NODE_DIR, Gateway, Process, free_port
-from support.wireclient import WireClient, check_stream, read_until_final, rss_kib, wait_for
+from support.wireclient import check_stream, read_until_final, rss_kib, wait_for
 
 TOKENS = 3000
 TEXT = "".join(f"token{i}-padded-for-width " for i in range(TOKENS))  # ~0.4 MB of frames a join
@@ -60,32 +59,6 @@ def relay(gateway: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         proc.stop()
 
 
-def start(relay: Demo, message: str = TEXT) -> tuple[dict[str, Any], dict[str, str]]:
-    """A request from a fresh browser session, and the headers its socket needs (the cookie)."""
-    with httpx.Client(base_url=relay.url, timeout=10) as http:
-        assert http.get("/").status_code == 200
-        answer = http.post("/modelriver/start", json={"message": message}, headers={
-            "X-CSRFToken": http.cookies.get("csrftoken") or "", "Referer": relay.url + "/"})
-        assert answer.status_code == 200, answer.text
-        cookie = "; ".join(f"{name}={value}" for name, value in http.cookies.items())
-        created: dict[str, Any] = answer.json()
-        return created, {"Cookie": cookie}
-
-
-def open_socket(relay: Demo, created: dict[str, Any], headers: dict[str, str], **kwargs: Any) -> WireClient:
-    """A socket on the request's token, retried while the relay still counts a closed one live."""
-
-    def attempt() -> WireClient | None:
-        try:
-            return WireClient(created["websocket_url"], created["ws_token"], origin=relay.url,
-                              headers=headers, **kwargs)
-        except AssertionError:  # 403
-            return None
-
-    client: WireClient = wait_for(attempt, within=10)
-    return client
-
-
 @pytest.mark.node
 def test_npm_phoenix_client_streams_through_uvicorn(relay: Demo, gateway: Gateway) -> None:
     node = shutil.which("node")
@@ -113,7 +86,7 @@ def test_a_never_reading_client_flooding_joins_is_closed_with_1008_and_uvicorn_g
     with it (a stuck write held the socket's flush, and every other socket's flush behind it):
     it stops producing past ``MAX_BUFFER``, closes the socket with 1008 after ``BUFFER_GRACE``,
     memory stays bounded and the next request is served."""
-    created, headers = start(relay)
+    created, headers = start_request(relay, TEXT)
     topic = created["websocket_channel"]
     reader = open_socket(relay, created, headers, rcvbuf=1 << 20)  # the answer, read once to its end
     reader.join(topic)
@@ -137,7 +110,7 @@ def test_a_never_reading_client_flooding_joins_is_closed_with_1008_and_uvicorn_g
     wait_for(lambda: not stuck.read_some(), within=10, every=0)  # the close frame behind the unread data
     assert stuck.close_code == 1008
     stuck.close()
-    other, other_headers = start(relay)
+    other, other_headers = start_request(relay, TEXT)
     reader = open_socket(relay, other, other_headers, rcvbuf=1 << 20)
     reader.join(other["websocket_channel"])
     check_stream(read_until_final(reader, other["websocket_channel"], within=20), other["websocket_channel"], TEXT)
@@ -145,7 +118,7 @@ def test_a_never_reading_client_flooding_joins_is_closed_with_1008_and_uvicorn_g
 
 
 def test_a_lone_surrogate_closes_with_1007(relay: Demo) -> None:
-    created, headers = start(relay, "surrogates")
+    created, headers = start_request(relay, "surrogates")
     client = open_socket(relay, created, headers)
     client.send(["1", "1", created["websocket_channel"], "phx_join", {"x": "\udfff"}])
     wait_for(lambda: not client.read_some(), within=10, every=0)
@@ -156,7 +129,7 @@ def test_a_lone_surrogate_closes_with_1007(relay: Demo) -> None:
 def test_phoenix_auth_subprotocol_opens_a_socket_with_the_session_only(relay: Demo) -> None:
     """phoenix.js's ``authToken``: the token in a second subprotocol, both in one comma-separated
     header as a browser sends them (uvicorn's websockets-sansio splits them from 0.50.1)."""
-    created, headers = start(relay, "subprotocol")
+    created, headers = start_request(relay, "subprotocol")
     url = created["websocket_url"] + "/websocket?vsn=2.0.0"
     token = base64.urlsafe_b64encode(created["ws_token"].encode()).decode().rstrip("=")
     subprotocols: Any = ["phoenix", "base64url.bearer.phx." + token]
