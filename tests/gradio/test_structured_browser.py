@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from modelriver import ModelRiver
-from support import CHROMIUM_ARGS, Gateway, Process, chromium_path, start_gateway
+from support import CHROMIUM_ARGS, RESTART_LATE_CONFIG, Gateway, Process, chromium_path, start_gateway
 from support.upstreams import Upstream
 
 from .conftest import DEFAULT_METADATA, Demo, launch_demo, wait_demo
@@ -165,26 +165,10 @@ def test_process_shows_loading_while_tokens_stream(
     page.wait_for_function(f"() => ({PROCESS_LOADING})() === false", timeout=TIMEOUT_MS)
 
 
-# The first provider fails after 25 tokens (1.25 s at the test's 20 tokens/s; the built-in 5 would
-# be 250 ms): on a loaded machine the first attempt stays visible for several samples.
-RESTART_CONFIG = """
-[providers.demo-flaky]
-model = "scripted-flaky"
-fail_after = 25
-error = "scripted provider failure after 25 tokens"
-
-[workflows.demo-failover]
-providers = ["demo-flaky", "demo-backup"]
-failover = "restart"
-"""
-
-
 @pytest.fixture(scope="session")
-def restart_launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, str, Process]]:
+def restart_launched() -> Iterator[tuple[Gateway, str, Process]]:
     """A gateway whose demo-failover restarts the answer, and the demo starting against it."""
-    config = tmp_path_factory.mktemp("restart") / "gateway.toml"
-    config.write_text(RESTART_CONFIG)
-    gateway = start_gateway("--config", str(config))
+    gateway = start_gateway("--config", str(RESTART_LATE_CONFIG))
     try:
         url, process = launch_demo(Upstream("modelriver", gateway), DEFAULT_METADATA)
         try:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from modelriver import AIResponse, ModelRiver
-from support import ROOT, Gateway, Process, free_port, start_gateway
+from support import RESTART_LATE_CONFIG, ROOT, Gateway, Process, free_port, start_gateway
 from support.upstreams import Upstream
 
 pytestmark = pytest.mark.browser
@@ -167,27 +167,10 @@ def test_component_mode_never_blanks_shortens_nor_moves_the_answer_at_the_end(
         assert sample["height"] > 0 and abs(sample["top"] - samples[shown]["top"]) <= 4, places
 
 
-# The first provider fails after 25 tokens (1.25 s at the test's 20 tokens/s, where the built-in 5
-# took 250 ms): on a loaded machine the component could mount after a 250 ms first attempt and join
-# once the reset was already in its replay, so the page never showed the first provider's text.
-RESTART_CONFIG = """
-[providers.demo-flaky]
-model = "scripted-flaky"
-fail_after = 25
-error = "scripted provider failure after 25 tokens"
-
-[workflows.demo-failover]
-providers = ["demo-flaky", "demo-backup"]
-failover = "restart"
-"""
-
-
 @pytest.fixture(scope="module")
-def restart_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Any]]:
+def restart_app() -> Iterator[tuple[Gateway, Any]]:
     """A gateway whose demo-failover restarts the answer, and the demo against it (server mode)."""
-    config = tmp_path_factory.mktemp("restart") / "gateway.toml"
-    config.write_text(RESTART_CONFIG)
-    gateway = start_gateway("--config", str(config))
+    gateway = start_gateway("--config", str(RESTART_LATE_CONFIG))
     try:
         port = free_port()
         process = Process.start(

@@ -24,6 +24,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[2]
+RESTART_LATE_CONFIG = Path(__file__).with_name("failover_restart_late.toml")  # failover = "restart", late
 NODE_DIR = ROOT / "tests" / "node"
 TEST_API_KEY = "mr_test_0123456789abcdef"
 TEST_WEBHOOK_SECRET = "whsec_test_secret"
