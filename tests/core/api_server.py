@@ -8,7 +8,6 @@ recorded as an ``Arrival`` with its server-side arrival time. A handler may bloc
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -22,7 +21,6 @@ __all__ = [
     "Reply",
     "ScriptedServer",
     "async_answer",
-    "free_port",
     "json_reply",
     "raw_reply",
 ]
@@ -76,14 +74,6 @@ def async_answer(channel_id: str = "ch-1", **extra: Any) -> dict[str, Any]:
         "websocket_channel": f"ai_response:proj-1:{channel_id}",
         **extra,
     }
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class _RequestHandler(BaseHTTPRequestHandler):

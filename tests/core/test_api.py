@@ -21,7 +21,6 @@ import pytest
 from core.api_server import (
     ScriptedServer,
     async_answer,
-    free_port,
     json_reply,
     raw_reply,
 )
@@ -41,6 +40,7 @@ from modelriver.exceptions import (
 )
 from modelriver.settings import DEFAULT_API_BASE, Settings, mask_secret
 from modelriver.types import AsyncRequest
+from support import free_port
 
 KEY = "mr_test_SECRET_9f8e7d6c5b4a3210"
 Client = ModelRiver | AsyncModelRiver

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import queue
+import random
 import shutil
 import signal
 import socket
@@ -30,11 +32,42 @@ TEST_API_KEY = "mr_test_0123456789abcdef"
 TEST_WEBHOOK_SECRET = "whsec_test_secret"
 
 
+def _port_slot() -> range:
+    """This process's own ports: a slice below the kernel's ephemeral range, one slice per xdist worker.
+
+    A port from ``bind(0)`` comes from the ephemeral range, which every outgoing connection of the suite
+    draws from too: released and handed to a server a moment later, it can meanwhile become some client
+    socket's local port (CI saw Daphne fail with "Address already in use"). Below that range only explicit
+    binds land, and two workers never share a slice.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) + 1 if worker.startswith("gw") and worker[2:].isdigit() else 0
+    top = low - index * _SLOT_WIDTH
+    return range(max(1024, top - _SLOT_WIDTH), max(1025, top))
+
+
+_SLOT_WIDTH = 400
+_SLOT = _port_slot()
+# From a random point: pytest runs outside xdist (the lowest-direct packages run side by side) share slice 0.
+_START = random.randrange(len(_SLOT))
+_PORTS = itertools.cycle([*_SLOT[_START:], *_SLOT[:_START]])
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, from this process's own slice."""
+    for _ in range(len(_SLOT)):
+        port = next(_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {_SLOT.start}-{_SLOT.stop - 1}")
 
 
 def reopen_socket(url: str, *, origin: str | None = None, within: float = 5.0,
