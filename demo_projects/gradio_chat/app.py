@@ -68,17 +68,16 @@ def free_port() -> int:
 
 def start_embedded_gateway(realm_port: int | None = None, realm_key: str | None = None,
                            ) -> tuple[str, str]:
-    """Start `modelriver dev` on a free port with a fresh key; stopped when the demo exits.
+    """Start `modelriver dev` on a port the system picks, with a fresh key; stopped when the demo exits.
 
     With ``realm_port``, its Realm endpoint listens there too (auth with ``realm_key``).
     """
-    port = free_port()
     api_key = f"mr_dev_{secrets.token_hex(12)}"
     realm = ["--realm-port", str(realm_port)] if realm_port else []
     if realm and realm_key:
         realm += ["--realm-api-key", realm_key]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "modelriver", "dev", "--port", str(port), "--api-key", api_key,
+        [sys.executable, "-m", "modelriver", "dev", "--port", "0", "--api-key", api_key,
          *realm],
         stdout=subprocess.PIPE, text=True,
     )
@@ -89,6 +88,7 @@ def start_embedded_gateway(realm_port: int | None = None, realm_key: str | None 
     deadline = time.monotonic() + 30
     for line in proc.stdout:
         if "modelriver dev ready on" in line:
+            url = line.split("ready on", 1)[1].strip()
             break
         if time.monotonic() > deadline:
             raise RuntimeError("the embedded gateway did not start")
@@ -96,7 +96,7 @@ def start_embedded_gateway(realm_port: int | None = None, realm_key: str | None 
         raise RuntimeError(f"the embedded gateway exited ({proc.wait()})")
     # Keep draining its output, or it would block once the pipe is full.
     threading.Thread(target=lambda: sys.stdout.writelines(proc.stdout or ()), daemon=True).start()
-    return f"http://127.0.0.1:{port}", api_key
+    return url, api_key
 
 
 def enrich(event: WebhookEvent) -> dict[str, Any]:
