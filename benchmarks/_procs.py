@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import subprocess
 import threading
@@ -21,9 +22,26 @@ def tree_env(root: Path) -> dict[str, str]:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on, picked at random below the kernel's ephemeral range.
+
+    Not ``bind(0)``: that port comes from the range every outgoing connection draws from, so between
+    its release and a server's listen it can become a client socket's local port ("Address already in
+    use"). The test suite's ports sit in the 4,000 just below that range; these in the 8,000 under them.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    top = max(low - 4000, 2024)
+    for _ in range(200):
+        port = random.randrange(max(1024, top - 8000), top)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port found")
 
 
 @dataclass

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -16,12 +15,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "mr_bench_0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Proc:

@@ -38,7 +38,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from _ttft import API_KEY, Proc, core_samples, free_port
+from _procs import free_port
+from _ttft import API_KEY, Proc, core_samples
 
 GOAL_RATIO = 1.0
 TOKENS = 40

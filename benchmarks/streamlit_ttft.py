@@ -44,7 +44,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _ttft import API_KEY, Proc, core_samples, created_at, free_port
+from _procs import free_port
+from _ttft import API_KEY, Proc, core_samples, created_at
 
 HERE = Path(__file__).resolve().parent
 PEER_APP = HERE / "_peer_streamlit_app.py"
