@@ -92,3 +92,16 @@ def test_core_imports_no_framework(graph: grimp.ImportGraph) -> None:
         if imported.split(".")[0] in FRAMEWORKS or imported.split(".")[0] in PACKAGES[1:]
     )
     assert not bad, f"core imports a framework or an integration: {bad}"
+
+
+@pytest.mark.parametrize("package", PACKAGES[1:])
+def test_integrations_use_only_core_public_modules(graph: grimp.ImportGraph, package: str) -> None:
+    # A private core module can change in any release; the integrations pin only core's minor series.
+    modules = graph.find_descendants(package) | {package}
+    bad = sorted(
+        (module, imported)
+        for module in modules
+        for imported in graph.find_modules_directly_imported_by(module)
+        if imported.startswith("modelriver.") and any(p.startswith("_") for p in imported.split(".")[1:])
+    )
+    assert not bad, f"{package} imports private core modules: {bad}"

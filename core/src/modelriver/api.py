@@ -60,7 +60,6 @@ from urllib.parse import quote
 import httpx
 
 from modelriver._closing import AsyncClosing, Closing
-from modelriver._text import unencodable_path
 from modelriver._version import __version__
 from modelriver.backoff import exponential as backoff
 from modelriver.exceptions import (
@@ -73,6 +72,7 @@ from modelriver.exceptions import (
 )
 from modelriver.settings import Settings, mask_secret
 from modelriver.stream import Stream, SyncStream, connect, connect_sync
+from modelriver.text import unencodable_path
 from modelriver.types import AsyncRequest
 
 __all__ = [

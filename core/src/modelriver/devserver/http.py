@@ -27,12 +27,12 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from modelriver._jsjson import strict_loads
-from modelriver._text import scrub, unencodable_path
 from modelriver._version import __version__
 from modelriver.devserver.config import ConfigError, ScriptedOverrides, parse_overrides
 from modelriver.devserver.gateway import Gateway
 from modelriver.devserver.logview import render_key_form, render_log
 from modelriver.devserver.requests import RequestRun
+from modelriver.text import scrub, unencodable_path
 
 __all__ = ["ApiError", "AsyncBody", "HttpApi", "SafeJSONResponse", "parse_async_body", "public_urls"]
 

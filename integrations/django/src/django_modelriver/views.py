@@ -48,7 +48,6 @@ from django_modelriver.limits import Refusal
 from django_modelriver.signals import DEFER_CALLBACK, request_starting, webhook_received
 from django_modelriver.store import RequestRecord
 from django_modelriver.tokens import END_GRACE, SESSION_KEY, issue_token
-from modelriver._text import unencodable_path
 from modelriver.exceptions import (
     APIError,
     AuthenticationError,
@@ -57,6 +56,7 @@ from modelriver.exceptions import (
     RateLimitError,
     WebhookVerificationError,
 )
+from modelriver.text import unencodable_path
 from modelriver.upstream import UpstreamError
 from modelriver.webhooks import verify_webhook
 

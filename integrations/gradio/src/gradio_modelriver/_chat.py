@@ -14,7 +14,6 @@ from typing import Any, TypeAlias
 import gradio as gr
 
 from gradio_modelriver._view import STRUCTURED_ID_PREFIX, ChatView, Structured
-from modelriver._text import unencodable_path
 from modelriver.events import StreamEvent
 from modelriver.exceptions import (
     APIConnectionError,
@@ -27,6 +26,7 @@ from modelriver.exceptions import (
     RateLimitError,
     RequestTimeoutError,
 )
+from modelriver.text import unencodable_path
 from modelriver.types import AIResponse, AsyncRequest
 from modelriver.upstream import AsyncUpstream, AsyncUpstreamStream, upstream_from_env
 

@@ -2,7 +2,8 @@
 
 JSON allows ``"\\ud800"`` and Python decodes it to a one-character string that every UTF-8
 writer then refuses (``UnicodeEncodeError``). Entries refuse such input (``unencodable_path``);
-writers of text kept from elsewhere replace them (``scrub``).
+writers of text kept from elsewhere replace them (``scrub``). Adapters check their own entries
+with ``unencodable_path`` the way core does, for a clear error before anything is sent upstream.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def _path(entry: tuple[Any, Any, Any], where: str) -> str:
         parts.append(f"[{key}]" if isinstance(key, int) else f".{scrub(str(key))}")
         entry = entry[1]
     return where + "".join(reversed(parts))
+
 
 def scrub(text: str) -> str:
     """``text`` with each lone surrogate replaced by U+FFFD, so that UTF-8 can encode it."""
