@@ -63,7 +63,7 @@ window.mr = {
     }
     const messages = document.querySelectorAll('[data-testid="stChatMessage"]');
     const last = messages[messages.length - 1];
-    const status = last && last.querySelector('[data-testid="stExpander"]');
+    const status = last;  // server mode draws the live steps below the text (a collapsed status shows none)
     if (!status) return out;
     const icons = {check_circle: "success", radio_button_unchecked: "pending", progress_activity: "loading",
                    cancel: "error"};

@@ -69,10 +69,11 @@ window.mrSample = () => {
     card = c ? c.innerText : "";
     const messages = document.querySelectorAll('[data-testid="stChatMessage"]');
     const last = messages[messages.length - 1];
-    const status = last && last.querySelector('[data-testid="stExpander"]');
-    if (status && status.innerText.includes("Processing AI request")) {
+    // The live steps, below the text (a collapsed status shows none).
+    const shownText = last ? last.innerText : "";
+    if (shownText.includes("Processing AI request")) {
       const icon = /(check_circle|radio_button_unchecked|progress_activity|cancel)\s*Processing AI request/;
-      const m = status.innerText.match(icon);
+      const m = shownText.match(icon);
       if (m) steps.process = {check_circle: "success", radio_button_unchecked: "pending",
                               progress_activity: "loading", cancel: "error"}[m[1]];
     }
@@ -158,6 +159,24 @@ def test_a_continuing_failover_never_shortens_the_answer(
     assert texts[-1] == norm(want)
 
 
+def assert_steady(samples: list[dict[str, Any]], want: str) -> None:
+    """From the first token drawn to the returned value: the text never blanks nor shortens, ends as
+    ``want``, and stays in one place (its top within its chat message moves 4 px at most)."""
+    texts = [norm(s["text"] or "") for s in samples]
+    first = next(i for i, t in enumerate(texts) if t)
+    for index, (before, after) in enumerate(itertools.pairwise(texts[first:])):
+        assert after and len(after) >= len(before), (index, before, after)
+    assert texts[-1] == norm(want)
+    # Drawn, and in one place, from the first token drawn to the final rendering: the text neither
+    # vanishes (a laid-out box) nor moves when the status appears or collapses.
+    shown = next(i for i, s in enumerate(samples) if s["text"] and s["height"])
+    assert samples[-1]["returned"] and not samples[shown]["returned"]
+    tops = [round(top) for top, _ in itertools.groupby(s["top"] for s in samples[shown:])]  # for the message
+    for index, sample in enumerate(samples[shown:], start=shown):
+        assert sample["height"] > 0 and abs(sample["top"] - samples[shown]["top"]) <= 4, \
+            (index - shown, len(samples) - shown, tops, samples[index - 2:index + 3])
+
+
 @MODELRIVER
 def test_component_mode_never_blanks_shortens_nor_moves_the_answer_at_the_end(
         upstream: Upstream, demo_app: Any, page: tuple[Any, Any]) -> None:
@@ -165,18 +184,18 @@ def test_component_mode_never_blanks_shortens_nor_moves_the_answer_at_the_end(
     prompt = "Hand the answer over without a blank frame"
     want = oracle(upstream.gateway, "demo-chat", prompt).content
     samples = run(browser_page, demo_app, mode="component", workflow="demo-chat", tps=25, prompt=prompt)
-    texts = [norm(s["text"] or "") for s in samples]
-    first = next(i for i, t in enumerate(texts) if t)
-    for index, (before, after) in enumerate(itertools.pairwise(texts[first:])):
-        assert after and len(after) >= len(before), (index, before, after)
-    assert texts[-1] == norm(want)
-    # Drawn, and in one place, from the first token drawn to the final rendering: the text neither
-    # vanishes (a laid-out box) nor moves when the steps collapse into the final status.
-    shown = next(i for i, s in enumerate(samples) if s["text"] and s["height"])
-    assert samples[-1]["returned"] and not samples[shown]["returned"]
-    for index, sample in enumerate(samples[shown:], start=shown):
-        assert sample["height"] > 0 and abs(sample["top"] - samples[shown]["top"]) <= 4, \
-            (index - shown, len(samples) - shown, samples[index - 2:index + 3])
+    assert_steady(samples, want)
+
+
+@MODELRIVER
+def test_server_mode_never_blanks_shortens_nor_moves_the_answer(
+        upstream: Upstream, demo_app: Any, page: tuple[Any, Any]) -> None:
+    """Server mode's status appears after the first token and collapses at the end: the text stays put."""
+    browser_page, _ = page
+    prompt = "Stream the answer in place on the server"
+    want = oracle(upstream.gateway, "demo-chat", prompt).content
+    samples = run(browser_page, demo_app, mode="server", workflow="demo-chat", tps=25, prompt=prompt)
+    assert_steady(samples, want)
 
 
 @pytest.fixture(scope="module")

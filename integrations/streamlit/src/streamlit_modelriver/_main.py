@@ -46,6 +46,7 @@ QUERY_PREFIX = "mr_"
 _STATE_KEY = "_streamlit_modelriver"
 _IDLE_CHECK = 0.2  # seconds between rerun checks while a server-mode stream is quiet
 _STATUS_GRACE = 0.1  # seconds a server-mode answer's first text may come before its status box
+_CONNECTING = "Connecting…"
 
 
 @dataclass
@@ -279,21 +280,26 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
             on_token: Callable[[str], None] | None, allow_remote_media: bool = False) -> AIResponse:
     assert entry.request is not None
     pump = pump_registry().start(api, entry.request)
-    # The steps box's place, above the text. ``st.status`` itself comes after the first text, or
-    # _STATUS_GRACE without one: Streamlit sleeps 50 ms in every ``st.status()`` (for its
-    # frontend), which must not hold a fast model's first token back.
-    steps_box = st.container() if show_steps else None
-    boxes: list[Any] = []  # [status, its steps slot], once made
+    # The final rendering's layout from the start (``render_final``: a collapsed status, then the
+    # text's container), the live steps below the text (as in component mode): the text never moves
+    # when the status appears or collapses. The status's place holds a collapsed expander (the same
+    # height, drawn at once) until ``st.status`` replaces it after the first text, or _STATUS_GRACE
+    # without one: Streamlit sleeps 50 ms in every ``st.status()`` (for its frontend), which must not
+    # hold a fast model's first token back.
+    head = st.empty() if show_steps else None
+    if head is not None:
+        head.expander(_CONNECTING)
+    boxes: list[Any] = []  # [the status], once made
     status_due = time.monotonic() + _STATUS_GRACE
 
     def status_box(now: bool = False) -> list[Any]:
-        if steps_box is not None and not boxes and (now or time.monotonic() >= status_due):
-            status = steps_box.status("Connecting…", state="running", expanded=True)
-            boxes.extend((status, status.empty()))
+        if head is not None and not boxes and (now or time.monotonic() >= status_due):
+            boxes.append(head.status(_CONNECTING, state="running", expanded=False))
         return boxes
 
     text_slot = text_container(entry.key).empty()
     card_slot = card_container(entry.key).empty()
+    steps_slot = st.empty()
     stop_slot = st.empty()
     if stop_slot.button("Stop", key=f"modelriver-stop-{entry.key}", icon=":material/stop_circle:"):
         try:
@@ -310,16 +316,17 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
             if card != cursor["card"]:
                 cursor["card"] = card
                 card_slot.markdown(card)
-        if not status_box(now=cursor["texted"] or snap.done):
+        if head is None or snap.done:  # at the end the steps go into the collapsed status
             return
-        status, steps_slot = boxes
         drawn = (snap.steps, snap.notes)
         if drawn != cursor["drawn"]:
             cursor["drawn"] = drawn
             steps_slot.markdown(steps_markdown(snap.steps, snap.notes))
-        if snap.label != cursor["label"] and not snap.done:
+        if not status_box(now=cursor["texted"]):
+            return
+        if snap.label != cursor["label"]:
             cursor["label"] = snap.label
-            status.update(label=escape_markdown(snap.label), expanded=True)
+            boxes[0].update(label=escape_markdown(snap.label))
 
     def segment() -> Any:
         """Yield the text so far of one attempt (a structured answer's prose, never its JSON);
@@ -328,7 +335,7 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
         if shown:
             yield shown
         while True:
-            settled = boxes or steps_box is None or cursor["texted"]  # the status box is no question
+            settled = boxes or head is None or cursor["texted"]  # the status box is no question
             snap = pump.wait(version=cursor["version"], attempt=cursor["attempt"], index=cursor["index"],
                              timeout=_IDLE_CHECK if settled else max(0.0, status_due - time.monotonic()))
             if snap.version == cursor["version"]:
@@ -375,10 +382,11 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
     entry.notes = list(snap.notes)
     stop_slot.empty()
     if status_box(now=True):
-        status, steps_slot = boxes
-        steps_slot.markdown(steps_markdown(entry.steps, entry.notes))
+        status = boxes[0]
+        status.markdown(steps_markdown(entry.steps, entry.notes))
         status.update(label=final_label(response), state="error" if response.is_error else "complete",
                       expanded=False)
+        steps_slot.empty()
     shown = display_text(response, entry.text)
     if shown:
         text_slot.markdown(safe(shown, final=True))
