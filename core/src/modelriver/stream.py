@@ -170,7 +170,6 @@ class Stream:
         self._refresh = refresh
         self._request_timeout = request_timeout
         self._open_timeout = open_timeout
-        self._max_frame_size = max_frame_size
         self._phx = PhoenixClient(
             heartbeat_interval=heartbeat_interval, timeout=push_timeout, max_frame_size=max_frame_size
         )
@@ -344,7 +343,7 @@ class Stream:
                 self._ws = await websockets.connect(
                     self.request.socket_url,
                     open_timeout=self._open_timeout,
-                    max_size=self._max_frame_size,
+                    max_size=self._phx.max_frame_size,  # the Phoenix decoder's bound
                     ping_interval=None,  # Phoenix heartbeats instead
                     compression=None,
                     origin=self._origin,
