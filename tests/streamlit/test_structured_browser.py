@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -98,14 +98,18 @@ def oracle(gateway: Gateway, workflow: str, prompt: str) -> AIResponse:
     return response
 
 
-def run(page: Any, app: Any, *, mode: str, workflow: str, tps: float, prompt: str) -> list[dict[str, Any]]:
-    """Ask the demo, return the page's samples from before the question to the returned value."""
+def run(page: Any, app: Any, *, mode: str, workflow: str, tps: float, prompt: str,
+        during: Callable[[Any], None] | None = None) -> list[dict[str, Any]]:
+    """Ask the demo, return the page's samples from before the question to the returned value
+    (``during``: done with the page once the question is asked)."""
     page.add_init_script(SAMPLER)
     page.goto(f"{app.url}/?mode={mode}&tps={tps}&workflow={workflow}")
     page.get_by_test_id("stChatInputTextArea").wait_for(timeout=60_000)
     page.evaluate("window.mrSamples.length = 0")
     page.get_by_test_id("stChatInputTextArea").fill(prompt)
     page.keyboard.press("Enter")
+    if during is not None:
+        during(page)
     page.wait_for_function("() => mrSample().returned", timeout=60_000, polling=100)
     page.wait_for_function("(n) => mrSamples.length > n", arg=len(page.evaluate("mrSamples")) + 2)
     return list(page.evaluate("mrSamples"))
@@ -190,11 +194,19 @@ def test_component_mode_never_blanks_shortens_nor_moves_the_answer_at_the_end(
 @MODELRIVER
 def test_server_mode_never_blanks_shortens_nor_moves_the_answer(
         upstream: Upstream, demo_app: Any, page: tuple[Any, Any]) -> None:
-    """Server mode's status appears after the first token and collapses at the end: the text stays put."""
+    """Server mode's status comes after the first text, or 100 ms without one; its steps collapse at
+    the end; a rerun mid-answer (an unrelated widget) draws the text so far before its status: the
+    text stays put through all of it."""
     browser_page, _ = page
     prompt = "Stream the answer in place on the server"
     want = oracle(upstream.gateway, "demo-chat", prompt).content
-    samples = run(browser_page, demo_app, mode="server", workflow="demo-chat", tps=25, prompt=prompt)
+
+    def rerun(page: Any) -> None:
+        page.wait_for_function("() => (mrSample().text || '').length > 40", polling=20)
+        page.get_by_role("button", name="Ping").click()
+
+    samples = run(browser_page, demo_app, mode="server", workflow="demo-chat", tps=25, prompt=prompt,
+                  during=rerun)
     assert_steady(samples, want)
 
 

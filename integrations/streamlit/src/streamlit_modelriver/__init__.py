@@ -30,8 +30,9 @@ Two modes:
   they come (no rerun per token), and hands the final response to Python as its value: the call
   returns None, then, on the rerun the component triggers, the ``AIResponse``.
 - ``mode="server"``: this process streams through core's sync client into native elements:
-  ``st.status`` for the steps, ``st.write_stream`` for the tokens (inside the current
-  ``st.chat_message``), ``st.json`` for structured output, ``st.error`` for errors. The call
+  ``st.markdown`` for the tokens (inside the current ``st.chat_message``), the live steps below
+  them, a collapsed ``st.status`` above (the steps once over), ``st.json`` for structured output,
+  ``st.error`` for errors. The call
   returns the ``AIResponse`` when the answer is complete.
 
 Both are rerun-safe: a rerun while a request is in flight (any widget click) re-attaches to it

@@ -143,7 +143,7 @@ def st_modelriver(
         key: identifies this request across reruns and reloads; default: derived from the
             workflow and messages. A new prompt under the same key starts a new request.
         mode: ``"component"``: the browser streams from the gateway's socket; ``"server"``:
-            this process streams and writes native elements (``st.status``, ``st.write_stream``).
+            this process streams and writes native elements (``st.status``, ``st.markdown``).
             Component mode needs a browser-facing socket token; an upstream that gives none
             (Realm) is followed in server mode instead.
         show_steps: show the workflow steps.
@@ -282,10 +282,10 @@ def _follow(api: Upstream, entry: _Entry, *, show_steps: bool,
     pump = pump_registry().start(api, entry.request)
     # The final rendering's layout from the start (``render_final``: a collapsed status, then the
     # text's container), the live steps below the text (as in component mode): the text never moves
-    # when the status appears or collapses. The status's place holds a collapsed expander (the same
-    # height, drawn at once) until ``st.status`` replaces it after the first text, or _STATUS_GRACE
-    # without one: Streamlit sleeps 50 ms in every ``st.status()`` (for its frontend), which must not
-    # hold a fast model's first token back.
+    # when the status appears or collapses. ``st.status`` comes after the first text, or
+    # _STATUS_GRACE without one: Streamlit sleeps 50 ms in every ``st.status()`` (for its
+    # frontend), which must not hold a fast model's first token back. Until then a collapsed
+    # expander (no sleep, the same height) holds its place, so no frame shows the text without it.
     head = st.empty() if show_steps else None
     if head is not None:
         head.expander(_CONNECTING)
