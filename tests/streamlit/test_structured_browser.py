@@ -2,8 +2,9 @@
 answer streams as prose with its card filling in (never raw JSON), in both modes; a failover that
 continues never shortens the answer; ``process`` shows loading while tokens stream.
 
-The page samples itself every 45 ms (``setInterval`` in the page: what a user could see), from
-the first token to the value the demo shows once ``st_modelriver`` returned.
+The page samples itself every 45 ms, each time in the next animation frame (what a user could see:
+the page as it is painted), from the first token to the value the demo shows once ``st_modelriver``
+returned.
 """
 
 from __future__ import annotations
@@ -81,10 +82,12 @@ window.mrSample = () => {
   const returned = !!document.querySelector('[class*="st-key-returned-"]');
   return {text, card, steps, returned, top, height, hosts, hidden};
 };
-setInterval(() => {
+// Each sample in the next animation frame, just before it is painted: the page as the user sees it,
+// never a state between two of React's commits that one frame paints as one.
+setInterval(() => requestAnimationFrame(() => {
   const s = window.mrSample();
   if (window.mrSamples.length < 20000) window.mrSamples.push(s);
-}, 45);
+}), 45);
 """
 
 
