@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
+import secrets
 import socket
 import subprocess
 import threading
@@ -34,7 +34,8 @@ def free_port() -> int:
         low = 32768
     top = max(low - 4000, 2024)
     for _ in range(200):
-        port = random.randrange(max(1024, top - 8000), top)
+        bottom = max(1024, top - 8000)
+        port = bottom + secrets.randbelow(top - bottom)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from modelriver.devserver.config import BUILTIN_PROVIDERS, ScriptedProviderConfig
 from modelriver.devserver.providers import GenerationRequest, ScriptedProvider
-from tests.support import Gateway, free_port, start_gateway
+from support import Gateway, free_port, start_gateway
 
 REALM_KEY = "sk_realm_test_0123456789"
 RESTART_CONFIG = Path(__file__).with_name("failover_restart.toml")  # demo-failover: failover = "restart"

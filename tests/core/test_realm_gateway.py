@@ -20,8 +20,8 @@ from modelriver.realm import (
     RealmInternalError,
     RealmRateLimitError,
 )
+from support.faultproxy import FaultProxy
 from tests.core.realm_support import REALM_KEY, RealmGateway, acquire, release, scripted
-from tests.support.faultproxy import FaultProxy
 
 
 @pytest.fixture(scope="session")

@@ -26,8 +26,8 @@ from modelriver.upstream import (
     upstream_from_env,
     upstream_name,
 )
+from support import Gateway
 from tests.core.realm_support import REALM_KEY, acquire, release, scripted
-from tests.support import Gateway
 
 MESSAGES: list[dict[str, Any]] = [
     {"role": "user", "content": "an earlier question"},

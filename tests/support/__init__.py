@@ -7,7 +7,7 @@ import itertools
 import json
 import os
 import queue
-import random
+import secrets
 import shutil
 import signal
 import socket
@@ -53,7 +53,7 @@ def _port_slot() -> range:
 _SLOT_WIDTH = 400
 _SLOT = _port_slot()
 # From a random point: pytest runs outside xdist (the lowest-direct packages run side by side) share slice 0.
-_START = random.randrange(len(_SLOT))
+_START = secrets.randbelow(len(_SLOT))  # not `random`: its global state is the tests' (Hypothesis)
 _PORTS = itertools.cycle([*_SLOT[_START:], *_SLOT[:_START]])
 
 
